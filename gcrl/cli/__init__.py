@@ -1,0 +1,1 @@
+"""The ``gcrl`` command line; :func:`gcrl.cli.main.main` is its testable entry point."""

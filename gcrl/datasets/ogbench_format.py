@@ -1,0 +1,106 @@
+"""OGBench ``.npz`` datasets, in both layouts.
+
+* **Compact** (the files OGBench distributes): each trajectory stores its L states and L
+  actions; ``terminals`` is 1 on its last state, whose action has no next state. Files that
+  went through OGBench's ``compact_dataset=True`` also carry ``valids`` (0 on those last
+  states), which then marks the boundaries. Row t of the result is
+  ``(observations[t], actions[t], observations[t + 1])`` within a trajectory: L-1 transitions.
+* **Regular** (with ``next_observations``): already one row per transition; ``terminals`` is 1
+  on the last transition of each trajectory.
+
+OGBench's ``terminals`` mark where a trajectory was cut, not an environment termination, so
+by default they become ``timeouts`` here (``terminals_are_timeouts=False`` keeps them as
+terminals). Other arrays with one entry per row (``qpos``, ``qvel``, ``rewards``, ``masks``,
+...) are kept: ``rewards`` as rewards (zeros when absent, as in goal-conditioned datasets),
+the rest as infos aligned with the row's observation.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from gcrl.datasets.trajectories import Trajectories, episode_starts_from_ends
+from gcrl.errors import (
+    DatasetNotFoundError,
+    EmptyDatasetError,
+    GcrlError,
+    LengthMismatchError,
+    MissingKeyError,
+    UnknownFormatError,
+)
+
+REQUIRED_KEYS = ("observations", "actions", "terminals")
+
+
+def load_ogbench(
+    path: str | os.PathLike[str], *, terminals_are_timeouts: bool = True
+) -> Trajectories:
+    """Load an OGBench npz file (compact or regular layout; detected from its keys)."""
+    try:
+        return _load(Path(path), terminals_are_timeouts)
+    except GcrlError as err:
+        raise err.with_source(path) from None
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DatasetNotFoundError("no such file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise UnknownFormatError("not an npz file") from None
+
+
+def _load(path: Path, terminals_are_timeouts: bool) -> Trajectories:
+    arrays = _read_npz(path)
+    for key in REQUIRED_KEYS:
+        if key not in arrays:
+            raise MissingKeyError(f"missing key {key!r}")
+    n = len(arrays["actions"])
+    if n == 0:
+        raise EmptyDatasetError("actions: the dataset holds no transition")
+    for key in (*REQUIRED_KEYS, "next_observations", "valids"):
+        if key in arrays and len(arrays[key]) != n:
+            raise LengthMismatchError(f"{key}: {len(arrays[key])} rows, expected {n} (as actions)")
+
+    observations = arrays.pop("observations")
+    actions = arrays.pop("actions")
+    raw_terminals = arrays.pop("terminals").astype(bool)
+    if "next_observations" in arrays:
+        layout = "regular"
+        next_observations = arrays.pop("next_observations")
+        ends = raw_terminals.copy()
+        ends[-1] = True
+        keep = np.arange(n)
+        observations_out = observations
+    else:
+        layout = "compact"
+        # The last state of each trajectory is only a next state.
+        last_states = (arrays.pop("valids") == 0) if "valids" in arrays else raw_terminals.copy()
+        last_states[-1] = True
+        keep = np.flatnonzero(~last_states)
+        if keep.size == 0:
+            raise EmptyDatasetError("terminals: every trajectory is a single state")
+        next_observations = observations[keep + 1]
+        observations_out = observations[keep]
+        ends = last_states[keep + 1]
+    rewards = arrays.pop("rewards", np.zeros(n, dtype=np.float32))
+    infos = {k: v[keep] for k, v in arrays.items() if v.ndim > 0 and len(v) == n}
+    ends = ends.astype(bool)
+    ends[-1] = True
+    return Trajectories(
+        observations=observations_out,
+        actions=actions[keep],
+        rewards=np.asarray(rewards)[keep],
+        terminals=np.zeros(len(keep), dtype=bool) if terminals_are_timeouts else ends,
+        timeouts=ends if terminals_are_timeouts else np.zeros(len(keep), dtype=bool),
+        next_observations=next_observations,
+        episode_starts=episode_starts_from_ends(ends),
+        infos=infos,
+        attrs={"source": str(path), "source_format": "ogbench", "ogbench_layout": layout},
+    )

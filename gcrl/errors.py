@@ -1,0 +1,60 @@
+"""Exception classes raised by gcrl.
+
+Every error message is one line that names the file and the key (or option) at
+fault. The command line turns any :class:`GcrlError` into that line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class GcrlError(Exception):
+    """Base class of every error gcrl raises on purpose."""
+
+    def with_source(self, source: object) -> GcrlError:
+        """Return an error of the same class whose message is prefixed by ``source``."""
+        message = str(self)
+        prefix = f"{source}: "
+        if message.startswith(prefix):
+            return self
+        return type(self)(prefix + message)
+
+
+class DatasetNotFoundError(GcrlError, FileNotFoundError):
+    """The file, directory or Minari dataset id does not exist."""
+
+
+class UnknownFormatError(GcrlError, ValueError):
+    """The source is not in a format gcrl can read, or the format name is unknown."""
+
+
+class DataError(GcrlError, ValueError):
+    """The source was read but its content is invalid."""
+
+
+class MissingKeyError(DataError):
+    """A required key (HDF5 dataset, npz array, dict entry) is absent."""
+
+
+class LengthMismatchError(DataError):
+    """Arrays that must have one row per transition have different lengths."""
+
+
+class EmptyDatasetError(DataError):
+    """The dataset holds no transition."""
+
+
+class EmptyEpisodeError(DataError):
+    """An episode holds no transition."""
+
+
+class NonFiniteError(DataError):
+    """Observations or actions contain NaN or infinity."""
+
+
+class EpisodeBoundaryError(DataError):
+    """Episode boundaries disagree with the terminal and timeout flags."""
+
+
+class OutputExistsError(GcrlError, FileExistsError):
+    """The output path exists and overwriting was not asked for."""
