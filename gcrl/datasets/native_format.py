@@ -21,7 +21,13 @@ import h5py
 import numpy as np
 
 from gcrl import __version__
-from gcrl.datasets.trajectories import Observations, Task, TaskTable, Trajectories
+from gcrl.datasets.trajectories import (
+    Observations,
+    Task,
+    TaskTable,
+    Trajectories,
+    check_episode_index,
+)
 from gcrl.errors import (
     DataError,
     DatasetNotFoundError,
@@ -266,6 +272,13 @@ class NativeReader:
         for key in ("observations", "next_observations", *_ROW_COLUMNS, "episode_starts"):
             if key not in f:
                 raise MissingKeyError(f"{self.path}: missing key {key!r}")
+        try:
+            # The index is small (1-D): check it at open so lazy readers can trust it.
+            check_episode_index(
+                self.episode_starts, self.column("terminals"), self.column("timeouts")
+            )
+        except GcrlError as err:
+            raise err.with_source(self.path) from None
 
     def __enter__(self) -> NativeReader:
         return self

@@ -108,30 +108,7 @@ class Trajectories:
             if name.startswith(("observations", "next_observations", "actions")):
                 _check_finite(name, array)
 
-        starts = self.episode_starts
-        if starts.ndim != 1 or len(starts) == 0 or starts[0] != 0:
-            raise EpisodeBoundaryError("episode_starts: must be a non-empty 1-D array from 0")
-        lengths = np.diff(np.append(starts, n))
-        if np.any(lengths <= 0):
-            episode = int(np.argmax(lengths <= 0))
-            raise EmptyEpisodeError(
-                f"episode_starts: episode {episode} holds no transition "
-                f"(starts at row {int(starts[episode])})"
-            )
-        ends = np.zeros(n, dtype=bool)
-        ends[starts[1:] - 1] = True
-        ends[-1] = True
-        flagged = self.terminals | self.timeouts
-        if np.any(flagged & ~ends):
-            row = int(np.argmax(flagged & ~ends))
-            raise EpisodeBoundaryError(
-                f"terminals/timeouts: row {row} ends an episode but is not at an episode boundary"
-            )
-        if np.any(ends & ~flagged):
-            row = int(np.argmax(ends & ~flagged))
-            raise EpisodeBoundaryError(
-                f"terminals/timeouts: row {row} is the last of its episode but neither flag is set"
-            )
+        check_episode_index(self.episode_starts, self.terminals, self.timeouts)
         if self.task_ids is not None:
             if self.task_ids.ndim != 1:
                 raise DataError(f"task_ids: shape {self.task_ids.shape}, expected ({n},)")
@@ -301,25 +278,33 @@ def _take(observations: Observations, rows: slice | np.ndarray) -> Observations:
     return observations[rows]
 
 
-def _check_same_structure(observations: Observations, next_observations: Observations) -> None:
+def _check_same_structure(
+    observations: Observations,
+    next_observations: Observations,
+    *,
+    name: str = "next_observations",
+    rows: bool = True,
+) -> None:
+    """Same dict keys, dtypes and shapes (``rows=False``: per-row shapes only)."""
     if isinstance(observations, dict) != isinstance(next_observations, dict):
-        raise DataError("next_observations: must be a dict exactly when observations is one")
+        raise DataError(f"{name}: must be a dict exactly when observations is one")
     pairs: list[tuple[str, np.ndarray, np.ndarray]]
     if isinstance(observations, dict):
         assert isinstance(next_observations, dict)
         if observations.keys() != next_observations.keys():
             raise DataError(
-                f"next_observations: keys {sorted(next_observations)} differ from "
+                f"{name}: keys {sorted(next_observations)} differ from "
                 f"observations keys {sorted(observations)}"
             )
         pairs = [(f"/{k}", observations[k], next_observations[k]) for k in observations]
     else:
         pairs = [("", observations, next_observations)]
+    first = 0 if rows else 1
     for key, obs, nxt in pairs:
-        if obs.shape != nxt.shape or obs.dtype != nxt.dtype:
+        if obs.shape[first:] != nxt.shape[first:] or obs.dtype != nxt.dtype:
             raise DataError(
-                f"next_observations{key}: {nxt.shape} {nxt.dtype} differs from "
-                f"observations{key}: {obs.shape} {obs.dtype}"
+                f"{name}{key}: {nxt.shape[first:]} {nxt.dtype} differs from "
+                f"observations{key}: {obs.shape[first:]} {obs.dtype}"
             )
 
 
@@ -331,6 +316,35 @@ def _check_finite(name: str, array: np.ndarray) -> None:
         row = int(np.argmax(bad.reshape(len(array), -1).any(axis=1)))
         raise NonFiniteError(
             f"{name}: {int(bad.sum())} NaN or infinite values (first at row {row})"
+        )
+
+
+def check_episode_index(starts: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray) -> None:
+    """Raise unless ``starts`` are valid episode starts for N = ``len(terminals)`` rows and the
+    terminal/timeout flags are set on each episode's last row and nowhere else."""
+    n = len(terminals)
+    if starts.ndim != 1 or len(starts) == 0 or starts[0] != 0:
+        raise EpisodeBoundaryError("episode_starts: must be a non-empty 1-D array from 0")
+    lengths = np.diff(np.append(starts, n))
+    if np.any(lengths <= 0):
+        episode = int(np.argmax(lengths <= 0))
+        raise EmptyEpisodeError(
+            f"episode_starts: episode {episode} holds no transition "
+            f"(starts at row {int(starts[episode])})"
+        )
+    ends = np.zeros(n, dtype=bool)
+    ends[starts[1:] - 1] = True
+    ends[-1] = True
+    flagged = terminals | timeouts
+    if np.any(flagged & ~ends):
+        row = int(np.argmax(flagged & ~ends))
+        raise EpisodeBoundaryError(
+            f"terminals/timeouts: row {row} ends an episode but is not at an episode boundary"
+        )
+    if np.any(ends & ~flagged):
+        row = int(np.argmax(ends & ~flagged))
+        raise EpisodeBoundaryError(
+            f"terminals/timeouts: row {row} is the last of its episode but neither flag is set"
         )
 
 
@@ -365,10 +379,9 @@ def concatenate(
         missing = [i for i, t in enumerate(task_ids) if t is None]
         raise DataError(f"concatenate: datasets {missing} have no task; give one for each")
     for i, part in enumerate(parts[1:], start=1):
-        try:
-            _check_same_structure(parts[0].observations, part.observations)
-        except DataError as err:
-            raise DataError(f"concatenate: dataset {i} observations differ: {err}") from None
+        _check_same_structure(
+            parts[0].observations, part.observations, name=f"concatenate: dataset {i}", rows=False
+        )
         if part.actions.shape[1:] != parts[0].actions.shape[1:]:
             raise DataError(
                 f"concatenate: dataset {i} actions {part.actions.shape[1:]} differ from "
