@@ -48,7 +48,9 @@ def shortest_path_next_cell(
     return cell
 
 
-def expert_action(env, obs: dict[str, np.ndarray], rng: np.random.Generator, noise: float) -> np.ndarray:
+def expert_action(
+    env, obs: dict[str, np.ndarray], rng: np.random.Generator, noise: float
+) -> np.ndarray:
     """PD control towards the next cell centre on the shortest path, plus Gaussian noise."""
     maze = env.unwrapped.maze
     position, velocity = obs["observation"][:2], obs["observation"][2:4]
@@ -103,7 +105,9 @@ def collect(env_id: str, episodes: int, max_steps: int, noise: float, seed: int)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("root", type=Path, help="directory used as MINARI_DATASETS_PATH")
     parser.add_argument("--env", default="PointMaze_UMaze-v3")
     parser.add_argument("--dataset-id", default="pointmaze/umaze-noisy-v0")

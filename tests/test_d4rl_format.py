@@ -8,8 +8,12 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gcrl.datasets import load, load_d4rl, qlearning_dataset, save
+from gcrl.datasets.d4rl_format import from_d4rl_arrays
+from gcrl.errors import EmptyDatasetError
 
 d4rl = pytest.importorskip("d4rl")
 
@@ -105,7 +109,8 @@ def test_next_observations_stay_in_their_episode(tmp_path: Path) -> None:
     last = np.zeros(len(t), dtype=bool)
     last[t.episode_ends - 1] = True
     assert np.array_equal(nxt[~last], row[~last] + 1)
-    # A terminal row has no stored successor: its own observation stands in, never the next episode's.
+    # A terminal row has no stored successor: its own observation stands in (never the next
+    # episode's first).
     assert np.array_equal(nxt[t.terminals], row[t.terminals])
     assert np.all(nxt[t.timeouts] == row[t.timeouts] + 1)
     assert not (t.terminals & t.timeouts).any()
@@ -139,7 +144,9 @@ def test_infos_goal_becomes_the_goal(tmp_path: Path) -> None:
     np.testing.assert_array_equal(t.observations["achieved_goal"], arrays["observations"][rows, :2])
     np.testing.assert_array_equal(t.infos["qpos"], arrays["infos/qpos"][rows])
     other = load_d4rl(tmp_path / "d.hdf5", achieved_goal_dims=[2, 3])
-    np.testing.assert_array_equal(other.observations["achieved_goal"], arrays["observations"][rows, 2:])
+    np.testing.assert_array_equal(
+        other.observations["achieved_goal"], arrays["observations"][rows, 2:]
+    )
     assert not load_d4rl(tmp_path / "d.hdf5", goal=False).is_goal_conditioned
 
 
@@ -147,3 +154,52 @@ def test_round_trip_through_native(tmp_path: Path) -> None:
     write_d4rl(tmp_path / "d.hdf5", 120, seed=7, goal=True)
     t = load(tmp_path / "d.hdf5")
     assert load(save(t, tmp_path / "n.hdf5")).equals(t)
+
+
+def reference_conversion(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A plain loop over episodes stating the documented conversion."""
+    n = len(arrays["rewards"])
+    terminals, timeouts = arrays["terminals"], arrays["timeouts"]
+    out: dict[str, list] = {k: [] for k in ("obs", "next", "actions", "terminals", "timeouts")}
+    start = 0
+    for row in range(n):
+        if not (terminals[row] or timeouts[row] or row == n - 1):
+            continue
+        last = row if terminals[row] else row - 1  # a cut last row has no s': dropped
+        for i in range(start, last + 1):
+            out["obs"].append(arrays["observations"][i])
+            out["next"].append(arrays["observations"][i + 1 if i < row else i])
+            out["actions"].append(arrays["actions"][i])
+            out["terminals"].append(i == last and bool(terminals[row]))
+            out["timeouts"].append(i == last and not terminals[row])
+        start = row + 1
+    return {k: np.array(v) for k, v in out.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    flags=st.lists(st.sampled_from(["", "", "", "T", "O", "TO"]), min_size=1, max_size=40),
+)
+def test_conversion_matches_the_documented_loop(flags: list[str]) -> None:
+    n = len(flags)
+    arrays = {
+        "observations": np.arange(n, dtype=np.float64)[:, None] * np.ones((1, 2)),
+        "actions": np.arange(n, dtype=np.float32)[:, None],
+        "rewards": np.zeros(n),
+        "terminals": np.array(["T" in f for f in flags]),
+        "timeouts": np.array(["O" in f for f in flags]),
+    }
+    expected = reference_conversion(arrays)
+    if len(expected["obs"]) == 0:
+        with pytest.raises(EmptyDatasetError):
+            from_d4rl_arrays(arrays)
+        return
+    before = {k: v.copy() for k, v in arrays.items()}
+    t = from_d4rl_arrays(arrays)
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(v, before[k])  # inputs untouched
+    np.testing.assert_array_equal(t.observations, expected["obs"])
+    np.testing.assert_array_equal(t.next_observations, expected["next"])
+    np.testing.assert_array_equal(t.actions, expected["actions"])
+    np.testing.assert_array_equal(t.terminals, expected["terminals"])
+    np.testing.assert_array_equal(t.timeouts, expected["timeouts"])

@@ -57,7 +57,9 @@ def test_decoded_path_matches_bulk_path(pointmaze_minari) -> None:  # type: igno
     bulk = load(root / dataset_id)
     decoded = list(_episodes_decoded(dataset))
     for ours, raw in zip(bulk.episodes(), decoded, strict=True):
-        np.testing.assert_array_equal(ours.observations["observation"], raw["observations/observation"][:-1])
+        np.testing.assert_array_equal(
+            ours.observations["observation"], raw["observations/observation"][:-1]
+        )
         np.testing.assert_array_equal(ours.actions, raw["actions"])
 
 

@@ -13,7 +13,7 @@ ogbench_utils = pytest.importorskip("ogbench.utils")
 
 
 def write_raw(path: Path, lengths: list[int], seed: int = 0) -> dict[str, np.ndarray]:
-    """An npz as OGBench distributes it: L states and actions per trajectory, terminals on the last."""
+    """An npz as OGBench distributes it: L states and actions per trajectory, terminal last."""
     rng = np.random.default_rng(seed)
     n = sum(lengths)
     observations = rng.normal(size=(n, 5)).astype(np.float32)

@@ -82,7 +82,11 @@ def test_equals_detects_any_difference() -> None:
     ("change", "error", "key"),
     [
         (lambda f: f.update(rewards=f["rewards"][:-1]), LengthMismatchError, "rewards"),
-        (lambda f: f.update(episode_starts=np.array([0, 3, 3])), EmptyEpisodeError, "episode_starts"),
+        (
+            lambda f: f.update(episode_starts=np.array([0, 3, 3])),
+            EmptyEpisodeError,
+            "episode_starts",
+        ),
         (lambda f: f.update(episode_starts=np.array([1])), EpisodeBoundaryError, "episode_starts"),
         (
             lambda f: f.update(terminals=np.eye(1, 5, 1, dtype=bool)[0]),
@@ -96,7 +100,11 @@ def test_equals_detects_any_difference() -> None:
         ),
         (lambda f: f["actions"].__setitem__((2, 0), np.nan), NonFiniteError, "actions"),
         (lambda f: f["observations"].__setitem__((4, 1), np.inf), NonFiniteError, "observations"),
-        (lambda f: f.update(next_observations=f["next_observations"][:, :2]), DataError, "next_obs"),
+        (
+            lambda f: f.update(next_observations=f["next_observations"][:, :2]),
+            DataError,
+            "next_obs",
+        ),
     ],
 )
 def test_invalid_records_are_refused(change, error, key) -> None:  # type: ignore[no-untyped-def]

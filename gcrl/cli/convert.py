@@ -28,7 +28,9 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="input datasets")
     parser.add_argument("output", metavar="OUT.hdf5", help="output file (native format)")
-    parser.add_argument("--format", choices=FORMATS, help="format of every source (default: detect)")
+    parser.add_argument(
+        "--format", choices=FORMATS, help="format of every source (default: detect)"
+    )
     parser.add_argument(
         "--task", action="append", default=[], metavar="NAME", help="task of each source, in order"
     )

@@ -76,5 +76,7 @@ def format_table(summary: dict[str, Any]) -> str:
     else:
         rows.append(("tasks", "none"))
     for key, value in summary["attrs"].items():
-        rows.append(("provenance" if key == next(iter(summary["attrs"])) else "", f"{key} = {value}"))
+        rows.append(
+            ("provenance" if key == next(iter(summary["attrs"])) else "", f"{key} = {value}")
+        )
     return "\n".join(f"{label:<14}{value}" for label, value in rows)

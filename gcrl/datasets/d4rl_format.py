@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -48,15 +49,19 @@ REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 
 def read_d4rl_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Every dataset of a D4RL-format file by its path (``infos/qpos``), ``metadata/*`` excluded."""
-    arrays: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
+        return {name: data[()] for name, data in _datasets(f).items()}
 
-        def visit(name: str, obj: object) -> None:
-            if isinstance(obj, h5py.Dataset) and not name.startswith("metadata"):
-                arrays[name] = obj[()]
 
-        f.visititems(visit)
-    return arrays
+def _datasets(f: h5py.File) -> dict[str, h5py.Dataset]:
+    found: dict[str, h5py.Dataset] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and not name.startswith("metadata"):
+            found[name] = obj
+
+    f.visititems(visit)
+    return found
 
 
 def _check_arrays(arrays: Mapping[str, np.ndarray]) -> int:
@@ -102,82 +107,116 @@ def load_d4rl(
     dimensions compared with the goal (default: the first ``goal_dim``).
     """
     try:
-        return from_d4rl_arrays(
-            read_d4rl_arrays(path),
-            max_episode_steps=max_episode_steps,
-            goal=goal,
-            achieved_goal_dims=achieved_goal_dims,
-            source=str(path),
-        )
+        with h5py.File(path, "r") as f:
+            # Columns are read one at a time (lazily), so peak memory stays near the output's.
+            return from_d4rl_arrays(
+                _datasets(f),
+                max_episode_steps=max_episode_steps,
+                goal=goal,
+                achieved_goal_dims=achieved_goal_dims,
+                source=str(path),
+            )
     except GcrlError as err:
         raise err.with_source(path) from None
 
 
+def _without_rows(array: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """``array`` minus the sorted rows ``drop``, compacted in place (one pass, no full copy).
+
+    Returns a view of ``array``'s first ``len(array) - len(drop)`` rows; ``array`` is modified.
+    """
+    if drop.size == 0:
+        return array
+    bounds = np.concatenate([[-1], drop, [len(array)]])
+    write = 0
+    for previous, nxt in zip(bounds[:-1], bounds[1:], strict=True):
+        read, count = previous + 1, nxt - previous - 1
+        if count > 0 and read != write:
+            array[write : write + count] = array[read : read + count]
+        write += count
+    return array[:write]
+
+
 def from_d4rl_arrays(
-    arrays: Mapping[str, np.ndarray],
+    arrays: Mapping[str, Any],
     *,
     max_episode_steps: int | None = None,
     goal: bool = True,
     achieved_goal_dims: Sequence[int] | None = None,
     source: str = "",
 ) -> Trajectories:
-    """:func:`load_d4rl` on arrays already in memory (a dict as ``env.get_dataset()`` returns)."""
+    """:func:`load_d4rl` on arrays (a dict as ``env.get_dataset()`` returns, or h5py datasets,
+    read one at a time). Arrays passed in memory are not modified."""
     n = _check_arrays(arrays)
-    terminals = np.asarray(arrays["terminals"]).astype(bool)
+    lazy = not all(isinstance(v, np.ndarray) for v in arrays.values())
+
+    def column(key: str) -> np.ndarray:
+        """A private, writable copy of one column (read from the file when lazy)."""
+        value = arrays[key]
+        return value[()] if lazy and not isinstance(value, np.ndarray) else np.array(value)
+
+    terminals = column("terminals").astype(bool).reshape(n)
     if "timeouts" in arrays:
-        timeouts = np.asarray(arrays["timeouts"]).astype(bool)
+        timeouts = column("timeouts").astype(bool).reshape(n)
     elif max_episode_steps is not None:
         timeouts = synthesize_timeouts(terminals, max_episode_steps)
     else:
         timeouts = np.zeros(n, dtype=bool)
     ends = terminals | timeouts
     ends[-1] = True
-    observations = np.asarray(arrays["observations"])
+    stored_next = "next_observations" in arrays
+    # Rows cut by a timeout (or the end of data) have no next observation: drop them, as
+    # qlearning_dataset does. A terminal row is kept; its own observation stands in for s'.
+    drop = np.zeros(0, dtype=np.int64) if stored_next else np.flatnonzero(ends & ~terminals)
+    if drop.size == n:
+        raise EmptyDatasetError("timeouts: every episode is a single timed-out step")
+    kept_terminals = _without_rows(terminals.copy(), drop)
+    kept_ends = _without_rows(ends.copy(), drop)
+    # The kept row before each dropped one (when in the same episode) now ends its episode.
+    has_kept_row = (drop > 0) & ~ends[np.maximum(drop - 1, 0)]
+    cut_rows = (drop - 1 - np.arange(drop.size))[has_kept_row]
+    kept_ends[cut_rows] = True
+    kept_ends[-1] = True
+    new_terminals = kept_terminals & kept_ends
 
-    if "next_observations" in arrays:
-        keep = np.arange(n)
-        next_rows = None
+    raw = column("observations")
+    if stored_next:
+        obs, next_obs = raw, column("next_observations")
     else:
-        # Rows whose episode was cut have no next observation: drop them (as qlearning_dataset).
-        keep = np.flatnonzero(~(ends & ~terminals))
-        if keep.size == 0:
-            raise EmptyDatasetError("timeouts: every episode is a single timed-out step")
-        next_rows = np.where(terminals[keep], keep, keep + 1)
-    episode_of_row = np.concatenate([[0], np.cumsum(ends)[:-1]])[keep]
-    new_ends = np.append(episode_of_row[1:] != episode_of_row[:-1], True)
-    new_terminals = terminals[keep] & new_ends
+        # s' of a kept row is the following raw row: the next kept row within the episode, or
+        # the dropped timeout row at its end.
+        next_of_cut = raw[drop[has_kept_row]]
+        obs = _without_rows(raw, drop)
+        next_obs = np.empty_like(obs)
+        next_obs[:-1] = obs[1:]
+        next_obs[cut_rows] = next_of_cut
+        terminal_rows = np.flatnonzero(new_terminals)
+        next_obs[terminal_rows] = obs[terminal_rows]
 
-    obs = observations[keep]
-    next_obs = arrays["next_observations"] if next_rows is None else observations[next_rows]
     infos = {
-        key.removeprefix("infos/"): np.asarray(value)[keep]
-        for key, value in arrays.items()
-        if key.startswith("infos/") and len(value) == n
+        key.removeprefix("infos/"): _without_rows(column(key), drop)
+        for key in arrays
+        if key.startswith("infos/") and len(arrays[key]) == n
     }
     observations_out: np.ndarray | dict[str, np.ndarray] = obs
     next_out: np.ndarray | dict[str, np.ndarray] = next_obs
     if goal and "goal" in infos:
-        goals = infos.pop("goal")
+        goals = infos.pop("goal").astype(obs.dtype, copy=False)
         dims = list(range(goals.shape[-1])) if achieved_goal_dims is None else list(achieved_goal_dims)
         if len(dims) != goals.shape[-1]:
             raise DataError(
                 f"achieved_goal_dims: {len(dims)} dimensions for a goal of size {goals.shape[-1]}"
             )
-        goals = goals.astype(obs.dtype, copy=False)
         observations_out = {"observation": obs, "achieved_goal": obs[:, dims], "desired_goal": goals}
-        next_out = {
-            "observation": next_obs,
-            "achieved_goal": next_obs[:, dims],
-            "desired_goal": goals,
-        }
+        next_out = {"observation": next_obs, "achieved_goal": next_obs[:, dims], "desired_goal": goals}
     return Trajectories(
         observations=observations_out,
-        actions=np.asarray(arrays["actions"])[keep],
-        rewards=np.asarray(arrays["rewards"]).reshape(n)[keep],
+        actions=_without_rows(column("actions"), drop),
+        rewards=_without_rows(column("rewards").reshape(n), drop),
         terminals=new_terminals,
-        timeouts=new_ends & ~new_terminals,
+        timeouts=kept_ends & ~new_terminals,
         next_observations=next_out,
-        episode_starts=episode_starts_from_ends(new_ends),
+        episode_starts=episode_starts_from_ends(kept_ends),
         infos=infos,
         attrs={"source": source, "source_format": "d4rl"},
     )
@@ -253,5 +292,3 @@ def qlearning_dataset(
 def is_d4rl(file: h5py.File) -> bool:
     """True when an open HDF5 file has D4RL's root keys."""
     return all(key in file for key in ("observations", "actions"))
-
-

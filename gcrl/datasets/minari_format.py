@@ -80,38 +80,10 @@ def _space_keys(space: Any, prefix: str) -> dict[str, tuple[tuple[int, ...], Any
             out.update(_space_keys(sub, f"{prefix}/{key}"))
         return out
     if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiBinary, spaces.MultiDiscrete)):
-        return {prefix: (tuple(space.shape), space.dtype)}
+        return {prefix: (tuple(space.shape or ()), space.dtype)}
     raise UnknownFormatError(
         f"{prefix}: space {type(space).__name__} is not supported (Box, Discrete, Dict are)"
     )
-
-
-def _episodes_hdf5(dataset: Any, paths: list[str]) -> Iterator[dict[str, np.ndarray]]:
-    """Flat arrays of each episode, read straight from the storage's HDF5 file."""
-    import h5py
-
-    file_path = Path(dataset.storage.data_path) / "main_data.hdf5"
-    with h5py.File(file_path, "r") as f:
-        first = f[f"episode_{int(dataset.episode_indices[0])}"]
-        info_paths: list[str] = []
-        if "infos" in first:
-            first["infos"].visititems(
-                lambda name, obj: info_paths.append(f"infos/{name}")
-                if isinstance(obj, h5py.Dataset)
-                else None
-            )
-        for index in dataset.episode_indices:
-            name = f"episode_{int(index)}"
-            group = f[name]
-            episode = {"id": np.asarray(index)}
-            for path in paths:
-                if path not in group:
-                    raise MissingKeyError(f"{name}/{path}: missing key")
-                episode[path] = group[path][()]
-            for path in info_paths:
-                if path in group:
-                    episode[path] = group[path][()]
-            yield episode
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, np.ndarray]) -> None:
@@ -171,23 +143,18 @@ def _load(source: str | os.PathLike[str], progress: bool | None) -> Trajectories
     action_layout = _space_keys(dataset.action_space, "actions")
     if len(action_layout) != 1:
         raise UnknownFormatError("actions: Dict action spaces are not supported")
-    layout = {**observation_layout, **action_layout}
-    paths = [*observation_layout, *_STEP_KEYS]
-    episodes = (
-        _episodes_hdf5(dataset, paths) if _bulk_readable(dataset, layout) else _episodes_decoded(dataset)
-    )
-    total = int(dataset.total_steps)
-    sink = _Sink(total, observation_layout)
     bar = tqdm(
-        episodes,
         total=len(dataset.episode_indices),
         desc="minari episodes",
         unit="ep",
         disable=None if progress is None else not progress,
         leave=False,
     )
-    for episode in bar:
-        sink.add(episode)
+    with bar:
+        if _bulk_readable(dataset, {**observation_layout, **action_layout}):
+            columns, starts = _read_hdf5(dataset, list(observation_layout), bar.update)
+        else:
+            columns, starts = _read_decoded(dataset, list(observation_layout), bar.update)
     spec = dataset.spec
     env_id = getattr(getattr(spec, "env_spec", None), "id", None)
     attrs: dict[str, Any] = {
@@ -197,44 +164,28 @@ def _load(source: str | os.PathLike[str], progress: bool | None) -> Trajectories
     }
     if env_id:
         attrs["env_id"] = env_id
-    return sink.finish(attrs)
+    return _trajectories(columns, starts, list(observation_layout), attrs)
 
 
-class _Sink:
-    """Preallocated outputs filled episode by episode: T+1 observations to T transitions."""
+def _per_step_info(path: str, info: np.ndarray, steps: int) -> bool:
+    """True for an info array with T or T+1 numeric entries; warns and returns False otherwise."""
+    if info.dtype.kind in "OUSV" or info.ndim == 0 or len(info) not in (steps, steps + 1):
+        warnings.warn(f"{path}: not a per-step numeric array, skipped", stacklevel=5)
+        return False
+    return True
 
-    def __init__(self, total: int, observation_layout: dict[str, Any]) -> None:
+
+class _Columns:
+    """Preallocated output columns and the running row count, shared by both readers."""
+
+    def __init__(self, total: int, layout: dict[str, tuple[tuple[int, ...], Any]]) -> None:
         self.total = total
-        self.obs_paths = list(observation_layout)
-        self.columns: dict[str, np.ndarray] = {}
-        self.info_paths: list[str] | None = None
+        self.arrays = {k: np.empty((total, *shape), dtype) for k, (shape, dtype) in layout.items()}
         self.starts: list[int] = []
         self.row = 0
 
-    def _allocate(self, episode: dict[str, np.ndarray]) -> None:
-        def empty(array: np.ndarray) -> np.ndarray:
-            return np.empty((self.total, *array.shape[1:]), dtype=array.dtype)
-
-        for path in self.obs_paths:
-            self.columns[path] = empty(episode[path])
-            self.columns["next_" + path] = empty(episode[path])
-        for key in _STEP_KEYS:
-            self.columns[key] = empty(episode[key])
-        steps = len(episode["actions"])
-        self.info_paths = []
-        for path in sorted(k for k in episode if k.startswith("infos/")):
-            info = episode[path]
-            if info.dtype.kind in "OUS" or info.ndim == 0 or len(info) not in (steps, steps + 1):
-                warnings.warn(f"{path}: not a per-step numeric array, skipped", stacklevel=4)
-                continue
-            self.columns[path] = empty(info)
-            self.info_paths.append(path)
-
-    def add(self, episode: dict[str, np.ndarray]) -> None:
-        name = f"episode_{int(episode['id'])}"
-        if self.info_paths is None:
-            self._allocate(episode)
-        steps = len(episode["actions"])
+    def claim(self, name: str, steps: int) -> tuple[int, int]:
+        """Rows ``[start, stop)`` for the next episode of ``steps`` transitions."""
         if steps == 0:
             raise EmptyEpisodeError(f"{name}: the episode holds no transition")
         start, stop = self.row, self.row + steps
@@ -242,57 +193,178 @@ class _Sink:
             raise LengthMismatchError(
                 f"{name}: episodes hold more steps than total_steps={self.total} in the metadata"
             )
-        for path in self.obs_paths:
+        self.starts.append(start)
+        self.row = stop
+        return start, stop
+
+    def drop(self, path: str, name: str) -> None:
+        warnings.warn(f"{name}/{path}: missing or misaligned, infos key dropped", stacklevel=4)
+        del self.arrays[path]
+
+    def done(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        if self.row != self.total:
+            raise LengthMismatchError(
+                f"episodes hold {self.row} steps but total_steps={self.total} in the metadata"
+            )
+        return self.arrays, np.asarray(self.starts, dtype=np.int64)
+
+
+def _layout(
+    first: dict[str, tuple[tuple[int, ...], Any]], obs_paths: list[str], steps: int
+) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Output columns from the first episode's (path -> (shape, dtype)), rewards as float32."""
+    layout: dict[str, tuple[tuple[int, ...], Any]] = {}
+    for path in obs_paths:
+        layout[path] = layout["next_" + path] = (first[path][0][1:], first[path][1])
+    for key in _STEP_KEYS:
+        layout[key] = (first[key][0][1:], np.float32 if key == "rewards" else first[key][1])
+    for path, (shape, dtype) in sorted(first.items()):
+        if path.startswith("infos/") and _per_step_info(path, np.empty(shape, dtype), steps):
+            layout[path] = (shape[1:], dtype)
+    return layout
+
+
+def _read_hdf5(
+    dataset: Any, obs_paths: list[str], advance: Any
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Read every episode straight from the HDF5 file into the output columns.
+
+    Uses h5py's low-level API: each array is read by HDF5 directly into its rows of the output
+    (converting dtypes on the way), the observations twice with shifted selections (rows
+    ``0..T-1`` and ``1..T``), so no per-episode array or Python object is built.
+    """
+    import h5py
+    from h5py import h5d, h5g, h5s
+
+    file_path = Path(dataset.storage.data_path) / "main_data.hdf5"
+    with h5py.File(file_path, "r") as f:
+        first_group = f[f"episode_{int(dataset.episode_indices[0])}"]
+        first: dict[str, tuple[tuple[int, ...], Any]] = {}
+        first_group.visititems(
+            lambda p, o: first.__setitem__(p, (o.shape, o.dtype))
+            if isinstance(o, h5py.Dataset)
+            else None
+        )
+        columns = _Columns(
+            int(dataset.total_steps), _layout(first, obs_paths, first["actions"][0][0])
+        )
+        info_paths = [p for p in columns.arrays if p.startswith("infos/")]
+
+        def read(group: Any, path: str, out: np.ndarray, rows: tuple[int, int] | None) -> int:
+            """Read ``path`` (all rows, or file rows ``rows``) into ``out``; returns its length."""
+            node = group
+            *parents, leaf = path.split("/")
+            for parent in parents:
+                node = h5g.open(node, parent.encode())
+            data = h5d.open(node, leaf.encode())
+            length = int(data.shape[0])
+            file_space = data.get_space()
+            if rows is not None:
+                if rows[1] > length:
+                    return length
+                file_space.select_hyperslab(
+                    (rows[0],) + (0,) * (out.ndim - 1), (rows[1] - rows[0], *out.shape[1:])
+                )
+            elif length != len(out):
+                return length
+            data.read(h5s.create_simple(out.shape), file_space, out)
+            return length
+
+        arrays = columns.arrays
+        for index in dataset.episode_indices:
+            name = f"episode_{int(index)}"
+            try:
+                group = h5g.open(f.id, name.encode())
+                steps = int(h5d.open(group, b"actions").shape[0])
+            except KeyError:
+                raise MissingKeyError(f"{name}/actions: missing key") from None
+            start, stop = columns.claim(name, steps)
+            for key in _STEP_KEYS:
+                if read(group, key, arrays[key][start:stop], None) != steps:
+                    raise LengthMismatchError(f"{name}/{key}: length differs from actions")
+            for path in obs_paths:
+                length = read(group, path, arrays[path][start:stop], (0, steps))
+                if length != steps + 1:
+                    raise LengthMismatchError(
+                        f"{name}/{path}: {length} rows, expected {steps + 1} (actions + 1)"
+                    )
+                read(group, path, arrays["next_" + path][start:stop], (1, steps + 1))
+            for path in list(info_paths):
+                out = arrays[path][start:stop]
+                try:
+                    length = read(group, path, out, (1, steps + 1))  # skip the reset info
+                    if length == steps:  # stored without the reset info
+                        read(group, path, out, None)
+                except KeyError:
+                    length = -1
+                if length not in (steps, steps + 1):
+                    columns.drop(path, name)
+                    info_paths.remove(path)
+            advance(1)
+    return columns.done()
+
+
+def _read_decoded(
+    dataset: Any, obs_paths: list[str], advance: Any
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Read every episode through ``minari``'s decoding (any storage backend)."""
+    columns: _Columns | None = None
+    info_paths: list[str] = []
+    for episode in _episodes_decoded(dataset):
+        name = f"episode_{int(episode['id'])}"
+        steps = len(episode["actions"])
+        if columns is None:
+            first = {k: (v.shape, v.dtype) for k, v in episode.items() if k != "id"}
+            columns = _Columns(int(dataset.total_steps), _layout(first, obs_paths, steps))
+            info_paths = [p for p in columns.arrays if p.startswith("infos/")]
+        start, stop = columns.claim(name, steps)
+        arrays = columns.arrays
+        for key in _STEP_KEYS:
+            if len(episode[key]) != steps:
+                raise LengthMismatchError(f"{name}/{key}: length differs from actions")
+            arrays[key][start:stop] = episode[key]
+        for path in obs_paths:
             obs = episode[path]
             if len(obs) != steps + 1:
                 raise LengthMismatchError(
                     f"{name}/{path}: {len(obs)} rows, expected {steps + 1} (actions + 1)"
                 )
-            self.columns[path][start:stop] = obs[:-1]
-            self.columns["next_" + path][start:stop] = obs[1:]
-        for key in _STEP_KEYS:
-            if len(episode[key]) != steps:
-                raise LengthMismatchError(
-                    f"{name}/{key}: {len(episode[key])} rows, expected {steps} (as actions)"
-                )
-            self.columns[key][start:stop] = episode[key]
-        assert self.info_paths is not None
-        for path in list(self.info_paths):
+            arrays[path][start:stop] = obs[:-1]
+            arrays["next_" + path][start:stop] = obs[1:]
+        for path in list(info_paths):
             info = episode.get(path)
             if info is None or len(info) not in (steps, steps + 1):
-                warnings.warn(f"{name}/{path}: missing or misaligned, infos key dropped", stacklevel=3)
-                self.info_paths.remove(path)
-                del self.columns[path]
+                columns.drop(path, name)
+                info_paths.remove(path)
                 continue
-            self.columns[path][start:stop] = info[1:] if len(info) == steps + 1 else info
-        self.starts.append(start)
-        self.row = stop
+            arrays[path][start:stop] = info[1:] if len(info) == steps + 1 else info
+        advance(1)
+    assert columns is not None
+    return columns.done()
 
-    def finish(self, attrs: dict[str, Any]) -> Trajectories:
-        if self.row != self.total:
-            raise LengthMismatchError(
-                f"episodes hold {self.row} steps but total_steps={self.total} in the metadata"
-            )
-        c = self.columns
-        terminals = c["terminations"].astype(bool)
-        timeouts = c["truncations"].astype(bool)
-        last = np.append(np.asarray(self.starts[1:], dtype=np.int64), self.total) - 1
-        timeouts[last] |= ~terminals[last]
 
-        def observations(prefix: str) -> np.ndarray | dict[str, np.ndarray]:
-            if self.obs_paths == ["observations"]:
-                return c[prefix + "observations"]
-            cut = len("observations/")
-            return {p[cut:]: c[prefix + p] for p in self.obs_paths}
+def _trajectories(
+    c: dict[str, np.ndarray], starts: np.ndarray, obs_paths: list[str], attrs: dict[str, Any]
+) -> Trajectories:
+    terminals = c["terminations"].astype(bool, copy=False)
+    timeouts = c["truncations"].astype(bool, copy=False)
+    last = np.append(starts[1:], len(terminals)) - 1
+    timeouts[last] |= ~terminals[last]
 
-        return Trajectories(
-            observations=observations(""),
-            actions=c["actions"],
-            rewards=c["rewards"],
-            terminals=terminals,
-            timeouts=timeouts,
-            next_observations=observations("next_"),
-            episode_starts=np.asarray(self.starts, dtype=np.int64),
-            infos={p.removeprefix("infos/"): c[p] for p in self.info_paths or []},
-            attrs=attrs,
-        )
+    def observations(prefix: str) -> np.ndarray | dict[str, np.ndarray]:
+        if obs_paths == ["observations"]:
+            return c[prefix + "observations"]
+        cut = len("observations/")
+        return {p[cut:]: c[prefix + p] for p in obs_paths}
+
+    return Trajectories(
+        observations=observations(""),
+        actions=c["actions"],
+        rewards=c["rewards"],
+        terminals=terminals,
+        timeouts=timeouts,
+        next_observations=observations("next_"),
+        episode_starts=starts,
+        infos={p.removeprefix("infos/"): c[p] for p in c if p.startswith("infos/")},
+        attrs=attrs,
+    )

@@ -53,7 +53,9 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     """
     target = Path(path)
     if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target}: output exists; pass --force (overwrite=True) to replace")
+        raise OutputExistsError(
+            f"{target}: output exists; pass --force (overwrite=True) to replace"
+        )
     if not target.parent.is_dir():
         raise DatasetNotFoundError(f"{target}: output directory {target.parent} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -139,9 +141,7 @@ class NativeWriter:
         if self._has_tasks is None:
             self._has_tasks = task_ids is not None
         elif self._has_tasks != (task_ids is not None):
-            raise DataError(
-                f"{self.path}: every appended dataset needs a task once one has a task"
-            )
+            raise DataError(f"{self.path}: every appended dataset needs a task once one has a task")
         columns = part.columns()
         del columns["episode_starts"]
         if task_ids is not None:

@@ -16,7 +16,9 @@ from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Task, Trajectories
 
 
-def summarize(source: str | os.PathLike[str], format: str | None = None, **options: Any) -> dict[str, Any]:
+def summarize(
+    source: str | os.PathLike[str], format: str | None = None, **options: Any
+) -> dict[str, Any]:
     """A JSON-compatible summary of any supported dataset; see :func:`summarize_columns`."""
     format = format or detect_format(source)
     if format == "gcrl":
@@ -38,7 +40,9 @@ def summarize(source: str | os.PathLike[str], format: str | None = None, **optio
     return summarize_trajectories(trajectories, source=str(source), format=format)
 
 
-def summarize_trajectories(t: Trajectories, *, source: str = "", format: str = "") -> dict[str, Any]:
+def summarize_trajectories(
+    t: Trajectories, *, source: str = "", format: str = ""
+) -> dict[str, Any]:
     """The summary of an in-memory record."""
     layout = {k: (v.shape[1:], v.dtype) for k, v in t.columns().items() if k != "episode_starts"}
     return summarize_columns(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from gcrl.errors import (
 
 #: An observation column: one array ``[N, ...]`` or a flat dict of them (for goal-conditioned
 #: data the keys are ``observation``, ``achieved_goal`` and ``desired_goal``).
-Observations = Union[np.ndarray, dict[str, np.ndarray]]
+Observations = np.ndarray | dict[str, np.ndarray]
 
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
@@ -232,8 +232,7 @@ class Trajectories:
         if check_attrs and self.attrs != other.attrs:
             return False
         return all(
-            mine[k].dtype == theirs[k].dtype and np.array_equal(mine[k], theirs[k])
-            for k in mine
+            mine[k].dtype == theirs[k].dtype and np.array_equal(mine[k], theirs[k]) for k in mine
         )
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -298,6 +297,7 @@ def _check_same_structure(
             )
         pairs = [(f"/{k}", observations[k], next_observations[k]) for k in observations]
     else:
+        assert isinstance(next_observations, np.ndarray)
         pairs = [("", observations, next_observations)]
     first = 0 if rows else 1
     for key, obs, nxt in pairs:
@@ -309,14 +309,14 @@ def _check_same_structure(
 
 
 def _check_finite(name: str, array: np.ndarray) -> None:
-    if not np.issubdtype(array.dtype, np.inexact):
+    if not np.issubdtype(array.dtype, np.inexact) or array.size == 0:
+        return
+    # min and max propagate NaN and show infinities: two passes, no temporary array.
+    if np.isfinite(array.min()) and np.isfinite(array.max()):
         return
     bad = ~np.isfinite(array)
-    if bad.any():
-        row = int(np.argmax(bad.reshape(len(array), -1).any(axis=1)))
-        raise NonFiniteError(
-            f"{name}: {int(bad.sum())} NaN or infinite values (first at row {row})"
-        )
+    row = int(np.argmax(bad.reshape(len(array), -1).any(axis=1)))
+    raise NonFiniteError(f"{name}: {int(bad.sum())} NaN or infinite values (first at row {row})")
 
 
 def check_episode_index(starts: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray) -> None:
@@ -407,10 +407,10 @@ def concatenate(
 
 
 def _concat_obs(parts: list[Observations]) -> Observations:
-    first = parts[0]
-    if isinstance(first, dict):
-        return {k: np.concatenate([p[k] for p in parts]) for k in first}  # type: ignore[index]
-    return np.concatenate(parts)  # type: ignore[arg-type]
+    dicts = [p for p in parts if isinstance(p, dict)]
+    if dicts:
+        return {k: np.concatenate([p[k] for p in dicts]) for k in dicts[0]}
+    return np.concatenate([p for p in parts if isinstance(p, np.ndarray)])
 
 
 class TaskTable:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job on the bundled default: make a small PointMaze dataset with a noisy scripted
+# expert in the real gymnasium-robotics environment (as a Minari dataset), convert it to gcrl's
+# native format and summarise it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+mkdir -p data
+python scripts/make_pointmaze_dataset.py data/minari --episodes 40 --seed 0 --force
+gcrl convert data/minari/pointmaze/umaze-noisy-v0 data/pointmaze-umaze.hdf5 \
+    --task reach --task-text "move the ball to the goal" --force
+gcrl info data/pointmaze-umaze.hdf5

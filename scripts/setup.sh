@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install gcrl with everything the quick start and tests need.
+# Idempotent: a second run only checks that the pins are satisfied.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pip install -q --upgrade pip
+# Torch, when a later step needs it, must come first: `pip install torch==2.13.0` takes the
+# local CPU wheel, while letting another package pull it in fetches the CUDA build.
+pip install -q -e ".[minari,envs,dev]"
+# d4rl cannot be fully installed (it needs mujoco-py); its pure-Python helpers are the
+# reference of the D4RL parity tests.
+pip install -q --no-deps d4rl==1.1 gym==0.24.1 gym-notices termcolor
