@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -191,13 +190,23 @@ def measure(name: str, target: str) -> dict[str, float]:
 
     if "d4rl." in name:
         import d4rl  # noqa: F401
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The peak resident set is reset here (Linux: clear_refs 5), so it counts the load alone,
+    # not the imports nor the parent process it was forked from.
+    Path("/proc/self/clear_refs").write_text("5")
+    rss0 = _status_kb("VmRSS")
     start = time.perf_counter()
     arrays = function(Path(target))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+    peak = _status_kb("VmHWM") - rss0
     nbytes = sum(np.asarray(a).nbytes for a in arrays.values())
     return {"seconds": seconds, "peak_mb": peak / 1024, "output_mb": nbytes / 2**20}
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def run_isolated(name: str, target: Path) -> dict[str, float]:
