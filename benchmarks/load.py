@@ -88,9 +88,9 @@ def make_d4rl(path: Path, transitions: int, episode_length: int) -> None:
         f["rewards"] = (rng.random(n) < 0.01).astype(np.float32)
         f["terminals"] = np.zeros(n, dtype=bool)
         f["timeouts"] = timeouts
-        f["infos/goal"] = np.repeat(rng.normal(size=(n // episode_length + 1, 2)), episode_length, 0)[
-            :n
-        ].astype(np.float32)
+        f["infos/goal"] = np.repeat(
+            rng.normal(size=(n // episode_length + 1, 2)), episode_length, 0
+        )[:n].astype(np.float32)
         f["infos/qpos"] = rng.normal(size=(n, 15)).astype(np.float32)
 
 
@@ -119,7 +119,12 @@ def minari_iterate(root: Path) -> dict[str, np.ndarray]:
     dataset = minari.load_dataset(MINARI_ID)
     obs: dict[str, list[np.ndarray]] = {}
     nxt: dict[str, list[np.ndarray]] = {}
-    rest: dict[str, list[np.ndarray]] = {"actions": [], "rewards": [], "terminations": [], "truncations": []}
+    rest: dict[str, list[np.ndarray]] = {
+        "actions": [],
+        "rewards": [],
+        "terminations": [],
+        "truncations": [],
+    }
     for episode in dataset.iterate_episodes():
         for k, v in episode.observations.items():
             obs.setdefault(k, []).append(v[:-1])
@@ -144,7 +149,9 @@ def d4rl_raw_h5py(path: Path) -> dict[str, np.ndarray]:
 
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda k, o: out.__setitem__(k, o[()]) if isinstance(o, h5py.Dataset) else None)
+        f.visititems(
+            lambda k, o: out.__setitem__(k, o[()]) if isinstance(o, h5py.Dataset) else None
+        )
     return out
 
 
@@ -221,7 +228,9 @@ def run_isolated(name: str, target: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--episode-length", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
@@ -267,13 +276,24 @@ def main() -> None:
         return "n/a"
 
     raw_m, raw_d = "minari raw h5py read", "d4rl-file raw h5py read"
+    gcrl_m, gcrl_d = "gcrl load (minari)", "gcrl load (d4rl)"
+    rows = [
+        ("gcrl minari time / raw h5py read", ratio(gcrl_m, raw_m), "<= 2"),
+        ("minari iterate_episodes time / gcrl", ratio("minari iterate_episodes", gcrl_m), ">= 5"),
+        ("gcrl d4rl time / raw h5py read", ratio(gcrl_d, raw_d), "<= 2"),
+        ("gcrl minari peak / raw arrays", _mem(results, gcrl_m, raw_m), "< 2"),
+        ("gcrl minari peak / its output arrays", _mem(results, gcrl_m, gcrl_m), ""),
+        ("gcrl d4rl peak / raw arrays", _mem(results, gcrl_d, raw_d), "< 2"),
+        ("gcrl d4rl peak / its output arrays", _mem(results, gcrl_d, gcrl_d), ""),
+        (
+            "d4rl.qlearning_dataset / gcrl qlearning",
+            ratio("d4rl.qlearning_dataset", "gcrl qlearning_dataset"),
+            "",
+        ),
+    ]
     print("\nratios (targets in brackets)")
-    print(f"gcrl minari time / raw h5py read          {ratio('gcrl load (minari)', raw_m)}  [<= 2]")
-    print(f"minari iterate_episodes time / gcrl       {ratio('minari iterate_episodes', 'gcrl load (minari)')}  [>= 5]")
-    print(f"gcrl d4rl time / raw h5py read            {ratio('gcrl load (d4rl)', raw_d)}  [<= 2]")
-    print(f"gcrl minari peak MB / raw arrays MB       {_mem(results, 'gcrl load (minari)', raw_m)}  [< 2]")
-    print(f"gcrl d4rl peak MB / raw arrays MB         {_mem(results, 'gcrl load (d4rl)', raw_d)}  [< 2]")
-    print(f"d4rl.qlearning_dataset / gcrl qlearning   {ratio('d4rl.qlearning_dataset', 'gcrl qlearning_dataset')}")
+    for label, value, target in rows:
+        print(f"{label:<42} {value:>6}  {f'[{target}]' if target else ''}")
 
 
 def _mem(results: dict[str, dict[str, float]], method: str, raw: str) -> str:

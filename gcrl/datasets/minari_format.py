@@ -36,6 +36,7 @@ from gcrl.errors import (
 )
 
 _STEP_KEYS = ("actions", "rewards", "terminations", "truncations")
+_EPISODES_PER_OPEN = 100
 
 
 def _import_minari() -> Any:
@@ -241,66 +242,71 @@ def _read_hdf5(
         first_group = f[f"episode_{int(dataset.episode_indices[0])}"]
         first: dict[str, tuple[tuple[int, ...], Any]] = {}
         first_group.visititems(
-            lambda p, o: first.__setitem__(p, (o.shape, o.dtype))
-            if isinstance(o, h5py.Dataset)
-            else None
+            lambda p, o: (
+                first.__setitem__(p, (o.shape, o.dtype)) if isinstance(o, h5py.Dataset) else None
+            )
         )
         columns = _Columns(
             int(dataset.total_steps), _layout(first, obs_paths, first["actions"][0][0])
         )
         info_paths = [p for p in columns.arrays if p.startswith("infos/")]
 
-        def read(group: Any, path: str, out: np.ndarray, rows: tuple[int, int] | None) -> int:
-            """Read ``path`` (all rows, or file rows ``rows``) into ``out``; returns its length."""
-            node = group
-            *parents, leaf = path.split("/")
-            for parent in parents:
-                node = h5g.open(node, parent.encode())
-            data = h5d.open(node, leaf.encode())
-            length = int(data.shape[0])
-            file_space = data.get_space()
-            if rows is not None:
-                if rows[1] > length:
-                    return length
-                file_space.select_hyperslab(
-                    (rows[0],) + (0,) * (out.ndim - 1), (rows[1] - rows[0], *out.shape[1:])
-                )
-            elif length != len(out):
+    def read(group: Any, path: str, out: np.ndarray, rows: tuple[int, int] | None) -> int:
+        """Read ``path`` (all rows, or file rows ``rows``) into ``out``; returns its length."""
+        node = group
+        *parents, leaf = path.split("/")
+        for parent in parents:
+            node = h5g.open(node, parent.encode())
+        data = h5d.open(node, leaf.encode())
+        length = int(data.shape[0])
+        file_space = data.get_space()
+        if rows is not None:
+            if rows[1] > length:
                 return length
-            data.read(h5s.create_simple(out.shape), file_space, out)
+            file_space.select_hyperslab(
+                (rows[0],) + (0,) * (out.ndim - 1), (rows[1] - rows[0], *out.shape[1:])
+            )
+        elif length != len(out):
             return length
+        data.read(h5s.create_simple(out.shape), file_space, out)
+        return length
 
-        arrays = columns.arrays
-        for index in dataset.episode_indices:
-            name = f"episode_{int(index)}"
-            try:
-                group = h5g.open(f.id, name.encode())
-                steps = int(h5d.open(group, b"actions").shape[0])
-            except KeyError:
-                raise MissingKeyError(f"{name}/actions: missing key") from None
-            start, stop = columns.claim(name, steps)
-            for key in _STEP_KEYS:
-                if read(group, key, arrays[key][start:stop], None) != steps:
-                    raise LengthMismatchError(f"{name}/{key}: length differs from actions")
-            for path in obs_paths:
-                length = read(group, path, arrays[path][start:stop], (0, steps))
-                if length != steps + 1:
-                    raise LengthMismatchError(
-                        f"{name}/{path}: {length} rows, expected {steps + 1} (actions + 1)"
-                    )
-                read(group, path, arrays["next_" + path][start:stop], (1, steps + 1))
-            for path in list(info_paths):
-                out = arrays[path][start:stop]
+    arrays = columns.arrays
+    indices = [int(i) for i in dataset.episode_indices]
+    for batch in range(0, len(indices), _EPISODES_PER_OPEN):
+        # HDF5's metadata cache grows with every object opened through one file handle (about
+        # 50 kB per episode); reopening the file every few episodes keeps memory bounded.
+        with h5py.File(file_path, "r") as f:
+            for index in indices[batch : batch + _EPISODES_PER_OPEN]:
+                name = f"episode_{index}"
                 try:
-                    length = read(group, path, out, (1, steps + 1))  # skip the reset info
-                    if length == steps:  # stored without the reset info
-                        read(group, path, out, None)
+                    group = h5g.open(f.id, name.encode())
+                    steps = int(h5d.open(group, b"actions").shape[0])
                 except KeyError:
-                    length = -1
-                if length not in (steps, steps + 1):
-                    columns.drop(path, name)
-                    info_paths.remove(path)
-            advance(1)
+                    raise MissingKeyError(f"{name}/actions: missing key") from None
+                start, stop = columns.claim(name, steps)
+                for key in _STEP_KEYS:
+                    if read(group, key, arrays[key][start:stop], None) != steps:
+                        raise LengthMismatchError(f"{name}/{key}: length differs from actions")
+                for path in obs_paths:
+                    length = read(group, path, arrays[path][start:stop], (0, steps))
+                    if length != steps + 1:
+                        raise LengthMismatchError(
+                            f"{name}/{path}: {length} rows, expected {steps + 1} (actions + 1)"
+                        )
+                    read(group, path, arrays["next_" + path][start:stop], (1, steps + 1))
+                for path in list(info_paths):
+                    out = arrays[path][start:stop]
+                    try:
+                        length = read(group, path, out, (1, steps + 1))  # skip the reset info
+                        if length == steps:  # stored without the reset info
+                            read(group, path, out, None)
+                    except KeyError:
+                        length = -1
+                    if length not in (steps, steps + 1):
+                        columns.drop(path, name)
+                        info_paths.remove(path)
+                advance(1)
     return columns.done()
 
 

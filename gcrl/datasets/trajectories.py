@@ -311,10 +311,13 @@ def _check_same_structure(
 def _check_finite(name: str, array: np.ndarray) -> None:
     if not np.issubdtype(array.dtype, np.inexact) or array.size == 0:
         return
-    # min and max propagate NaN and show infinities: two passes, no temporary array.
-    if np.isfinite(array.min()) and np.isfinite(array.max()):
+    # A sum propagates NaN and infinity: one pass, no temporary. If it overflows, the exact
+    # check below decides.
+    if np.isfinite(array.sum()):
         return
     bad = ~np.isfinite(array)
+    if not bad.any():
+        return
     row = int(np.argmax(bad.reshape(len(array), -1).any(axis=1)))
     raise NonFiniteError(f"{name}: {int(bad.sum())} NaN or infinite values (first at row {row})")
 
