@@ -10,10 +10,13 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-pip install -q --upgrade pip
+# pip's output (build-backend notices included) goes to a log, shown only when it fails.
+log=.venv/install.log
+quiet() { "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }; }
+quiet pip install --upgrade pip
 # Torch, when a later step needs it, must come first: `pip install torch==2.13.0` takes the
 # local CPU wheel, while letting another package pull it in fetches the CUDA build.
-pip install -q -e ".[minari,envs,dev]"
+quiet pip install -e ".[minari,envs,dev]"
 # d4rl cannot be fully installed (it needs mujoco-py); its pure-Python helpers are the
 # reference of the D4RL parity tests.
-pip install -q --no-deps d4rl==1.1 gym==0.24.1 gym-notices termcolor
+quiet pip install --no-deps d4rl==1.1 gym==0.24.1 gym-notices termcolor

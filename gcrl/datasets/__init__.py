@@ -21,11 +21,10 @@ from gcrl.datasets.native_format import (
     save,
 )
 from gcrl.datasets.ogbench_format import load_ogbench
-from gcrl.datasets.trajectories import GOAL_KEYS, Observations, Task, Trajectories, concatenate
+from gcrl.datasets.trajectories import Observations, Task, Trajectories, concatenate
 
 __all__ = [
     "FORMATS",
-    "GOAL_KEYS",
     "NativeReader",
     "NativeWriter",
     "Observations",

@@ -36,12 +36,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from gcrl.datasets.trajectories import Trajectories, episode_starts_from_ends
+from gcrl.datasets.trajectories import Trajectories, check_columns, episode_starts_from_ends
 from gcrl.errors import (
     DataError,
     EmptyDatasetError,
     GcrlError,
-    LengthMismatchError,
     MissingKeyError,
 )
 
@@ -65,19 +64,6 @@ def _datasets(f: h5py.File) -> dict[str, h5py.Dataset]:
 
     f.visititems(visit)
     return found
-
-
-def _check_arrays(arrays: Mapping[str, np.ndarray]) -> int:
-    for key in REQUIRED_KEYS:
-        if key not in arrays:
-            raise MissingKeyError(f"missing key {key!r}")
-    n = len(arrays["actions"])
-    if n == 0:
-        raise EmptyDatasetError("actions: the dataset holds no transition")
-    for key in (*REQUIRED_KEYS, "timeouts", "next_observations"):
-        if key in arrays and len(arrays[key]) != n:
-            raise LengthMismatchError(f"{key}: {len(arrays[key])} rows, expected {n} (as actions)")
-    return n
 
 
 def synthesize_timeouts(terminals: np.ndarray, max_episode_steps: int) -> np.ndarray:
@@ -154,7 +140,7 @@ def from_d4rl_arrays(
 ) -> Trajectories:
     """:func:`load_d4rl` on arrays (a dict as ``env.get_dataset()`` returns, or h5py datasets,
     read one at a time). Arrays passed in memory are not modified."""
-    n = _check_arrays(arrays)
+    n = check_columns(arrays, REQUIRED_KEYS, ("timeouts", "next_observations"))
     lazy = not all(isinstance(v, np.ndarray) for v in arrays.values())
 
     def column(key: str) -> np.ndarray:
@@ -288,7 +274,7 @@ def qlearning_dataset(
     name = str(source) if isinstance(source, (str, os.PathLike)) else "dataset"
     arrays = read_d4rl_arrays(source) if isinstance(source, (str, os.PathLike)) else source
     try:
-        n = _check_arrays(arrays)
+        n = check_columns(arrays, REQUIRED_KEYS, ("timeouts", "next_observations"))
         if "timeouts" in arrays:
             final = np.asarray(arrays["timeouts"][: n - 1]).astype(bool)
         elif max_episode_steps is None:

@@ -23,13 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gcrl.datasets.trajectories import Trajectories, episode_starts_from_ends
+from gcrl.datasets.trajectories import Trajectories, check_columns, episode_starts_from_ends
 from gcrl.errors import (
     DatasetNotFoundError,
     EmptyDatasetError,
     GcrlError,
-    LengthMismatchError,
-    MissingKeyError,
     UnknownFormatError,
 )
 
@@ -58,15 +56,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _load(path: Path, terminals_are_timeouts: bool) -> Trajectories:
     arrays = _read_npz(path)
-    for key in REQUIRED_KEYS:
-        if key not in arrays:
-            raise MissingKeyError(f"missing key {key!r}")
-    n = len(arrays["actions"])
-    if n == 0:
-        raise EmptyDatasetError("actions: the dataset holds no transition")
-    for key in (*REQUIRED_KEYS, "next_observations", "valids"):
-        if key in arrays and len(arrays[key]) != n:
-            raise LengthMismatchError(f"{key}: {len(arrays[key])} rows, expected {n} (as actions)")
+    n = check_columns(arrays, REQUIRED_KEYS, ("next_observations", "valids"))
 
     observations = arrays.pop("observations")
     actions = arrays.pop("actions")

@@ -22,14 +22,13 @@ from gcrl.errors import (
     EmptyEpisodeError,
     EpisodeBoundaryError,
     LengthMismatchError,
+    MissingKeyError,
     NonFiniteError,
 )
 
 #: An observation column: one array ``[N, ...]`` or a flat dict of them (for goal-conditioned
 #: data the keys are ``observation``, ``achieved_goal`` and ``desired_goal``).
 Observations = np.ndarray | dict[str, np.ndarray]
-
-GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
 
 @dataclass(frozen=True)
@@ -171,20 +170,7 @@ class Trajectories:
         )
         if not on_boundary:
             raise IndexError(f"rows [{start}, {stop}) do not start and end on episode boundaries")
-        rows = slice(start, stop)
-        return Trajectories._trusted(
-            observations=_take(self.observations, rows),
-            actions=self.actions[rows],
-            rewards=self.rewards[rows],
-            terminals=self.terminals[rows],
-            timeouts=self.timeouts[rows],
-            next_observations=_take(self.next_observations, rows),
-            episode_starts=self.episode_starts[first:last] - start,
-            task_ids=None if self.task_ids is None else self.task_ids[rows],
-            tasks=self.tasks,
-            infos={k: v[rows] for k, v in self.infos.items()},
-            attrs=self.attrs,
-        )
+        return self._take_rows(slice(start, stop), self.episode_starts[first:last] - start)
 
     def episode(self, index: int) -> Trajectories:
         """Episode ``index`` (negative counts from the end) as a view, without copying."""
@@ -206,7 +192,11 @@ class Trajectories:
         rows = np.repeat(self.episode_starts[indices], lengths) + (
             np.arange(lengths.sum(), dtype=np.int64) - offsets
         )
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        return self._take_rows(rows, starts)
+
+    def _take_rows(self, rows: slice | np.ndarray, episode_starts: np.ndarray) -> Trajectories:
+        """The given rows (a slice gives views, an index array copies) as a trusted record."""
         return Trajectories._trusted(
             observations=_take(self.observations, rows),
             actions=self.actions[rows],
@@ -214,7 +204,7 @@ class Trajectories:
             terminals=self.terminals[rows],
             timeouts=self.timeouts[rows],
             next_observations=_take(self.next_observations, rows),
-            episode_starts=starts.astype(np.int64),
+            episode_starts=episode_starts,
             task_ids=None if self.task_ids is None else self.task_ids[rows],
             tasks=self.tasks,
             infos={k: v[rows] for k, v in self.infos.items()},
@@ -349,6 +339,23 @@ def check_episode_index(starts: np.ndarray, terminals: np.ndarray, timeouts: np.
         raise EpisodeBoundaryError(
             f"terminals/timeouts: row {row} is the last of its episode but neither flag is set"
         )
+
+
+def check_columns(
+    arrays: Mapping[str, Any], required: Sequence[str], optional: Sequence[str] = ()
+) -> int:
+    """Raise unless every ``required`` key is present, non-empty, and every present key among
+    ``required`` and ``optional`` has as many rows as ``actions``; returns that row count N."""
+    for key in required:
+        if key not in arrays:
+            raise MissingKeyError(f"missing key {key!r}")
+    n = len(arrays["actions"])
+    if n == 0:
+        raise EmptyDatasetError("actions: the dataset holds no transition")
+    for key in (*required, *optional):
+        if key in arrays and len(arrays[key]) != n:
+            raise LengthMismatchError(f"{key}: {len(arrays[key])} rows, expected {n} (as actions)")
+    return n
 
 
 def episode_starts_from_ends(ends: np.ndarray) -> np.ndarray:
