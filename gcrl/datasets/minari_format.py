@@ -36,7 +36,7 @@ from gcrl.errors import (
 )
 
 _STEP_KEYS = ("actions", "rewards", "terminations", "truncations")
-_EPISODES_PER_OPEN = 100
+_EPISODES_PER_OPEN = 50
 
 
 def _import_minari() -> Any:
