@@ -12,7 +12,7 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("cli", "datasets", "errors", "relabel")
+_SUBMODULES = ("cli", "datasets", "errors")
 
 __all__ = ["__version__", *_SUBMODULES]
 
