@@ -45,6 +45,8 @@ from gcrl.errors import (
 )
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
+#: Optional row-aligned keys whose length is checked when present.
+OPTIONAL_KEYS = ("timeouts", "next_observations")
 #: Columns at least this large are compacted in place, to keep peak memory near the output's.
 _IN_PLACE_BYTES = 1 << 25
 
@@ -140,13 +142,12 @@ def from_d4rl_arrays(
 ) -> Trajectories:
     """:func:`load_d4rl` on arrays (a dict as ``env.get_dataset()`` returns, or h5py datasets,
     read one at a time). Arrays passed in memory are not modified."""
-    n = check_columns(arrays, REQUIRED_KEYS, ("timeouts", "next_observations"))
-    lazy = not all(isinstance(v, np.ndarray) for v in arrays.values())
+    n = check_columns(arrays, REQUIRED_KEYS, OPTIONAL_KEYS)
 
     def column(key: str) -> np.ndarray:
-        """A private, writable copy of one column (read from the file when lazy)."""
+        """A private, writable copy of one column (read from the file when it is a dataset)."""
         value = arrays[key]
-        return value[()] if lazy and not isinstance(value, np.ndarray) else np.array(value)
+        return value[()] if isinstance(value, h5py.Dataset) else np.array(value)
 
     terminals = column("terminals").astype(bool).reshape(n)
     if "timeouts" in arrays:
@@ -274,7 +275,7 @@ def qlearning_dataset(
     name = str(source) if isinstance(source, (str, os.PathLike)) else "dataset"
     arrays = read_d4rl_arrays(source) if isinstance(source, (str, os.PathLike)) else source
     try:
-        n = check_columns(arrays, REQUIRED_KEYS, ("timeouts", "next_observations"))
+        n = check_columns(arrays, REQUIRED_KEYS, OPTIONAL_KEYS)
         if "timeouts" in arrays:
             final = np.asarray(arrays["timeouts"][: n - 1]).astype(bool)
         elif max_episode_steps is None:

@@ -168,9 +168,9 @@ def _load(source: str | os.PathLike[str], progress: bool | None) -> Trajectories
     return _trajectories(columns, starts, list(observation_layout), attrs)
 
 
-def _per_step_info(path: str, info: np.ndarray, steps: int) -> bool:
+def _per_step_info(path: str, shape: tuple[int, ...], dtype: Any, steps: int) -> bool:
     """True for an info array with T or T+1 numeric entries; warns and returns False otherwise."""
-    if info.dtype.kind in "OUSV" or info.ndim == 0 or len(info) not in (steps, steps + 1):
+    if np.dtype(dtype).kind in "OUSV" or len(shape) == 0 or shape[0] not in (steps, steps + 1):
         warnings.warn(f"{path}: not a per-step numeric array, skipped", stacklevel=5)
         return False
     return True
@@ -220,7 +220,7 @@ def _layout(
     for key in _STEP_KEYS:
         layout[key] = (first[key][0][1:], np.float32 if key == "rewards" else first[key][1])
     for path, (shape, dtype) in sorted(first.items()):
-        if path.startswith("infos/") and _per_step_info(path, np.empty(shape, dtype), steps):
+        if path.startswith("infos/") and _per_step_info(path, shape, dtype, steps):
             layout[path] = (shape[1:], dtype)
     return layout
 
