@@ -58,3 +58,11 @@ class EpisodeBoundaryError(DataError):
 
 class OutputExistsError(GcrlError, FileExistsError):
     """The output path exists and overwriting was not asked for."""
+
+
+class ConfigError(GcrlError, ValueError):
+    """An option or parameter has an invalid value (names the option)."""
+
+
+class RewardFunctionError(GcrlError, ValueError):
+    """A user reward function cannot be imported or returned rewards of the wrong shape."""

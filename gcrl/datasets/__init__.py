@@ -8,36 +8,60 @@
 ...                  next_observations=obs[1:], episode_starts=[0])
 >>> t.num_transitions, t.num_episodes
 (3, 1)
+
+Names are imported on first use, so that ``gcrl.datasets.trajectories`` (numpy only) can be
+used without loading h5py.
 """
 
-from gcrl.datasets.d4rl_format import load_d4rl, qlearning_dataset
-from gcrl.datasets.loading import FORMATS, detect_format, load
-from gcrl.datasets.minari_format import load_minari
-from gcrl.datasets.native_format import (
-    NativeReader,
-    NativeWriter,
-    load_native,
-    open_native,
-    save,
-)
-from gcrl.datasets.ogbench_format import load_ogbench
-from gcrl.datasets.trajectories import Observations, Task, Trajectories, concatenate
+from __future__ import annotations
 
-__all__ = [
-    "FORMATS",
-    "NativeReader",
-    "NativeWriter",
-    "Observations",
-    "Task",
-    "Trajectories",
-    "concatenate",
-    "detect_format",
-    "load",
-    "load_d4rl",
-    "load_minari",
-    "load_native",
-    "load_ogbench",
-    "open_native",
-    "qlearning_dataset",
-    "save",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gcrl.datasets.d4rl_format import load_d4rl, qlearning_dataset
+    from gcrl.datasets.loading import FORMATS, detect_format, load
+    from gcrl.datasets.minari_format import load_minari
+    from gcrl.datasets.native_format import (
+        NativeReader,
+        NativeWriter,
+        load_native,
+        open_native,
+        save,
+    )
+    from gcrl.datasets.ogbench_format import load_ogbench
+    from gcrl.datasets.trajectories import Observations, Task, Trajectories, concatenate
+
+_HOMES = {
+    "load_d4rl": "d4rl_format",
+    "qlearning_dataset": "d4rl_format",
+    "FORMATS": "loading",
+    "detect_format": "loading",
+    "load": "loading",
+    "load_minari": "minari_format",
+    "NativeReader": "native_format",
+    "NativeWriter": "native_format",
+    "load_native": "native_format",
+    "open_native": "native_format",
+    "save": "native_format",
+    "load_ogbench": "ogbench_format",
+    "Observations": "trajectories",
+    "Task": "trajectories",
+    "Trajectories": "trajectories",
+    "concatenate": "trajectories",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'gcrl.datasets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gcrl.datasets.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

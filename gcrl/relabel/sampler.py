@@ -1,0 +1,235 @@
+"""On-the-fly goal relabeling: draw a batch of rows and relabel its goals, all vectorised.
+
+>>> import numpy as np
+>>> from gcrl.datasets.trajectories import Trajectories
+>>> ag = np.arange(7, dtype=np.float64)[:, None]           # achieved goal of s_0..s_6
+>>> obs = {"achieved_goal": ag[:6], "desired_goal": np.full((6, 1), 9.0)}
+>>> nxt = {"achieved_goal": ag[1:], "desired_goal": np.full((6, 1), 9.0)}
+>>> data = Trajectories(observations=obs, actions=np.zeros((6, 1)), rewards=np.zeros(6),
+...                     terminals=np.zeros(6), timeouts=[0, 0, 1, 0, 0, 1],
+...                     next_observations=nxt, episode_starts=[0, 3])
+>>> sampler = GoalSampler(data, value_goals=GoalMixture.only("final"), seed=0)
+>>> batch = sampler.sample(4, rows=np.array([0, 2, 3, 5]))
+>>> batch["value_goals"][:, 0].tolist()        # each episode's final achieved goal
+[3.0, 3.0, 6.0, 6.0]
+>>> batch["rewards"].tolist(), batch["masks"].tolist()   # only rows reaching it succeed
+([0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gcrl.errors import MissingKeyError
+from gcrl.relabel.episodes import EpisodeIndex
+from gcrl.relabel.goals import GOAL_STRATEGIES, KEEP, GoalMixture
+from gcrl.relabel.rewards import GoalReward, check_rewards
+
+if TYPE_CHECKING:
+    from gcrl.datasets.trajectories import Observations, Trajectories
+
+#: ``reward_fn(observations, actions, next_observations) -> rewards [B]``; observations carry
+#: the relabeled goal under ``desired_goal``.
+RewardFn = Callable[[Any, np.ndarray, Any], np.ndarray]
+
+_RANDOM = GOAL_STRATEGIES.index("random")
+DESIRED_GOAL = "desired_goal"
+
+
+def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """``seed`` itself when it is a Generator, else a new one seeded with it."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+class GoalSampler:
+    """Samples goal-relabeled batches from trajectories held in memory.
+
+    Args:
+        data: the trajectories; observations are a dict holding ``goal_key`` (and
+            ``desired_goal`` when the mixtures keep stored goals), or an array whose
+            ``goal_dims`` (default: all) are the goal.
+        goal_key: the dict observation key holding the achieved goal.
+        goal_dims: for array observations, the dimensions that form the goal.
+        value_goals: strategies of the goals rewards are computed for (default: OGBench's).
+        actor_goals: strategies of the goals for the policy, drawn independently; None uses
+            the value goals.
+        reward: how relabeled rows are rewarded (tolerance, ``s`` or ``s'``, 0/1 or -1/0).
+        reward_fn: replaces the reward values (success, hence ``terminals``, still follows
+            ``reward``); called on the batch with relabeled ``desired_goal``.
+        random_goal_pool: goal values to draw ``random`` goals from instead of this data's
+            states (the offline expansion passes the whole file's when streaming chunks).
+        seed: an int or a ``numpy.random.Generator``; every draw comes from it.
+
+    Rows keeping their stored goal (``"original"`` in a mixture) keep their stored rewards
+    and terminals. Relabeled rows get ``terminals = success``: reaching the goal ends its
+    episode.
+    """
+
+    def __init__(
+        self,
+        data: Trajectories,
+        *,
+        goal_key: str = "achieved_goal",
+        goal_dims: Sequence[int] | slice | None = None,
+        value_goals: GoalMixture | None = None,
+        actor_goals: GoalMixture | None = None,
+        reward: GoalReward | None = None,
+        reward_fn: RewardFn | None = None,
+        random_goal_pool: np.ndarray | None = None,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        self.data = data
+        self.index = EpisodeIndex.from_starts(data.episode_starts, data.num_transitions)
+        self.value_goals = value_goals or GoalMixture.ogbench_value()
+        self.actor_goals = actor_goals
+        self.reward = reward or GoalReward()
+        self.reward_fn = reward_fn
+        self.rng = as_generator(seed)
+        self.achieved, self.next_achieved = _goal_columns(data, goal_key, goal_dims)
+        self.stored_goals = (
+            data.observations[DESIRED_GOAL]
+            if isinstance(data.observations, dict) and DESIRED_GOAL in data.observations
+            else None
+        )
+        uses_original = self.value_goals.uses_original or (
+            actor_goals is not None and actor_goals.uses_original
+        )
+        if uses_original and self.stored_goals is None:
+            raise MissingKeyError(
+                f"observations/{DESIRED_GOAL}: needed to keep stored goals ('original'), "
+                "but the observations hold none"
+            )
+        self.random_goal_pool = random_goal_pool
+
+    # ----------------------------------------------------------------- public
+    def sample(self, batch_size: int, rows: np.ndarray | None = None) -> dict[str, Any]:
+        """A relabeled batch of ``batch_size`` rows drawn uniformly (or the given ``rows``).
+
+        Returns a dict of numpy arrays: ``observations``, ``next_observations`` (dicts when
+        the data's are; their ``desired_goal`` is the value goal), ``actions``, ``rewards``
+        (float32), ``terminals`` (bool), ``masks`` (float32, ``1 - terminals``),
+        ``value_goals``, ``actor_goals``, ``task_ids`` (when the data has tasks), ``rows``
+        (source row of each sample) and ``relabeled`` (bool: the value goal was relabeled).
+        """
+        if rows is None:
+            rows = self.rng.integers(0, self.data.num_transitions, size=batch_size)
+        rows = np.asarray(rows, dtype=np.int64)
+        episodes = self.index.episode_of_row[rows]
+        states = rows + episodes
+        first, last = self.index.first_state[episodes], self.index.last_state[episodes]
+
+        codes = self.value_goals.choose(len(rows), self.rng)
+        positions = self.value_goals.sample(
+            states, first, last, self.index.num_states, self.rng, codes
+        )
+        value_goals = self._goal_values(rows, positions, episodes, codes)
+        if self.actor_goals is None:
+            actor_goals = value_goals
+        else:
+            actor_codes = self.actor_goals.choose(len(rows), self.rng)
+            actor_positions = self.actor_goals.sample(
+                states, first, last, self.index.num_states, self.rng, actor_codes
+            )
+            actor_goals = self._goal_values(rows, actor_positions, episodes, actor_codes)
+
+        data = self.data
+        observations = _gather(data.observations, rows, value_goals)
+        next_observations = _gather(data.next_observations, rows, value_goals)
+        actions = data.actions[rows]
+        relabeled = positions != KEEP
+        success = self._success(rows, states, positions, value_goals, codes)
+        terminals = np.where(relabeled, success, data.terminals[rows])
+        if self.reward_fn is not None:
+            rewards = check_rewards(
+                self.reward_fn(observations, actions, next_observations), len(rows), "reward_fn"
+            )
+        else:
+            rewards = self.reward.rewards(success)
+        rewards = np.where(relabeled, rewards, data.rewards[rows]).astype(np.float32)
+        batch: dict[str, Any] = {
+            "observations": observations,
+            "next_observations": next_observations,
+            "actions": actions,
+            "rewards": rewards,
+            "terminals": terminals,
+            "masks": (~terminals).astype(np.float32),
+            "value_goals": value_goals,
+            "actor_goals": actor_goals,
+            "rows": rows,
+            "relabeled": relabeled,
+        }
+        if data.task_ids is not None:
+            batch["task_ids"] = data.task_ids[rows]
+        return batch
+
+    # ----------------------------------------------------------------- internals
+    def _goal_values(
+        self, rows: np.ndarray, positions: np.ndarray, episodes: np.ndarray, codes: np.ndarray
+    ) -> np.ndarray:
+        """Goal vectors at ``positions``; stored goals where :data:`KEEP`."""
+        keep = positions == KEEP
+        random = codes == _RANDOM
+        if not keep.any() and not random.any():
+            return self.index.gather_states(self.achieved, self.next_achieved, positions, episodes)
+        out = np.empty((len(rows), *self.achieved.shape[1:]), dtype=self.achieved.dtype)
+        if keep.any():
+            assert self.stored_goals is not None
+            out[keep] = self.stored_goals[rows[keep]]
+        if random.any() and self.random_goal_pool is not None:
+            draw = self.rng.integers(0, len(self.random_goal_pool), size=int(random.sum()))
+            out[random] = self.random_goal_pool[draw]
+            inside = ~(keep | random)
+        else:
+            inside = ~keep
+            episodes = episodes.copy()
+            episodes[random] = self.index.episode_of_state(positions[random])
+        out[inside] = self.index.gather_states(
+            self.achieved, self.next_achieved, positions[inside], episodes[inside]
+        )
+        return out
+
+    def _success(
+        self,
+        rows: np.ndarray,
+        states: np.ndarray,
+        positions: np.ndarray,
+        goals: np.ndarray,
+        codes: np.ndarray,
+    ) -> np.ndarray:
+        judged = self.next_achieved if self.reward.judged_on == "next" else self.achieved
+        success = self.reward.success(goals, positions, states, lambda: judged[rows])
+        if self.reward.tolerance is None and self.random_goal_pool is not None:
+            success &= codes != _RANDOM  # goals drawn from the pool carry no position
+        return success
+
+
+def _goal_columns(
+    data: Trajectories, goal_key: str, goal_dims: Sequence[int] | slice | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The achieved-goal column of ``s`` and of ``s'``."""
+    obs, nxt = data.observations, data.next_observations
+    if isinstance(obs, dict):
+        assert isinstance(nxt, dict)
+        if goal_key not in obs:
+            raise MissingKeyError(
+                f"observations/{goal_key}: no such key (the observations hold "
+                f"{', '.join(sorted(obs))}); pass goal_key"
+            )
+        obs, nxt = obs[goal_key], nxt[goal_key]
+    else:
+        assert isinstance(nxt, np.ndarray)
+    if goal_dims is not None:
+        obs, nxt = obs[:, goal_dims], nxt[:, goal_dims]
+    return obs, nxt
+
+
+def _gather(observations: Observations, rows: np.ndarray, goals: np.ndarray) -> Observations:
+    if not isinstance(observations, dict):
+        return observations[rows]
+    out = {k: v[rows] for k, v in observations.items() if k != DESIRED_GOAL}
+    if DESIRED_GOAL in observations:
+        out[DESIRED_GOAL] = goals.astype(observations[DESIRED_GOAL].dtype, copy=False)
+    return out
