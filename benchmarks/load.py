@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from _measure import peak_mb, reset_peak, run_isolated
 
 MINARI_ID = "bench/pointmaze-v0"
 
@@ -197,34 +197,13 @@ def measure(name: str, target: str) -> dict[str, float]:
 
     if "d4rl." in name:
         import d4rl  # noqa: F401
-    # The peak resident set is reset here (Linux: clear_refs 5), so it counts the load alone,
-    # not the imports nor the parent process it was forked from.
-    Path("/proc/self/clear_refs").write_text("5")
-    rss0 = _status_kb("VmRSS")
+    rss0 = reset_peak()
     start = time.perf_counter()
     arrays = function(Path(target))
     seconds = time.perf_counter() - start
-    peak = _status_kb("VmHWM") - rss0
+    peak = peak_mb(rss0)
     nbytes = sum(np.asarray(a).nbytes for a in arrays.values())
-    return {"seconds": seconds, "peak_mb": peak / 1024, "output_mb": nbytes / 2**20}
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def run_isolated(name: str, target: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--measure", name, "--target", str(target)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        sys.exit(f"{name} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {"seconds": seconds, "peak_mb": peak, "output_mb": nbytes / 2**20}
 
 
 def main() -> None:
@@ -254,7 +233,10 @@ def main() -> None:
     for name, (_, kind) in METHODS.items():
         if name in args.skip:
             continue
-        runs = [run_isolated(name, targets[kind]) for _ in range(args.repeats)]
+        runs = [
+            run_isolated(__file__, name, ["--target", str(targets[kind])])
+            for _ in range(args.repeats)
+        ]
         results[name] = {
             "seconds": min(r["seconds"] for r in runs),
             "peak_mb": max(r["peak_mb"] for r in runs),

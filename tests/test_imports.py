@@ -1,4 +1,5 @@
-"""``import gcrl`` stays cheap: no torch, lightning or h5py until a submodule needs them."""
+"""``import gcrl`` stays cheap: no torch, lightning or h5py until a submodule needs them,
+and ``gcrl.relabel`` never needs them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ def test_import_gcrl_is_light(statement: str) -> None:
 
 
 def test_datasets_load_no_optional_backend() -> None:
-    loaded = modules_after("import gcrl.datasets")
+    loaded = modules_after("from gcrl.datasets import load, save")
     assert "h5py" in loaded
     assert not loaded & {"torch", "lightning", "minari", "gymnasium"}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import gcrl.relabel",
+        "from gcrl.relabel import *",
+        "import gcrl.datasets.trajectories",
+    ],
+)
+def test_relabel_imports_numpy_and_nothing_heavier(statement: str) -> None:
+    """gcrl.relabel is for any code base, JAX ones included: numpy only."""
+    loaded = modules_after(statement)
+    assert "numpy" in loaded
+    assert not loaded & set(HEAVY)

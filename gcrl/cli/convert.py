@@ -2,7 +2,7 @@
 
 Several sources are stacked into one multi-task file, one ``--task`` (and optional
 ``--task-text``) per source, task indices in the order given. Native sources are streamed
-episode by episode; the output appears only once complete.
+chunk by chunk (whole episodes); the output appears only once complete.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from gcrl.datasets.loading import FORMATS, detect_format, load
-from gcrl.datasets.native_format import COMPRESSIONS, NativeReader, NativeWriter
+from gcrl.cli.sources import Source, refuse_output_among_inputs
+from gcrl.datasets.loading import FORMATS, detect_format
+from gcrl.datasets.native_format import COMPRESSIONS, NativeWriter
 from gcrl.datasets.trajectories import Task
 from gcrl.errors import DataError
 
@@ -69,25 +70,21 @@ def run(options: argparse.Namespace) -> int:
     """Convert ``options.sources`` into ``options.output``; prints what was written."""
     tasks = parse_tasks(options)
     output = Path(options.output)
-    for source in options.sources:
-        if Path(source).exists() and Path(source).resolve() == output.resolve():
-            raise DataError(f"{output}: the output is also an input")
+    refuse_output_among_inputs(options.sources, output)
     formats = [options.format or detect_format(source) for source in options.sources]
     attrs = {"source": ", ".join(map(str, options.sources)), "source_format": ", ".join(formats)}
+    loader_options = {}
+    if options.max_episode_steps is not None:
+        loader_options["max_episode_steps"] = options.max_episode_steps
     with NativeWriter(
         output, overwrite=options.force, compression=options.compression, attrs=attrs
     ) as writer:
         pairs = list(zip(options.sources, formats, tasks, strict=True))
-        for source, format, task in tqdm(pairs, desc="sources", disable=len(pairs) == 1 or None):
-            if format == "gcrl":
-                with NativeReader(source) as reader:
-                    for chunk in reader.iter_chunks():
-                        writer.append(chunk, task)
-                continue
-            loader_options = {}
-            if format == "d4rl" and options.max_episode_steps is not None:
-                loader_options["max_episode_steps"] = options.max_episode_steps
-            writer.append(load(source, format=format, **loader_options), task)
+        for path, format, task in tqdm(pairs, desc="sources", disable=len(pairs) == 1 or None):
+            options_for = loader_options if format == "d4rl" else {}
+            with Source(path, format, **options_for) as source:
+                for _, chunk in source.chunks():
+                    writer.append(chunk, task)
         rows = writer.num_transitions
     print(f"wrote {output}: {rows:,} transitions from {len(pairs)} source(s)")
     return 0

@@ -14,7 +14,7 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from gcrl.cli import convert, info
+    from gcrl.cli import convert, info, relabel
 
     parser = argparse.ArgumentParser(
         prog="gcrl",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info.add_parser(commands)
     convert.add_parser(commands)
+    relabel.add_parser(commands)
     return parser
 
 

@@ -51,7 +51,24 @@ _HOMES = {
     "concatenate": "trajectories",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "FORMATS",
+    "NativeReader",
+    "NativeWriter",
+    "Observations",
+    "Task",
+    "Trajectories",
+    "concatenate",
+    "detect_format",
+    "load",
+    "load_d4rl",
+    "load_minari",
+    "load_native",
+    "load_ogbench",
+    "open_native",
+    "qlearning_dataset",
+    "save",
+]
 
 
 def __getattr__(name: str) -> Any:

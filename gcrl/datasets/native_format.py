@@ -27,6 +27,7 @@ from gcrl.datasets.trajectories import (
     TaskTable,
     Trajectories,
     check_episode_index,
+    episode_chunks,
 )
 from gcrl.errors import (
     DataError,
@@ -354,14 +355,8 @@ class NativeReader:
         A single episode longer than ``max_rows`` comes alone. Memory use is bounded by the
         chunk size, not the file size.
         """
-        starts = self.episode_starts
-        ends = np.append(starts[1:], self.num_transitions)
-        first = 0
-        while first < len(starts):
-            limit = starts[first] + max_rows
-            stop = max(first + 1, int(np.searchsorted(ends, limit, side="right")))
+        for first, stop in episode_chunks(self.episode_starts, self.num_transitions, max_rows):
             yield self.read_episodes(first, stop)
-            first = stop
 
     def load(self) -> Trajectories:
         """The whole file as an in-memory record."""

@@ -182,6 +182,11 @@ class Trajectories:
         for index in range(self.num_episodes):
             yield self.episode(index)
 
+    def chunks(self, max_rows: int = 1 << 18) -> Iterator[Trajectories]:
+        """Views of whole episodes, about ``max_rows`` rows each (see :func:`episode_chunks`)."""
+        for first, stop in episode_chunks(self.episode_starts, self.num_transitions, max_rows):
+            yield self.rows(int(self.episode_starts[first]), int(self.episode_ends[stop - 1]))
+
     def select_episodes(self, indices: Sequence[int] | np.ndarray) -> Trajectories:
         """The given episodes, in the given order, as a new record (copies the rows)."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -366,6 +371,23 @@ def episode_starts_from_ends(ends: np.ndarray) -> np.ndarray:
     """
     last = np.flatnonzero(ends)
     return np.concatenate([[0], last[:-1] + 1]).astype(np.int64)
+
+
+def episode_chunks(starts: np.ndarray, num_rows: int, max_rows: int) -> Iterator[tuple[int, int]]:
+    """Episode ranges ``[first, stop)`` of about ``max_rows`` rows each, in order.
+
+    A single episode longer than ``max_rows`` comes alone.
+
+    >>> list(episode_chunks(np.array([0, 3, 5, 9]), 10, 5))
+    [(0, 2), (2, 4)]
+    """
+    ends = np.append(starts[1:], num_rows)
+    first = 0
+    while first < len(starts):
+        limit = starts[first] + max_rows
+        stop = max(first + 1, int(np.searchsorted(ends, limit, side="right")))
+        yield first, stop
+        first = stop
 
 
 def concatenate(

@@ -1,0 +1,191 @@
+"""Offline expansion: a chunk of whole episodes in, the originals plus relabeled copies out.
+
+Each output row records where it came from in two info columns: ``source_index`` (the row of
+the source file it copies, int64) and ``relabel_strategy`` (a code into
+:data:`RELABEL_STRATEGIES`, uint8; 0 is an original row).
+
+Goal relabeling (``final``, ``future``, ``geometric``, ``episode``, ``random``) writes ``k``
+copies of every row, each with its own goal, as single-transition episodes: ``terminals``
+where the goal is reached, ``timeouts`` otherwise (the episode was cut, so value learning
+bootstraps from ``s'``). Task relabeling (``random-task``, ``high-reward``, ``zero-reward``)
+copies whole episodes under another task, keeping their terminals and timeouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gcrl.datasets.trajectories import Trajectories
+from gcrl.errors import ConfigError, MissingKeyError
+from gcrl.relabel.goals import GOAL_STRATEGIES, GoalMixture
+from gcrl.relabel.rewards import GoalReward, goal_success
+from gcrl.relabel.sampler import DESIRED_GOAL, GoalSampler, RewardFn
+
+#: Hindsight goal strategies for offline expansion.
+GOAL_EXPANSIONS = ("final", "future", "geometric", "episode", "random")
+#: Task sharing strategies for offline expansion.
+TASK_EXPANSIONS = ("random-task", "high-reward", "zero-reward")
+#: Every ``relabel_strategy`` code, in order (stored in the output's attributes).
+RELABEL_STRATEGIES = (*GOAL_STRATEGIES, *TASK_EXPANSIONS)
+
+SOURCE_INDEX = "source_index"
+RELABEL_STRATEGY = "relabel_strategy"
+
+
+@dataclass
+class ExpansionStats:
+    """Counts accumulated over the chunks of one expansion."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    relabeled: int = 0
+    #: Goal strategies: rows whose goal is reached, among originals / relabeled copies.
+    successes_before: int = 0
+    successes_after: int = 0
+    #: Task strategies: reward sums of the originals / of the shared copies.
+    reward_before: float = 0.0
+    reward_after: float = 0.0
+    per_task: dict[int, int] = field(default_factory=dict)
+
+    def share(self, count: float, rows: int) -> float:
+        """``count / rows`` (0 when there are no rows)."""
+        return count / rows if rows else 0.0
+
+
+def with_provenance(chunk: Trajectories, first_row: int) -> Trajectories:
+    """``chunk`` (starting at source row ``first_row``) marked as original rows."""
+    infos = dict(chunk.infos)
+    infos[SOURCE_INDEX] = np.arange(first_row, first_row + len(chunk), dtype=np.int64)
+    infos[RELABEL_STRATEGY] = np.zeros(len(chunk), dtype=np.uint8)
+    return _replace(chunk, infos=infos)
+
+
+def expand_goals(
+    chunk: Trajectories,
+    *,
+    first_row: int,
+    strategy: str,
+    k: int,
+    rng: np.random.Generator,
+    goal_key: str = "achieved_goal",
+    reward: GoalReward | None = None,
+    reward_fn: RewardFn | None = None,
+    gamma: float = 0.99,
+    truncation: str = "renormalise",
+    random_goal_pool: np.ndarray | None = None,
+    stats: ExpansionStats | None = None,
+) -> Trajectories:
+    """``k`` goal-relabeled copies of every row of ``chunk``, as single-transition episodes.
+
+    Goals are the ``goal_key`` achieved goals of states drawn by ``strategy`` from each row's
+    episode (``random``: from ``random_goal_pool`` when given, else from the chunk).
+    Observations must be a dict with ``desired_goal``; it is replaced in both ``observations``
+    and ``next_observations``. Rewards come from ``reward`` (or ``reward_fn``).
+    """
+    if strategy not in GOAL_EXPANSIONS:
+        raise ConfigError(f"strategy: {strategy!r} is not a goal strategy ({GOAL_EXPANSIONS})")
+    if k < 1:
+        raise ConfigError(f"k: must be >= 1, got {k}")
+    if not isinstance(chunk.observations, dict) or DESIRED_GOAL not in chunk.observations:
+        raise MissingKeyError(
+            f"observations/{DESIRED_GOAL}: goal relabeling needs dict observations with a "
+            "desired goal"
+        )
+    reward = reward or GoalReward()
+    mixture = GoalMixture.only(strategy, gamma=gamma, truncation=truncation)
+    sampler = GoalSampler(
+        chunk,
+        goal_key=goal_key,
+        value_goals=mixture,
+        reward=reward,
+        reward_fn=reward_fn,
+        random_goal_pool=random_goal_pool,
+        seed=rng,
+    )
+    rows = np.repeat(np.arange(len(chunk), dtype=np.int64), k)
+    batch = sampler.sample(len(rows), rows=rows)
+    terminals = batch["terminals"]
+    infos = {name: values[rows] for name, values in chunk.infos.items()}
+    infos[SOURCE_INDEX] = rows + first_row
+    infos[RELABEL_STRATEGY] = np.full(len(rows), RELABEL_STRATEGIES.index(strategy), dtype=np.uint8)
+    copies = Trajectories._trusted(
+        observations=batch["observations"],
+        actions=batch["actions"],
+        rewards=batch["rewards"],
+        terminals=terminals,
+        timeouts=~terminals,
+        next_observations=batch["next_observations"],
+        episode_starts=np.arange(len(rows), dtype=np.int64),
+        task_ids=batch.get("task_ids"),
+        tasks=chunk.tasks,
+        infos=infos,
+        attrs=chunk.attrs,
+    )
+    if stats is not None:
+        if reward.tolerance is None:
+            before = chunk.terminals
+        else:
+            judged = sampler.next_achieved if reward.judged_on == "next" else sampler.achieved
+            before = goal_success(judged, chunk.observations[DESIRED_GOAL], reward.tolerance)
+        stats.successes_before += int(np.count_nonzero(before))
+        stats.successes_after += int(np.count_nonzero(terminals))
+        stats.relabeled += len(rows)
+    return copies
+
+
+def expand_tasks(
+    chunk: Trajectories,
+    *,
+    first_row: int,
+    strategy: str,
+    targets: np.ndarray,
+    task_rewards: Callable[[Trajectories], np.ndarray] | None,
+    stats: ExpansionStats | None = None,
+) -> Trajectories | None:
+    """Copies of ``chunk``'s episodes under other tasks; None when nothing is shared.
+
+    ``targets[e]`` lists the tasks episode ``e`` is shared with (``[E, k]``, -1 for none, as
+    :func:`gcrl.relabel.tasks.draw_tasks` returns). Rewards of a copy are its target task's
+    (``task_rewards(chunk)`` gives the ``[N, M]`` matrix); 0 for ``zero-reward``.
+    """
+    if strategy not in TASK_EXPANSIONS:
+        raise ConfigError(f"strategy: {strategy!r} is not a task strategy ({TASK_EXPANSIONS})")
+    if stats is not None:
+        stats.reward_before += float(chunk.rewards.sum(dtype=np.float64))
+    episodes, slots = np.nonzero(targets >= 0)
+    if len(episodes) == 0:
+        return None
+    tasks_of_copy = targets[episodes, slots]
+    lengths = chunk.episode_lengths[episodes]
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rows = np.repeat(chunk.episode_starts[episodes], lengths) + (
+        np.arange(lengths.sum(), dtype=np.int64) - offsets
+    )
+    starts = (np.cumsum(lengths) - lengths).astype(np.int64)
+    copies = chunk._take_rows(rows, starts)
+    task_ids = np.repeat(tasks_of_copy, lengths)
+    if strategy == "zero-reward":
+        rewards = np.zeros(len(rows), dtype=np.float32)
+    else:
+        if task_rewards is None:
+            raise ConfigError(f"strategy {strategy}: needs task reward functions or columns")
+        rewards = task_rewards(chunk)[rows, task_ids]
+    infos = dict(copies.infos)
+    infos[SOURCE_INDEX] = rows + first_row
+    infos[RELABEL_STRATEGY] = np.full(len(rows), RELABEL_STRATEGIES.index(strategy), dtype=np.uint8)
+    if stats is not None:
+        stats.relabeled += len(rows)
+        stats.reward_after += float(rewards.sum(dtype=np.float64))
+        for task, count in zip(*np.unique(tasks_of_copy, return_counts=True), strict=True):
+            stats.per_task[int(task)] = stats.per_task.get(int(task), 0) + int(count)
+    return _replace(copies, rewards=rewards, task_ids=task_ids, infos=infos)
+
+
+def _replace(data: Trajectories, **changes: object) -> Trajectories:
+    """``data`` with some fields replaced, without revalidating the untouched arrays."""
+    values = {name: getattr(data, name) for name in Trajectories.__dataclass_fields__}
+    values.update(changes)
+    return Trajectories._trusted(**values)
