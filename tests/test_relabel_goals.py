@@ -69,7 +69,7 @@ def test_future_inclusive_and_geometric_clip_never_go_backwards(
         ("future", {"inclusive": True}),
         ("geometric", {"truncation": "clip"}),
     ):
-        states, first, last, goals = draw_all(lengths, strategy, seed, **options)
+        states, _, last, goals = draw_all(lengths, strategy, seed, **options)
         assert ((goals >= states) & (goals <= last)).all()
 
 
