@@ -102,7 +102,7 @@ class NativeWriter:
         self._tmp = self._atomic.__enter__()
         self._file = h5py.File(self._tmp, "w")
         self._rows = 0
-        self._episodes: list[np.ndarray] = []
+        self._num_episodes = 0
         self._table = TaskTable()
         self._has_tasks: bool | None = None
         self._layout: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] | None = None
@@ -149,7 +149,7 @@ class NativeWriter:
             columns["task_ids"] = task_ids
         layout = {k: (v.shape[1:], v.dtype) for k, v in columns.items()}
         if self._layout is None:
-            self._create(columns)
+            self._create({**columns, "episode_starts": part.episode_starts})
             self._layout = layout
         elif layout != self._layout:
             raise DataError(
@@ -161,7 +161,11 @@ class NativeWriter:
             dataset = self._file[name]
             dataset.resize(stop, axis=0)
             dataset[start:stop] = array
-        self._episodes.append(part.episode_starts + start)
+        # Written as it goes, so memory does not grow with the output (many short episodes).
+        starts = self._file["episode_starts"]
+        starts.resize(self._num_episodes + part.num_episodes, axis=0)
+        starts[self._num_episodes :] = part.episode_starts + start
+        self._num_episodes += part.num_episodes
         self._rows = stop
 
     def _create(self, columns: dict[str, np.ndarray]) -> None:
@@ -184,7 +188,6 @@ class NativeWriter:
             self.abort()
             raise DataError(f"{self.path}: nothing to write, the dataset holds no transition")
         f = self._file
-        f.create_dataset("episode_starts", data=np.concatenate(self._episodes))
         if self._has_tasks:
             group = f.create_group("tasks")
             string = h5py.string_dtype("utf-8")
@@ -196,7 +199,7 @@ class NativeWriter:
             "gcrl_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "num_transitions": self._rows,
-            "num_episodes": int(sum(len(e) for e in self._episodes)),
+            "num_episodes": self._num_episodes,
             "observations_are_dict": isinstance(f["observations"], h5py.Group),
         }
         for key, value in {**self._attrs, **attrs}.items():
