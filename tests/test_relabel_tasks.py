@@ -185,3 +185,81 @@ def _tasks(m: int) -> tuple:
     from gcrl.datasets import Task
 
     return tuple(Task(f"t{i}") for i in range(m))
+
+
+# --------------------------------------------------------------------- on the fly
+def multitask(lengths: list[int], tasks: int = 3):  # type: ignore[no-untyped-def]
+    from gcrl.datasets import Task, concatenate
+
+    parts = [make_trajectories(lengths, goal=True, seed=s) for s in range(tasks)]
+    return concatenate(parts, [Task(f"task{i}") for i in range(tasks)])
+
+
+def test_task_sampler_shares_with_other_tasks_and_their_rewards() -> None:
+    from gcrl.relabel import TaskSampler
+
+    data = multitask([4, 2, 5])
+    matrix = np.random.default_rng(0).normal(size=(data.num_transitions, 3)).astype(np.float32)
+    before = data.task_ids.copy()
+    sampler = TaskSampler(data, task_rewards=matrix, ratio=0.75, seed=1)
+    batch = sampler.sample(200)
+    rows, shared = batch["rows"], batch["relabeled"]
+    assert shared.sum() == 150, "every tried row has another task to go to"
+    assert (batch["task_ids"][shared] != data.task_ids[rows[shared]]).all()
+    np.testing.assert_array_equal(batch["task_ids"][~shared], data.task_ids[rows[~shared]])
+    np.testing.assert_array_equal(
+        batch["rewards"][shared], matrix[rows[shared], batch["task_ids"][shared]]
+    )
+    np.testing.assert_array_equal(batch["rewards"][~shared], data.rewards[rows[~shared]])
+    np.testing.assert_array_equal(data.task_ids, before)
+    again = TaskSampler(data, task_rewards=matrix, ratio=0.75, seed=1).sample(200)
+    np.testing.assert_array_equal(again["task_ids"], batch["task_ids"])
+
+    # Per-task reward functions give the same rewards as their matrix.
+    fns = [lambda o, a, n, m=m: matrix[_row_of(data, n), m] for m in range(3)]
+    by_fn = TaskSampler(data, task_rewards=fns, ratio=0.75, seed=1).sample(200)
+    np.testing.assert_array_equal(by_fn["rewards"], batch["rewards"])
+
+
+def _row_of(data, next_observations):  # type: ignore[no-untyped-def]
+    """Row of each next observation (its observation values are unique in the test data)."""
+    keys = data.next_observations["observation"]
+    lookup = {k.tobytes(): i for i, k in enumerate(keys)}
+    return np.array([lookup[k.tobytes()] for k in next_observations["observation"]])
+
+
+def test_task_sampler_selection_zero_reward_and_conservative_hook() -> None:
+    from gcrl.relabel import TaskSampler
+
+    data = multitask([3, 3])
+    only_task_2 = np.zeros((data.num_episodes, 3))
+    only_task_2[:, 2] = 1.0  # episodes of task 2 have nowhere to go
+    sampler = TaskSampler(
+        data,
+        task_rewards=np.ones((data.num_transitions, 3), np.float32),
+        selection=only_task_2,
+        ratio=1.0,
+        zero_reward=True,
+        seed=0,
+    )
+    batch = sampler.sample(300)
+    own = data.task_ids[batch["rows"]]
+    assert (batch["relabeled"] == (own != 2)).all()
+    assert (batch["task_ids"] == 2).all() and (batch["rewards"][batch["relabeled"]] == 0).all()
+
+    # The hook sees the proposed shares and vetoes some: keep those from even rows only.
+    scores = (np.arange(data.num_transitions) % 2 == 0).astype(float)
+    hooked = TaskSampler(
+        data,
+        task_rewards=np.ones((data.num_transitions, 3), np.float32),
+        ratio=1.0,
+        seed=0,
+        keep_fn=lambda proposal: conservative_share(
+            scores[proposal["rows"]],
+            proposal["task_ids"],
+            scores,
+            data.task_ids,
+            percentile=50,
+        ),
+    ).sample(300)
+    assert (hooked["relabeled"] == (hooked["rows"] % 2 == 0)).all()

@@ -21,7 +21,7 @@ from gcrl.relabel.goals import (
 )
 from gcrl.relabel.her import her_relabel
 from gcrl.relabel.rewards import GoalReward, goal_distance, goal_success
-from gcrl.relabel.sampler import GoalSampler
+from gcrl.relabel.sampler import GoalSampler, TaskSampler
 from gcrl.relabel.tasks import (
     conservative_share,
     draw_tasks,
@@ -41,6 +41,7 @@ __all__ = [
     "GoalMixture",
     "GoalReward",
     "GoalSampler",
+    "TaskSampler",
     "conservative_share",
     "current_goals",
     "draw_tasks",

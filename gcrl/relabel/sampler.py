@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gcrl.errors import MissingKeyError
+from gcrl.datasets.trajectories import _take
+from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
 from gcrl.relabel.goals import GOAL_STRATEGIES, KEEP, GoalMixture
 from gcrl.relabel.rewards import GoalReward, check_rewards
@@ -233,3 +234,142 @@ def _gather(observations: Observations, rows: np.ndarray, goals: np.ndarray) -> 
     if DESIRED_GOAL in observations:
         out[DESIRED_GOAL] = goals.astype(observations[DESIRED_GOAL].dtype, copy=False)
     return out
+
+
+class TaskSampler:
+    """Samples batches of a multi-task dataset with a share of rows relabeled to other tasks.
+
+    Args:
+        data: trajectories with ``task_ids``.
+        task_rewards: rewards of every row under every task, ``[N, M]``, or M per-task reward
+            functions (evaluated on the batch, grouped by task).
+        selection: ``[E, M]`` probabilities of the tasks each episode may be shared with (any
+            rule of :mod:`gcrl.relabel.tasks`; the episode's own task is ignored). Default:
+            uniform over the other tasks.
+        ratio: share of each batch relabeled (exactly ``round(ratio * B)`` rows are tried;
+            rows whose episode has no task to go to keep their own).
+        zero_reward: shared rows get reward 0 (unlabeled data sharing).
+        keep_fn: the conservative-data-sharing hook: called with the relabeled rows' batch
+            (``rows``, ``task_ids`` of the target tasks, observations...), returns a bool mask
+            of the shares to keep (for example :func:`gcrl.relabel.tasks.conservative_share`
+            on a critic's values); rejected rows revert to their own task.
+        seed: an int or a ``numpy.random.Generator``.
+    """
+
+    def __init__(
+        self,
+        data: Trajectories,
+        *,
+        task_rewards: np.ndarray | Sequence[RewardFn],
+        selection: np.ndarray | None = None,
+        ratio: float = 0.5,
+        zero_reward: bool = False,
+        keep_fn: Callable[[dict[str, Any]], np.ndarray] | None = None,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        if data.task_ids is None:
+            raise MissingKeyError("task_ids: task relabeling needs a multi-task dataset")
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(f"ratio: must lie in [0, 1], got {ratio}")
+        self.data = data
+        self.index = EpisodeIndex.from_starts(data.episode_starts, data.num_transitions)
+        num_tasks = len(data.tasks)
+        episode_tasks = data.task_ids[data.episode_starts]
+        if selection is None:
+            selection = np.ones((data.num_episodes, num_tasks))
+        selection = np.array(selection, dtype=np.float64, copy=True)
+        if selection.shape != (data.num_episodes, num_tasks):
+            raise ConfigError(
+                f"selection: shape {selection.shape}, expected "
+                f"({data.num_episodes}, {num_tasks}) (episodes x tasks)"
+            )
+        selection[np.arange(data.num_episodes), episode_tasks] = 0.0
+        self._cdf = np.cumsum(selection, axis=1)
+        if isinstance(task_rewards, np.ndarray):
+            if task_rewards.shape != (data.num_transitions, num_tasks):
+                raise ConfigError(
+                    f"task_rewards: shape {task_rewards.shape}, expected "
+                    f"({data.num_transitions}, {num_tasks}) (rows x tasks)"
+                )
+        elif len(task_rewards) != num_tasks:
+            raise ConfigError(f"task_rewards: {len(task_rewards)} functions for {num_tasks} tasks")
+        self.task_rewards = task_rewards
+        self.ratio = ratio
+        self.zero_reward = zero_reward
+        self.keep_fn = keep_fn
+        self.rng = as_generator(seed)
+
+    def sample(self, batch_size: int, rows: np.ndarray | None = None) -> dict[str, Any]:
+        """A batch: ``observations``, ``next_observations``, ``actions``, ``rewards``,
+        ``terminals``, ``masks``, ``task_ids`` (the relabeled task where shared), ``rows`` and
+        ``relabeled``; numpy arrays, the data's own where not shared."""
+        data = self.data
+        if rows is None:
+            rows = self.rng.integers(0, data.num_transitions, size=batch_size)
+        rows = np.asarray(rows, dtype=np.int64)
+        assert data.task_ids is not None
+        task_ids = data.task_ids[rows].copy()
+        rewards = data.rewards[rows].copy()
+        tried = self.rng.choice(len(rows), size=round(self.ratio * len(rows)), replace=False)
+        cdf = self._cdf[self.index.episode_of_row[rows[tried]]]
+        total = cdf[:, -1]
+        # Task j is drawn when cdf[j-1] <= u < cdf[j]: never one of probability 0.
+        draw = (cdf <= (self.rng.random(len(tried)) * total)[:, None]).sum(axis=1)
+        shared = tried[total > 0]
+        targets = draw[total > 0]
+        observations = _take(data.observations, rows)
+        next_observations = _take(data.next_observations, rows)
+        actions = data.actions[rows]
+        if self.keep_fn is not None and len(shared):
+            proposal = {
+                "observations": _take(observations, shared),
+                "next_observations": _take(next_observations, shared),
+                "actions": actions[shared],
+                "rows": rows[shared],
+                "task_ids": targets,
+            }
+            keep = np.asarray(self.keep_fn(proposal), dtype=bool)
+            shared, targets = shared[keep], targets[keep]
+        task_ids[shared] = targets
+        if self.zero_reward:
+            rewards[shared] = 0.0
+        else:
+            rewards[shared] = self._rewards(
+                rows[shared], targets, shared, observations, actions, next_observations
+            )
+        relabeled = np.zeros(len(rows), dtype=bool)
+        relabeled[shared] = True
+        terminals = data.terminals[rows]
+        return {
+            "observations": observations,
+            "next_observations": next_observations,
+            "actions": actions,
+            "rewards": rewards,
+            "terminals": terminals,
+            "masks": (~terminals).astype(np.float32),
+            "task_ids": task_ids,
+            "rows": rows,
+            "relabeled": relabeled,
+        }
+
+    def _rewards(
+        self,
+        source_rows: np.ndarray,
+        tasks: np.ndarray,
+        positions: np.ndarray,
+        observations: Observations,
+        actions: np.ndarray,
+        next_observations: Observations,
+    ) -> np.ndarray:
+        if isinstance(self.task_rewards, np.ndarray):
+            return self.task_rewards[source_rows, tasks]
+        out = np.empty(len(tasks), dtype=np.float32)
+        for task in np.unique(tasks):
+            sel = positions[tasks == task]
+            fn = self.task_rewards[int(task)]
+            out[tasks == task] = check_rewards(
+                fn(_take(observations, sel), actions[sel], _take(next_observations, sel)),
+                len(sel),
+                f"reward function of task {int(task)}",
+            )
+        return out
