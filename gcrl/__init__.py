@@ -12,7 +12,7 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("cli", "datasets", "errors")
+_SUBMODULES = ("cli", "datasets", "errors", "relabel")
 
 __all__ = ["__version__", *_SUBMODULES]
 
