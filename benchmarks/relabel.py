@@ -2,7 +2,7 @@
 and beside OGBench's GCDataset, and gcrl's offline expansion (``gcrl relabel``).
 
     scripts/bench_env.sh                                   # .venv-bench: gcrl + SB3 (+ torch)
-    .venv-bench/bin/python benchmarks/relabel.py           # 1M transitions (~1 GB of scratch)
+    .venv-bench/bin/python benchmarks/relabel.py           # 1M transitions (~0.6 GB of scratch)
     .venv-bench/bin/python benchmarks/relabel.py --transitions 100000 --repeats 1
 
 Builds (once, cached under --workdir) a native gcrl file of PointMaze-like transitions: dict
@@ -20,7 +20,9 @@ On-the-fly rows, in transitions per second (batch size x calls / seconds, timed 
 * OGBench's ``GCDataset.sample`` (``impls/utils/datasets.py``) rebuilt in numpy: GCIQL's
   config (value goals: current 0.2, geometric trajectory goals 0.5 with discount 0.99, random
   0.3; actor goals: uniform trajectory goals; ``gc_negative``), on OGBench's compact layout
-  (N + E states, ``valids``), ``jax.tree_util.tree_map`` replaced by a dict walk.
+  (N + E states, ``valids``), ``jax.tree_util.tree_map`` replaced by a dict walk. Like
+  OGBench's own files, its observations are flat (the ``observation`` key) and its goals are
+  whole observations; gcrl's OGBench mode runs on the same flat observations.
 * gcrl's ``GoalSampler`` in the mode of each: HER k = 4 with PointMaze's 0.45 success radius,
   and OGBench's value and actor goals with OGBench's reward (index equality, -1/0).
 
@@ -333,8 +335,21 @@ class OGBenchGCDataset:
         return tree_map(lambda arr: arr[idxs], self.dataset["observations"])
 
 
+def flat_observations(data: Any) -> Any:
+    """``data`` with its ``observation`` key as flat array observations, as OGBench stores
+    them (its goals are whole observations)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        data,
+        observations=data.observations["observation"],
+        next_observations=data.next_observations["observation"],
+    )
+
+
 def ogbench_layout(data: Any) -> dict[str, Any]:
-    """OGBench's compact dataset of ``data``: each episode's L + 1 states in a row.
+    """OGBench's compact dataset of ``data`` (flat observations): each episode's L + 1 states
+    in a row.
 
     First the layout of OGBench's files (``terminals`` on each episode's last state, whose
     action is unused), then ``ogbench.utils.load_dataset(compact_dataset=True)``'s step:
@@ -352,9 +367,7 @@ def ogbench_layout(data: Any) -> dict[str, Any]:
         return out
 
     ends = data.episode_ends - 1
-    observations = {
-        k: per_state(v, data.next_observations[k][ends]) for k, v in data.observations.items()
-    }
+    observations = per_state(data.observations, data.next_observations[ends])
     terminals = np.zeros(n + e, dtype=np.float32)
     terminals[last] = 1.0
     valids = 1.0 - terminals
@@ -370,7 +383,7 @@ def ogbench_layout(data: Any) -> dict[str, Any]:
 def ogbench_sampler(path: Path) -> tuple[Sample, dict[str, Any]]:
     from gcrl.datasets import load_native
 
-    dataset = OGBenchDataset(ogbench_layout(load_native(path)))
+    dataset = OGBenchDataset(ogbench_layout(flat_observations(load_native(path))))
     sampler = OGBenchGCDataset(dataset, OGBENCH_CONFIG)
     np.random.seed(0)
     return sampler.sample, {}
@@ -393,8 +406,7 @@ def gcrl_sampler(path: Path, mode: str) -> tuple[Sample, dict[str, Any]]:
         )
     else:
         sampler = GoalSampler(
-            data,
-            goal_key="achieved_goal",
+            flat_observations(data),  # goals are whole observations, as in OGBench
             value_goals=GoalMixture.ogbench_value(),
             actor_goals=GoalMixture.ogbench_actor(),
             reward=GoalReward.ogbench(),

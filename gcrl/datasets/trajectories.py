@@ -204,15 +204,15 @@ class Trajectories:
         """The given rows (a slice gives views, an index array copies) as a trusted record."""
         return Trajectories._trusted(
             observations=_take(self.observations, rows),
-            actions=self.actions[rows],
-            rewards=self.rewards[rows],
-            terminals=self.terminals[rows],
-            timeouts=self.timeouts[rows],
+            actions=take_rows(self.actions, rows),
+            rewards=take_rows(self.rewards, rows),
+            terminals=take_rows(self.terminals, rows),
+            timeouts=take_rows(self.timeouts, rows),
             next_observations=_take(self.next_observations, rows),
             episode_starts=episode_starts,
-            task_ids=None if self.task_ids is None else self.task_ids[rows],
+            task_ids=None if self.task_ids is None else take_rows(self.task_ids, rows),
             tasks=self.tasks,
-            infos={k: v[rows] for k, v in self.infos.items()},
+            infos={k: take_rows(v, rows) for k, v in self.infos.items()},
             attrs=self.attrs,
         )
 
@@ -268,8 +268,16 @@ def _named_columns(prefix: str, observations: Observations) -> dict[str, np.ndar
 
 def _take(observations: Observations, rows: slice | np.ndarray) -> Observations:
     if isinstance(observations, dict):
-        return {k: v[rows] for k, v in observations.items()}
-    return observations[rows]
+        return {k: take_rows(v, rows) for k, v in observations.items()}
+    return take_rows(observations, rows)
+
+
+def take_rows(array: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
+    """``array[rows]``: a view for a slice, else a gather (``np.take``, several times faster
+    than fancy indexing for rows of a 2-D array)."""
+    if isinstance(rows, slice):
+        return array[rows]
+    return array.take(rows, axis=0)
 
 
 def _check_same_structure(

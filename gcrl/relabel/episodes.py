@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gcrl.datasets.trajectories import take_rows
 from gcrl.errors import ConfigError
 
 
@@ -94,7 +95,7 @@ class EpisodeIndex:
         offsets = states - self.first_state[episodes]
         rows = self.starts[episodes] + offsets - 1
         at_start = offsets == 0
-        out = next_observations[np.maximum(rows, 0)]
+        out = take_rows(next_observations, np.maximum(rows, 0))
         if at_start.any():
             out[at_start] = observations[rows[at_start] + 1]
         return out

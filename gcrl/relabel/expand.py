@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gcrl.datasets.trajectories import Trajectories
+from gcrl.datasets.trajectories import Trajectories, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.goals import GOAL_STRATEGIES, GoalMixture
 from gcrl.relabel.rewards import GoalReward, goal_success
@@ -108,7 +108,7 @@ def expand_goals(
     rows = np.repeat(np.arange(len(chunk), dtype=np.int64), k)
     batch = sampler.sample(len(rows), rows=rows)
     terminals = batch["terminals"]
-    infos = {name: values[rows] for name, values in chunk.infos.items()}
+    infos = {name: take_rows(values, rows) for name, values in chunk.infos.items()}
     infos[SOURCE_INDEX] = rows + first_row
     infos[RELABEL_STRATEGY] = np.full(len(rows), RELABEL_STRATEGIES.index(strategy), dtype=np.uint8)
     copies = Trajectories._trusted(

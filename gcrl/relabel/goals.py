@@ -130,7 +130,7 @@ class GoalMixture:
     gamma: float = 0.99
     truncation: Truncation = "renormalise"
     inclusive: bool = False
-    _probabilities: np.ndarray = field(init=False, repr=False, compare=False)
+    _cdf: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         weights = {k: float(v) for k, v in self.weights.items() if v != 0}
@@ -144,7 +144,7 @@ class GoalMixture:
             raise ConfigError(f"goal mixture: weights must be >= 0 and sum to 1, got {weights}")
         probabilities = np.array([weights.get(name, 0.0) for name in GOAL_STRATEGIES])
         object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "_probabilities", probabilities / probabilities.sum())
+        object.__setattr__(self, "_cdf", np.cumsum(probabilities / probabilities.sum()))
 
     # ----------------------------------------------------------------- presets
     @classmethod
@@ -183,8 +183,7 @@ class GoalMixture:
         if len(self.weights) == 1:
             code = GOAL_STRATEGIES.index(next(iter(self.weights)))
             return np.full(size, code, dtype=np.int8)
-        cdf = np.cumsum(self._probabilities)
-        codes = np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right")
+        codes = np.searchsorted(self._cdf, rng.random(size) * self._cdf[-1], side="right")
         return np.minimum(codes, len(GOAL_STRATEGIES) - 1).astype(np.int8)
 
     def sample(
@@ -208,7 +207,7 @@ class GoalMixture:
         for code, name in enumerate(GOAL_STRATEGIES):
             if name not in self.weights:
                 continue
-            sel = slice(None) if len(self.weights) == 1 else np.flatnonzero(codes == code)
+            sel = slice(None) if len(self.weights) == 1 else np.nonzero(codes == code)[0]
             goals[sel] = self._strategy(name, index[sel], first[sel], last[sel], num_states, rng)
         return goals
 

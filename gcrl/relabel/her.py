@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gcrl.datasets.trajectories import take_rows
 from gcrl.errors import ConfigError
 from gcrl.relabel.episodes import EpisodeIndex
 from gcrl.relabel.goals import GoalMixture
@@ -72,7 +73,7 @@ def her_relabel(
     else:
         new_goals = index.gather_states(achieved, next_achieved, targets)
     judged = next_achieved if reward.judged_on == "next" else achieved
-    success = reward.success(new_goals, targets, states, lambda: judged[rows[chosen]])
+    success = reward.success(new_goals, targets, states, lambda: take_rows(judged, rows[chosen]))
 
     out_goals = np.array(goals, copy=True)
     out_goals[chosen] = new_goals

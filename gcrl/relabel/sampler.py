@@ -1,7 +1,7 @@
 """On-the-fly goal relabeling: draw a batch of rows and relabel its goals, all vectorised.
 
 >>> import numpy as np
->>> from gcrl.datasets.trajectories import Trajectories
+>>> from gcrl.datasets.trajectories import Trajectories, take_rows
 >>> ag = np.arange(7, dtype=np.float64)[:, None]           # achieved goal of s_0..s_6
 >>> obs = {"achieved_goal": ag[:6], "desired_goal": np.full((6, 1), 9.0)}
 >>> nxt = {"achieved_goal": ag[1:], "desired_goal": np.full((6, 1), 9.0)}
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gcrl.datasets.trajectories import _take
+from gcrl.datasets.trajectories import _take, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
 from gcrl.relabel.goals import GOAL_STRATEGIES, KEEP, GoalMixture
@@ -139,17 +139,17 @@ class GoalSampler:
         data = self.data
         observations = _gather(data.observations, rows, value_goals)
         next_observations = _gather(data.next_observations, rows, value_goals)
-        actions = data.actions[rows]
+        actions = take_rows(data.actions, rows)
         relabeled = positions != KEEP
         success = self._success(rows, states, positions, value_goals, codes)
-        terminals = np.where(relabeled, success, data.terminals[rows])
+        terminals = np.where(relabeled, success, take_rows(data.terminals, rows))
         if self.reward_fn is not None:
             rewards = check_rewards(
                 self.reward_fn(observations, actions, next_observations), len(rows), "reward_fn"
             )
         else:
             rewards = self.reward.rewards(success)
-        rewards = np.where(relabeled, rewards, data.rewards[rows]).astype(np.float32)
+        rewards = np.where(relabeled, rewards, take_rows(data.rewards, rows)).astype(np.float32)
         batch: dict[str, Any] = {
             "observations": observations,
             "next_observations": next_observations,
@@ -163,7 +163,7 @@ class GoalSampler:
             "relabeled": relabeled,
         }
         if data.task_ids is not None:
-            batch["task_ids"] = data.task_ids[rows]
+            batch["task_ids"] = take_rows(data.task_ids, rows)
         return batch
 
     # ----------------------------------------------------------------- internals
@@ -201,7 +201,7 @@ class GoalSampler:
         codes: np.ndarray,
     ) -> np.ndarray:
         judged = self.next_achieved if self.reward.judged_on == "next" else self.achieved
-        success = self.reward.success(goals, positions, states, lambda: judged[rows])
+        success = self.reward.success(goals, positions, states, lambda: take_rows(judged, rows))
         if self.reward.tolerance is None and self.random_goal_pool is not None:
             success &= codes != _RANDOM  # goals drawn from the pool carry no position
         return success
@@ -229,8 +229,8 @@ def _goal_columns(
 
 def _gather(observations: Observations, rows: np.ndarray, goals: np.ndarray) -> Observations:
     if not isinstance(observations, dict):
-        return observations[rows]
-    out = {k: v[rows] for k, v in observations.items() if k != DESIRED_GOAL}
+        return take_rows(observations, rows)
+    out = {k: take_rows(v, rows) for k, v in observations.items() if k != DESIRED_GOAL}
     if DESIRED_GOAL in observations:
         out[DESIRED_GOAL] = goals.astype(observations[DESIRED_GOAL].dtype, copy=False)
     return out
@@ -308,8 +308,8 @@ class TaskSampler:
             rows = self.rng.integers(0, data.num_transitions, size=batch_size)
         rows = np.asarray(rows, dtype=np.int64)
         assert data.task_ids is not None
-        task_ids = data.task_ids[rows].copy()
-        rewards = data.rewards[rows].copy()
+        task_ids = take_rows(data.task_ids, rows).copy()
+        rewards = take_rows(data.rewards, rows).copy()
         tried = self.rng.choice(len(rows), size=round(self.ratio * len(rows)), replace=False)
         cdf = self._cdf[self.index.episode_of_row[rows[tried]]]
         total = cdf[:, -1]
@@ -319,7 +319,7 @@ class TaskSampler:
         targets = draw[total > 0]
         observations = _take(data.observations, rows)
         next_observations = _take(data.next_observations, rows)
-        actions = data.actions[rows]
+        actions = take_rows(data.actions, rows)
         if self.keep_fn is not None and len(shared):
             proposal = {
                 "observations": _take(observations, shared),
@@ -339,7 +339,7 @@ class TaskSampler:
             )
         relabeled = np.zeros(len(rows), dtype=bool)
         relabeled[shared] = True
-        terminals = data.terminals[rows]
+        terminals = take_rows(data.terminals, rows)
         return {
             "observations": observations,
             "next_observations": next_observations,
