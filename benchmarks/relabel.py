@@ -570,8 +570,9 @@ def report(
     if SB3 in results:
         share = results[SB3]["future_includes_current"]
         print(
-            f"\nSB3's `future` is inclusive: {share:.2%} of its relabeled goals are the row's "
-            "own next achieved goal (reward 1 at once)."
+            f"\nSB3's `future` draws steps t..T-1 and takes their next achieved goal: {share:.2%} "
+            "of its relabeled goals are the row's own s' (reward 1 at once), the same "
+            "distribution as gcrl's default `future` (states after s_t)."
         )
 
     if expansions:
