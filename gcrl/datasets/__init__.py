@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gcrl.datasets.d4rl_format import load_d4rl, qlearning_dataset
+    from gcrl.datasets.datamodule import TrajectoryDataModule
     from gcrl.datasets.loading import FORMATS, detect_format, load
     from gcrl.datasets.minari_format import load_minari
     from gcrl.datasets.native_format import (
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from gcrl.datasets.trajectories import Observations, Task, Trajectories, concatenate
 
 _HOMES = {
+    "TrajectoryDataModule": "datamodule",
     "load_d4rl": "d4rl_format",
     "qlearning_dataset": "d4rl_format",
     "FORMATS": "loading",
@@ -58,6 +60,7 @@ __all__ = [
     "Observations",
     "Task",
     "Trajectories",
+    "TrajectoryDataModule",
     "concatenate",
     "detect_format",
     "load",

@@ -203,12 +203,12 @@ class Trajectories:
     def _take_rows(self, rows: slice | np.ndarray, episode_starts: np.ndarray) -> Trajectories:
         """The given rows (a slice gives views, an index array copies) as a trusted record."""
         return Trajectories._trusted(
-            observations=_take(self.observations, rows),
+            observations=take_observations(self.observations, rows),
             actions=take_rows(self.actions, rows),
             rewards=take_rows(self.rewards, rows),
             terminals=take_rows(self.terminals, rows),
             timeouts=take_rows(self.timeouts, rows),
-            next_observations=_take(self.next_observations, rows),
+            next_observations=take_observations(self.next_observations, rows),
             episode_starts=episode_starts,
             task_ids=None if self.task_ids is None else take_rows(self.task_ids, rows),
             tasks=self.tasks,
@@ -266,7 +266,8 @@ def _named_columns(prefix: str, observations: Observations) -> dict[str, np.ndar
     return {prefix: np.asarray(observations)}
 
 
-def _take(observations: Observations, rows: slice | np.ndarray) -> Observations:
+def take_observations(observations: Observations, rows: slice | np.ndarray) -> Observations:
+    """The given rows of an observation column (array or dict of arrays)."""
     if isinstance(observations, dict):
         return {k: take_rows(v, rows) for k, v in observations.items()}
     return take_rows(observations, rows)

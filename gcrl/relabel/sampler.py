@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gcrl.datasets.trajectories import _take, take_rows
+from gcrl.datasets.trajectories import take_observations, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
 from gcrl.relabel.goals import GOAL_STRATEGIES, KEEP, GoalMixture
@@ -317,13 +317,13 @@ class TaskSampler:
         draw = (cdf <= (self.rng.random(len(tried)) * total)[:, None]).sum(axis=1)
         shared = tried[total > 0]
         targets = draw[total > 0]
-        observations = _take(data.observations, rows)
-        next_observations = _take(data.next_observations, rows)
+        observations = take_observations(data.observations, rows)
+        next_observations = take_observations(data.next_observations, rows)
         actions = take_rows(data.actions, rows)
         if self.keep_fn is not None and len(shared):
             proposal = {
-                "observations": _take(observations, shared),
-                "next_observations": _take(next_observations, shared),
+                "observations": take_observations(observations, shared),
+                "next_observations": take_observations(next_observations, shared),
                 "actions": actions[shared],
                 "rows": rows[shared],
                 "task_ids": targets,
@@ -368,7 +368,11 @@ class TaskSampler:
             sel = positions[tasks == task]
             fn = self.task_rewards[int(task)]
             out[tasks == task] = check_rewards(
-                fn(_take(observations, sel), actions[sel], _take(next_observations, sel)),
+                fn(
+                    take_observations(observations, sel),
+                    actions[sel],
+                    take_observations(next_observations, sel),
+                ),
                 len(sel),
                 f"reward function of task {int(task)}",
             )

@@ -1,0 +1,15 @@
+"""Algorithms as LightningModules, one small file each; losses are plain functions of a batch.
+
+- :class:`BC`: behaviour cloning (Gaussian NLL, MSE, or cross-entropy for discrete actions);
+- :class:`IQL`: goal-conditioned implicit Q-learning with OGBench GCIQL's defaults;
+- :class:`DQN`: double DQN with a conservative regulariser, for discrete actions.
+"""
+
+from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.bc import BC
+from gcrl.algorithms.dqn import DQN
+from gcrl.algorithms.iql import IQL
+
+ALGORITHMS = {"BC": BC, "IQL": IQL, "DQN": DQN}
+
+__all__ = ["ALGORITHMS", "BC", "DQN", "IQL", "GCRLModule"]

@@ -1,0 +1,194 @@
+"""What every algorithm shares: the data spec, the task signal, the optimiser, per-task
+logging, checkpoint metadata and acting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+
+from gcrl.errors import ConfigError
+from gcrl.tasks.signals import (
+    SIGNALS,
+    EmbeddingSignal,
+    GoalSignal,
+    NoSignal,
+    OneHotSignal,
+    TaskSignal,
+    TextSignal,
+)
+
+Batch = dict[str, torch.Tensor]
+#: Checkpoint key holding gcrl's metadata (algorithm class, data spec).
+CHECKPOINT_KEY = "gcrl"
+
+
+class GCRLModule(L.LightningModule):
+    """Base class of the algorithms (not used directly).
+
+    Args:
+        spec: shapes and tasks of the data; ``gcrl fit`` links it from the data module.
+        task_signal: one of ``auto`` (goal when the data has goals, onehot when it has
+            several tasks, else none), ``none``, ``onehot``, ``embedding``, ``goal``, ``text``.
+        task_embedding_dim: width of the ``embedding`` signal.
+        goal_encoder_dims: hidden widths (last = output) of an MLP over goals; none by default.
+        text_model: sentence-transformers model of the ``text`` signal (name or local path).
+        text_dim: set when restoring; the embeddings then come from the checkpoint.
+        conditioning: ``concat`` or ``film``.
+        multi_head: one output head per task (selected by task id) over a shared trunk.
+        learning_rate: Adam's learning rate.
+    """
+
+    #: The batch goals the actor and the value functions are conditioned on.
+    actor_goal_key: ClassVar[str] = "actor_goals"
+    value_goal_key: ClassVar[str] = "value_goals"
+
+    def __init__(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        task_signal: str = "auto",
+        task_embedding_dim: int = 32,
+        goal_encoder_dims: list[int] | None = None,
+        text_model: str = "all-MiniLM-L6-v2",
+        text_dim: int | None = None,
+        conditioning: str = "concat",
+        multi_head: bool = False,
+        learning_rate: float = 3e-4,
+    ) -> None:
+        super().__init__()
+        if spec is None:
+            raise ConfigError(
+                "spec: the data's shapes are needed; `gcrl fit` links them from the data module, "
+                "or pass TrajectoryDataModule(...).spec"
+            )
+        self.spec = dict(spec)
+        self.num_tasks = len(self.spec["tasks"])
+        self.learning_rate = learning_rate
+        self.conditioning = conditioning
+        self.num_heads = self.num_tasks if multi_head else 1
+        kind = self._signal_kind(task_signal)
+        self.signal = self._build_signal(
+            kind, task_embedding_dim, goal_encoder_dims, text_model, text_dim
+        )
+        self.save_hyperparameters()
+        if isinstance(self.signal, TextSignal):
+            self.hparams["text_dim"] = self.signal.dim  # restoring needs no language model
+
+    # ----------------------------------------------------------------- task signal
+    def _signal_kind(self, task_signal: str) -> str:
+        if task_signal == "auto":
+            if self.spec["goal_dim"]:
+                return "goal"
+            return "onehot" if self.num_tasks > 1 else "none"
+        if task_signal not in SIGNALS:
+            raise ConfigError(
+                f"task_signal: unknown {task_signal!r}; choose auto or one of {', '.join(SIGNALS)}"
+            )
+        if task_signal == "goal" and not self.spec["goal_dim"]:
+            raise ConfigError("task_signal goal: the data has no goals")
+        return task_signal
+
+    def _build_signal(
+        self,
+        kind: str,
+        embedding_dim: int,
+        goal_encoder_dims: list[int] | None,
+        text_model: str,
+        text_dim: int | None,
+    ) -> TaskSignal:
+        if kind == "none":
+            return NoSignal()
+        if kind == "onehot":
+            return OneHotSignal(self.num_tasks)
+        if kind == "embedding":
+            return EmbeddingSignal(self.num_tasks, embedding_dim)
+        if kind == "goal":
+            return GoalSignal(self.spec["goal_dim"], goal_encoder_dims)
+        if text_dim is not None:
+            return TextSignal(text_model, num_tasks=self.num_tasks, dim=text_dim)
+        from gcrl.tasks.text import TextEmbedder
+
+        texts = [task["text"] or task["name"] for task in self.spec["tasks"]]
+        vectors = TextEmbedder(text_model).embed(texts)
+        return TextSignal(text_model, torch.from_numpy(vectors))
+
+    def condition(self, batch: Batch, goal_key: str) -> torch.Tensor:
+        """The task vector of each sample: ``[B, signal dim]``."""
+        return self.signal(batch.get(goal_key), batch.get("task_ids"))
+
+    def heads(self, batch: Batch) -> torch.Tensor | None:
+        """Task ids selecting the output heads (None with a single head)."""
+        return batch["task_ids"] if self.num_heads > 1 else None
+
+    # ----------------------------------------------------------------- training
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.learning_rate)
+
+    def log_losses(self, prefix: str, losses: Mapping[str, torch.Tensor], batch: Batch) -> None:
+        """Log each mean loss as ``{prefix}{name}`` and, every ``log_every_n_steps`` in
+        training (every batch in validation), its mean per task as ``.../task/{task name}``."""
+        training = prefix == ""
+        self.log_dict(
+            {f"{prefix}{k}": v.mean() for k, v in losses.items()},
+            on_step=training,
+            on_epoch=not training,
+            prog_bar=False,
+        )
+        if self.num_tasks < 2:
+            return
+        trainer = self._trainer
+        every = getattr(trainer, "log_every_n_steps", 50)
+        if training and self.global_step % max(1, every):
+            return
+        task_ids = batch["task_ids"]
+        counts = torch.bincount(task_ids, minlength=self.num_tasks).clamp(min=1)
+        names = [t["name"] for t in self.spec["tasks"]]
+        per_task: dict[str, torch.Tensor] = {}
+        for name, values in losses.items():
+            if values.ndim != 1:
+                continue
+            sums = torch.bincount(
+                task_ids, weights=values.detach().float(), minlength=self.num_tasks
+            )
+            means = sums / counts
+            present = torch.bincount(task_ids, minlength=self.num_tasks) > 0
+            for task, (mean, seen) in enumerate(zip(means, present, strict=True)):
+                if seen:
+                    per_task[f"{prefix}{name}/task/{names[task]}"] = mean
+        self.log_dict(per_task, on_step=training, on_epoch=not training)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_losses("val/", losses, batch)
+        return sum(v.mean() for v in losses.values())  # type: ignore[return-value]
+
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_losses("test/", losses, batch)
+        return sum(v.mean() for v in losses.values())  # type: ignore[return-value]
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-sample losses by name (``actor/loss``, ``critic/loss``...), each ``[B]``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(
+        self,
+        observations: torch.Tensor,
+        condition: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Greedy actions for flat observations and task vectors (``[B, signal dim]``)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        cls = type(self)
+        checkpoint[CHECKPOINT_KEY] = {
+            "algorithm": f"{cls.__module__}.{cls.__qualname__}",
+            "spec": self.spec,
+        }

@@ -1,0 +1,95 @@
+"""Behaviour cloning conditioned on a task signal (goal, one-hot, embedding or text).
+
+Continuous actions: Gaussian log-likelihood (``loss="nll"``, OGBench's GCBC) or mean squared
+error (``loss="mse"``); discrete actions: cross-entropy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gcrl.algorithms.base import Batch, GCRLModule
+from gcrl.errors import ConfigError
+from gcrl.models.policies import Policy
+
+BC_LOSSES = ("nll", "mse")
+
+
+def bc_losses(
+    actor: Policy,
+    batch: Batch,
+    condition: torch.Tensor,
+    heads: torch.Tensor | None,
+    loss: str,
+) -> dict[str, torch.Tensor]:
+    """``actor/loss`` per sample (``[B]``) and, for continuous actions, ``actor/mse``."""
+    out = actor(batch["observations"], condition, heads)
+    if actor.kind == "categorical":
+        nll = -actor.log_prob(out, batch["actions"])
+        return {"actor/loss": nll}
+    mse = ((actor.mode(out) - batch["actions"]) ** 2).mean(-1)
+    if loss == "mse":
+        return {"actor/loss": mse}
+    return {"actor/loss": -actor.log_prob(out, batch["actions"]), "actor/mse": mse.detach()}
+
+
+class BC(GCRLModule):
+    """Goal-conditioned, multi-task or text-conditioned behaviour cloning.
+
+    Args:
+        hidden_dims: widths of the policy MLP (OGBench: 512, 512, 512).
+        loss: ``nll`` (Gaussian log-likelihood) or ``mse``; discrete actions use
+            cross-entropy whatever this says.
+        const_std: the Gaussian's standard deviation is fixed at 1 (OGBench's default).
+        layer_norm, activation: of the MLP.
+        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+    """
+
+    def __init__(
+        self,
+        hidden_dims: list[int] | None = None,
+        loss: str = "nll",
+        const_std: bool = True,
+        layer_norm: bool = False,
+        activation: str = "gelu",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if loss not in BC_LOSSES:
+            raise ConfigError(f"loss: unknown {loss!r}; choose one of {', '.join(BC_LOSSES)}")
+        self.loss = loss
+        discrete = self.spec["discrete"]
+        kind = "categorical" if discrete else ("deterministic" if loss == "mse" else "gaussian")
+        self.actor = Policy(
+            kind,
+            self.spec["observation_dim"],
+            self.signal.dim,
+            self.spec["action_dim"],
+            hidden_dims or [512, 512, 512],
+            const_std=const_std,
+            conditioning=self.conditioning,
+            num_heads=self.num_heads,
+            activation_name=activation,
+            layer_norm=layer_norm,
+        )
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        condition = self.condition(batch, self.actor_goal_key)
+        return bc_losses(self.actor, batch, condition, self.heads(batch), self.loss)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_losses("", losses, batch)
+        return losses["actor/loss"].mean()
+
+    @torch.no_grad()
+    def act(
+        self,
+        observations: torch.Tensor,
+        condition: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        heads = task_ids if self.num_heads > 1 else None
+        return self.actor.mode(self.actor(observations, condition, heads))

@@ -1,0 +1,117 @@
+"""Double DQN with a conservative (CQL) regulariser, for discrete actions.
+
+TD target ``r + discount * mask * Q_target(s', argmax_a Q(s', a))`` (double Q-learning), plus
+``cql_alpha * (logsumexp_a Q(s, a) - Q(s, a_data))``, which keeps Q-values of actions the
+data never took from being overestimated offline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gcrl.algorithms.base import Batch, GCRLModule
+from gcrl.errors import ConfigError
+from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
+
+
+def dqn_losses(
+    q_net: ValueEnsemble,
+    target: torch.nn.Module,
+    batch: Batch,
+    cond: torch.Tensor,
+    heads: torch.Tensor | None,
+    discount: float,
+    cql_alpha: float,
+) -> dict[str, torch.Tensor]:
+    """``critic/td`` and ``critic/cql`` per sample, and their sum ``critic/loss``; ``[B]``."""
+    q_all = q_net(batch["observations"], cond, None, heads)[0]
+    actions = batch["actions"]
+    q = q_all.gather(-1, actions.view(-1, 1)).squeeze(-1)
+    with torch.no_grad():
+        best = q_net(batch["next_observations"], cond, None, heads)[0].argmax(-1, keepdim=True)
+        next_q = target(batch["next_observations"], cond, None, heads)[0].gather(-1, best)
+        y = batch["rewards"] + discount * batch["masks"] * next_q.squeeze(-1)
+    td = (q - y) ** 2
+    cql = torch.logsumexp(q_all, dim=-1) - q
+    return {
+        "critic/loss": td + cql_alpha * cql,
+        "critic/td": td.detach(),
+        "critic/cql": cql.detach(),
+    }
+
+
+class DQN(GCRLModule):
+    """Offline double DQN + CQL for discrete actions, conditioned on any task signal.
+
+    Args:
+        hidden_dims: MLP widths (256, 256).
+        layer_norm, activation: of the MLP.
+        discount, tau: 0.99 and the Polyak rate of the target network (0.005).
+        cql_alpha: weight of the conservative term (1.0; 0 gives plain double DQN).
+        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+    """
+
+    actor_goal_key = "value_goals"  # acting is greedy in the value goals' Q
+
+    def __init__(
+        self,
+        hidden_dims: list[int] | None = None,
+        layer_norm: bool = True,
+        activation: str = "gelu",
+        discount: float = 0.99,
+        tau: float = 0.005,
+        cql_alpha: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not self.spec["discrete"]:
+            raise ConfigError("DQN: discrete actions only; use IQL for continuous actions")
+        self.discount, self.tau, self.cql_alpha = discount, tau, cql_alpha
+        self.q = ValueEnsemble(
+            1,
+            self.spec["observation_dim"],
+            self.signal.dim,
+            hidden_dims or [256, 256],
+            self.spec["action_dim"],
+            conditioning=self.conditioning,
+            num_heads=self.num_heads,
+            activation_name=activation,
+            layer_norm=layer_norm,
+        )
+        self.target_q = target_copy(self.q)
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cond = self.condition(batch, self.value_goal_key)
+        return dqn_losses(
+            self.q, self.target_q, batch, cond, self.heads(batch), self.discount, self.cql_alpha
+        )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_losses("", losses, batch)
+        return losses["critic/loss"].mean()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        polyak_update(self.target_q, self.q, self.tau)
+
+    @torch.no_grad()
+    def q_values(
+        self,
+        observations: torch.Tensor,
+        condition: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``Q(s, c, .)``: ``[B, actions]``."""
+        heads = task_ids if self.num_heads > 1 else None
+        return self.q(observations, condition, None, heads)[0]
+
+    @torch.no_grad()
+    def act(
+        self,
+        observations: torch.Tensor,
+        condition: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.q_values(observations, condition, task_ids).argmax(-1)

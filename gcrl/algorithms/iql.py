@@ -1,0 +1,187 @@
+"""Goal-conditioned implicit Q-learning (continuous actions), with OGBench GCIQL's defaults.
+
+Value: expectile regression of ``V(s, g)`` towards ``min(Q_target(s, g, a))``. Critic: twin
+``Q(s, g, a)`` towards ``r + discount * mask * V(s', g)``, Polyak-averaged targets. Actor:
+DDPG+BC (``-Q(s, g, pi(s, g)) / |Q|`` plus ``alpha`` times the negative log-likelihood) or
+advantage-weighted regression (``exp(alpha * (Q - V))``, capped at 100).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from gcrl.algorithms.base import Batch, GCRLModule
+from gcrl.errors import ConfigError
+from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
+from gcrl.models.policies import Policy
+
+ACTOR_LOSSES = ("ddpgbc", "awr")
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """``|expectile - 1[diff < 0]| * diff**2``, elementwise."""
+    weight = torch.where(diff > 0, expectile, 1 - expectile)
+    return weight * diff**2
+
+
+def value_loss(
+    value: ValueEnsemble,
+    target_critic: torch.nn.Module,
+    batch: Batch,
+    cond: torch.Tensor,
+    heads: torch.Tensor | None,
+    expectile: float,
+) -> torch.Tensor:
+    """Expectile loss of ``V(s, g)`` against the target critics' minimum; ``[B]``."""
+    with torch.no_grad():
+        q = target_critic(batch["observations"], cond, batch["actions"], heads).min(0).values
+    v = value(batch["observations"], cond, None, heads)[0]
+    return expectile_loss(q - v, expectile)
+
+
+def critic_loss(
+    critic: ValueEnsemble,
+    value: ValueEnsemble,
+    batch: Batch,
+    cond: torch.Tensor,
+    heads: torch.Tensor | None,
+    discount: float,
+) -> torch.Tensor:
+    """Squared TD error of each critic against ``r + discount * mask * V(s', g)``; ``[B]``."""
+    with torch.no_grad():
+        next_v = value(batch["next_observations"], cond, None, heads)[0]
+        target = batch["rewards"] + discount * batch["masks"] * next_v
+    q = critic(batch["observations"], cond, batch["actions"], heads)
+    return ((q - target) ** 2).sum(0)
+
+
+class IQL(GCRLModule):
+    """Goal-conditioned IQL for continuous actions (OGBench GCIQL's defaults).
+
+    Args:
+        actor_hidden_dims, value_hidden_dims: MLP widths (512, 512, 512 each).
+        layer_norm: on the value networks (the actor has none, as in OGBench).
+        discount, tau, expectile: 0.99, 0.005, 0.9.
+        actor_loss: ``ddpgbc`` (default) or ``awr``; ``alpha``: the BC weight (DDPG+BC, 0.3)
+            or the inverse temperature (AWR).
+        const_std: the actor's Gaussian has standard deviation 1.
+        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+    """
+
+    def __init__(
+        self,
+        actor_hidden_dims: list[int] | None = None,
+        value_hidden_dims: list[int] | None = None,
+        layer_norm: bool = True,
+        discount: float = 0.99,
+        tau: float = 0.005,
+        expectile: float = 0.9,
+        actor_loss: str = "ddpgbc",
+        alpha: float = 0.3,
+        const_std: bool = True,
+        activation: str = "gelu",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if self.spec["discrete"]:
+            raise ConfigError("IQL: continuous actions only; use DQN for discrete actions")
+        if actor_loss not in ACTOR_LOSSES:
+            raise ConfigError(f"actor_loss: unknown {actor_loss!r}; choose one of {ACTOR_LOSSES}")
+        self.discount, self.tau, self.expectile = discount, tau, expectile
+        self.actor_loss_kind, self.alpha = actor_loss, alpha
+        obs_dim, act_dim = self.spec["observation_dim"], self.spec["action_dim"]
+        cond_dim = self.signal.dim
+        value_dims = value_hidden_dims or [512, 512, 512]
+        common: dict[str, Any] = {
+            "conditioning": self.conditioning,
+            "num_heads": self.num_heads,
+            "activation_name": activation,
+            "layer_norm": layer_norm,
+        }
+        self.critic = ValueEnsemble(2, obs_dim + act_dim, cond_dim, value_dims, **common)
+        self.target_critic = target_copy(self.critic)
+        self.value = ValueEnsemble(1, obs_dim, cond_dim, value_dims, **common)
+        self.actor = Policy(
+            "gaussian",
+            obs_dim,
+            cond_dim,
+            act_dim,
+            actor_hidden_dims or [512, 512, 512],
+            const_std=const_std,
+            conditioning=self.conditioning,
+            num_heads=self.num_heads,
+            activation_name=activation,
+        )
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        heads = self.heads(batch)
+        value_cond = self.condition(batch, self.value_goal_key)
+        actor_cond = self.condition(batch, self.actor_goal_key)
+        out = {
+            "value/loss": value_loss(
+                self.value, self.target_critic, batch, value_cond, heads, self.expectile
+            ),
+            "critic/loss": critic_loss(
+                self.critic, self.value, batch, value_cond, heads, self.discount
+            ),
+        }
+        out.update(self._actor_losses(batch, actor_cond, heads))
+        return out
+
+    def _actor_losses(
+        self, batch: Batch, cond: torch.Tensor, heads: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        obs, actions = batch["observations"], batch["actions"]
+        dist = self.actor(obs, cond, heads)
+        log_prob = self.actor.log_prob(dist, actions)
+        if self.actor_loss_kind == "awr":
+            with torch.no_grad():
+                v = self.value(obs, cond, None, heads)[0]
+                q = self.critic(obs, cond, actions, heads).min(0).values
+                weight = torch.exp((q - v) * self.alpha).clamp(max=100.0)
+            return {"actor/loss": -(weight * log_prob), "actor/adv": (q - v)}
+        # DDPG+BC: the critic scores the actor's action, but only the actor learns from it.
+        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+        q_actions = dist.clamp(-1.0, 1.0)
+        q = functional_call(self.critic, frozen, (obs, cond, q_actions, heads)).min(0).values
+        q_loss = -q / (q.abs().mean().detach() + 1e-6)
+        bc_loss = -self.alpha * log_prob
+        return {
+            "actor/loss": q_loss + bc_loss,
+            "actor/q_loss": q_loss.detach(),
+            "actor/bc_loss": bc_loss.detach(),
+        }
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_losses("", losses, batch)
+        return (
+            losses["value/loss"].mean() + losses["critic/loss"].mean() + losses["actor/loss"].mean()
+        )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        polyak_update(self.target_critic, self.critic, self.tau)
+
+    @torch.no_grad()
+    def act(
+        self,
+        observations: torch.Tensor,
+        condition: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        heads = task_ids if self.num_heads > 1 else None
+        return self.actor(observations, condition, heads).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def state_value(
+        self,
+        observations: torch.Tensor,
+        condition: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``V(s, g)``; ``[B]``."""
+        heads = task_ids if self.num_heads > 1 else None
+        return self.value(observations, condition, None, heads)[0]

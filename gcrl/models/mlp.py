@@ -1,0 +1,132 @@
+"""Multi-layer perceptrons, conditioned on a task vector by concatenation or FiLM."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from gcrl.errors import ConfigError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+CONDITIONINGS = ("concat", "film")
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name (relu, gelu, silu, tanh)."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"activation: unknown {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """``Linear -> [LayerNorm] -> activation`` per hidden width, then a linear output.
+
+    Hidden layers are initialised like OGBench's (variance scaling, fan-avg uniform, i.e.
+    Xavier uniform) with zero biases. Returns ``[..., out_dim]``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dims: Sequence[int],
+        out_dim: int,
+        *,
+        activation_name: str = "gelu",
+        layer_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_dim
+        for hidden in hidden_dims:
+            layers.append(_linear(width, hidden))
+            if layer_norm:
+                layers.append(nn.LayerNorm(hidden))
+            layers.append(activation(activation_name))
+            width = hidden
+        self.trunk = nn.Sequential(*layers)
+        self.out = _linear(width, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.trunk(x))
+
+
+class ConditionedMLP(nn.Module):
+    """An MLP over ``x`` conditioned on a task vector ``c``, with one or several heads.
+
+    ``conditioning="concat"`` feeds ``[x, c]`` to the MLP; ``"film"`` feeds ``x`` and scales
+    and shifts every hidden layer by ``(1 + gamma(c), beta(c))`` (FiLM). ``num_heads > 1``
+    gives task-specific output layers over a shared trunk, selected per sample by ``head``
+    (the task id). Returns ``[B, out_dim]``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        cond_dim: int,
+        hidden_dims: Sequence[int],
+        out_dim: int,
+        *,
+        conditioning: str = "concat",
+        num_heads: int = 1,
+        activation_name: str = "gelu",
+        layer_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ConfigError(
+                f"conditioning: unknown {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}"
+            )
+        if not hidden_dims:
+            raise ConfigError("hidden_dims: at least one hidden layer is needed")
+        self.conditioning = "concat" if cond_dim == 0 else conditioning
+        self.num_heads = num_heads
+        self.out_dim = out_dim
+        self.layers = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.films = nn.ModuleList()
+        width = in_dim + (cond_dim if self.conditioning == "concat" else 0)
+        for hidden in hidden_dims:
+            self.layers.append(_linear(width, hidden))
+            self.norms.append(nn.LayerNorm(hidden) if layer_norm else nn.Identity())
+            if self.conditioning == "film":
+                film = nn.Linear(cond_dim, 2 * hidden)
+                nn.init.zeros_(film.weight)  # starts as the identity modulation
+                nn.init.zeros_(film.bias)
+                self.films.append(film)
+            width = hidden
+        self.act = activation(activation_name)
+        self.head = _linear(width, out_dim * num_heads)
+
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, head: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h = torch.cat([x, c], dim=-1) if self.conditioning == "concat" else x
+        for i, (layer, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
+            h = norm(layer(h))
+            if self.conditioning == "film":
+                gamma, beta = self.films[i](c).chunk(2, dim=-1)
+                h = h * (1 + gamma) + beta
+            h = self.act(h)
+        out = self.head(h)
+        if self.num_heads == 1:
+            return out
+        if head is None:
+            raise ConfigError("multi-head network: task ids are needed to pick the head")
+        out = out.view(*out.shape[:-1], self.num_heads, self.out_dim)
+        index = head.view(-1, 1, 1).expand(-1, 1, self.out_dim)
+        return out.gather(-2, index).squeeze(-2)
+
+
+def _linear(in_dim: int, out_dim: int) -> nn.Linear:
+    layer = nn.Linear(in_dim, out_dim)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer

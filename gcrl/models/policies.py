@@ -1,0 +1,79 @@
+"""Policy heads over a conditioned MLP: Gaussian, deterministic and categorical."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from gcrl.errors import ConfigError
+from gcrl.models.mlp import ConditionedMLP
+
+POLICY_KINDS = ("gaussian", "deterministic", "categorical")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class Policy(nn.Module):
+    """``pi(a | s, c)``: a conditioned MLP and an action distribution.
+
+    ``kind`` is ``"gaussian"`` (mean from the network, state-independent log-std: learned, or
+    fixed at 0 when ``const_std``, OGBench's default), ``"deterministic"`` (tanh-bounded
+    actions in [-1, 1]) or ``"categorical"`` (``action_dim`` discrete actions, logits).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        obs_dim: int,
+        cond_dim: int,
+        action_dim: int,
+        hidden_dims: Sequence[int],
+        *,
+        const_std: bool = True,
+        conditioning: str = "concat",
+        num_heads: int = 1,
+        activation_name: str = "gelu",
+        layer_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if kind not in POLICY_KINDS:
+            raise ConfigError(f"policy: unknown {kind!r}; choose one of {', '.join(POLICY_KINDS)}")
+        self.kind = kind
+        self.net = ConditionedMLP(
+            obs_dim,
+            cond_dim,
+            hidden_dims,
+            action_dim,
+            conditioning=conditioning,
+            num_heads=num_heads,
+            activation_name=activation_name,
+            layer_norm=layer_norm,
+        )
+        self.log_std = nn.Parameter(torch.zeros(action_dim), requires_grad=not const_std)
+
+    def forward(
+        self, obs: torch.Tensor, cond: torch.Tensor, head: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The mean action (Gaussian), the action (deterministic) or the logits."""
+        out = self.net(obs, cond, head)
+        return torch.tanh(out) if self.kind == "deterministic" else out
+
+    def log_prob(self, out: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of ``actions`` under the distribution given by ``out``; ``[B]``."""
+        if self.kind == "categorical":
+            return -nn.functional.cross_entropy(out, actions, reduction="none")
+        if self.kind == "deterministic":
+            raise ConfigError("policy: a deterministic policy has no likelihood; use loss mse")
+        log_std = self.log_std.clamp(-5.0, 2.0)
+        z = (actions - out) * torch.exp(-log_std)
+        return -0.5 * (z * z + 2 * log_std + _LOG_2PI).sum(-1)
+
+    def mode(self, out: torch.Tensor) -> torch.Tensor:
+        """The most likely action: the mean, the action, or the arg-max index."""
+        return out.argmax(-1) if self.kind == "categorical" else out
+
+    def std(self) -> torch.Tensor:
+        """The Gaussian's standard deviation per action dimension."""
+        return torch.exp(self.log_std.clamp(-5.0, 2.0))
