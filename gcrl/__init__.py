@@ -8,18 +8,20 @@ Importing :mod:`gcrl` is cheap: it loads no submodule. ``gcrl.datasets``,
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("cli", "datasets", "errors", "relabel")
+_SUBMODULES = ("algorithms", "cli", "datasets", "errors", "models", "relabel", "tasks")
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", "load_policy", *_SUBMODULES]
 
 
-def __getattr__(name: str) -> ModuleType:
+def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
         return importlib.import_module(f"gcrl.{name}")
+    if name == "load_policy":  # torch is imported only when a policy is loaded
+        return importlib.import_module("gcrl.policy").load_policy
     raise AttributeError(f"module 'gcrl' has no attribute {name!r}")
 
 

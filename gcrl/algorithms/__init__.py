@@ -10,6 +10,6 @@ from gcrl.algorithms.bc import BC
 from gcrl.algorithms.dqn import DQN
 from gcrl.algorithms.iql import IQL
 
-ALGORITHMS = {"BC": BC, "IQL": IQL, "DQN": DQN}
+ALGORITHMS: dict[str, type[GCRLModule]] = {"BC": BC, "IQL": IQL, "DQN": DQN}
 
 __all__ = ["ALGORITHMS", "BC", "DQN", "IQL", "GCRLModule"]

@@ -10,6 +10,8 @@ from gcrl import __version__
 from gcrl.errors import GcrlError
 
 EXIT_USAGE = 2
+#: Subcommands handed to LightningCLI (``gcrl fit --config CONFIG.yaml``).
+TRAINING_COMMANDS = ("fit", "validate", "test")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Goal-conditioned imitation and offline RL on trajectory datasets.",
     )
     parser.add_argument("--version", action="version", version=f"gcrl {__version__}")
+    parser.epilog = (
+        "Training: gcrl fit|validate|test --config CONFIG.yaml (LightningCLI; see gcrl fit --help)."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info.add_parser(commands)
     convert.add_parser(commands)
@@ -30,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run ``gcrl`` with ``args`` (default: ``sys.argv[1:]``); returns the exit code."""
+    args = list(sys.argv[1:] if args is None else args)
+    if args and args[0] in TRAINING_COMMANDS:
+        return _train(args)
     parser = build_parser()
     try:
         options = parser.parse_args(args)
@@ -43,6 +51,19 @@ def main(args: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gcrl {options.command}: interrupted, no output written", file=sys.stderr)
         return 130
+
+
+def _train(args: list[str]) -> int:
+    """``fit``/``validate``/``test``: LightningCLI parses the rest (imports torch on demand)."""
+    from gcrl.cli import train
+
+    try:
+        return train.run(args)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    except GcrlError as err:
+        print(f"gcrl {args[0]}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def run() -> None:

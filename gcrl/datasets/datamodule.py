@@ -126,6 +126,12 @@ class TrajectoryDataModule(L.LightningDataModule):
             "goal_dim": goal_dim,
             "tasks": [{"name": t.name, "text": t.text} for t in data.tasks]
             or [{"name": "task", "text": ""}],
+            # How raw observations become network inputs (used by gcrl.load_policy).
+            "observation_keys": self.observation_keys
+            if isinstance(data.observations, dict)
+            else None,
+            "goal_key": self.goal_key if isinstance(data.observations, dict) else None,
+            "goal_dims": self.goal_dims,
         }
 
     def _goal_columns_width(self, data: Trajectories) -> int:

@@ -1,0 +1,56 @@
+"""``gcrl fit | validate | test --config CONFIG.yaml``: LightningCLI over gcrl's algorithms.
+
+The model is any :class:`gcrl.algorithms.GCRLModule` subclass (``model.class_path``), the
+data a :class:`gcrl.datasets.TrajectoryDataModule`; the data's shapes and tasks
+(``data.spec``) are linked into the model when both are built. Logs (CSV and TensorBoard) and
+checkpoints go under ``runs/`` (``runs/csv/version_N/`` holds ``metrics.csv``, the
+config and ``checkpoints/``) unless the config says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from gcrl.algorithms.base import GCRLModule
+from gcrl.datasets.datamodule import TrajectoryDataModule
+
+SUBCOMMANDS = ("fit", "validate", "test")
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "default_root_dir": "runs",
+    # Checkpoints go beside the first logger's files: runs/csv/version_N/checkpoints.
+    "logger": [
+        {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": "runs", "name": "csv"},
+        },
+        {
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": "runs", "name": "tensorboard"},
+        },
+    ],
+}
+
+
+class GcrlCLI(LightningCLI):
+    """LightningCLI in subclass mode, with the data spec linked into the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
+
+
+def run(args: Sequence[str]) -> int:
+    """Run a Lightning subcommand (``fit``, ``validate`` or ``test`` and its options)."""
+    GcrlCLI(
+        GCRLModule,
+        TrajectoryDataModule,
+        subclass_mode_model=True,
+        args=list(args),
+        trainer_defaults=TRAINER_DEFAULTS,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+    )
+    return 0
