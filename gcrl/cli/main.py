@@ -64,6 +64,18 @@ def _train(args: list[str]) -> int:
     except GcrlError as err:
         print(f"gcrl {args[0]}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except ValueError as err:  # jsonargparse wraps errors raised while building classes
+        print(f"gcrl {args[0]}: error: {_innermost(str(err))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _innermost(message: str) -> str:
+    """The first error jsonargparse collected (its other lines say which types it tried)."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith("- ") and not line.startswith("- Expected a <class 'NoneType'>"):
+            return line[2:]
+    return message.strip().splitlines()[0] if message.strip() else "invalid configuration"
 
 
 def run() -> None:

@@ -9,6 +9,7 @@ config and ``checkpoints/``) unless the config says otherwise.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,16 @@ class GcrlCLI(LightningCLI):
 
 def run(args: Sequence[str]) -> int:
     """Run a Lightning subcommand (``fit``, ``validate`` or ``test`` and its options)."""
+    # LightningCLI reads ``args``; an unrelated sys.argv (a test runner's) only makes it warn.
+    saved, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        _cli(args)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _cli(args: Sequence[str]) -> None:
     GcrlCLI(
         GCRLModule,
         TrajectoryDataModule,
@@ -53,4 +64,3 @@ def run(args: Sequence[str]) -> int:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
     )
-    return 0

@@ -21,7 +21,8 @@ from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, TaskSampler
 
 #: ``ogbench``: OGBench's value/actor goal mixtures and reward (index equality on s, -1/0).
 #: ``her``: HER future goals (``her_k`` per kept one), success within ``tolerance`` on s'.
-#: ``none``: stored goals and rewards. ``auto``: ``ogbench`` for goal-conditioned data.
+#: ``none``: stored goals and rewards. ``auto``: ``ogbench`` for goal-conditioned data (dict
+#: observations holding ``goal_key``, or array observations with ``goal_dims``), else ``none``.
 RELABEL_MODES = ("auto", "ogbench", "her", "none")
 
 Batch = dict[str, torch.Tensor]
@@ -83,9 +84,15 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.seed = seed
         self.data = load(path)
         self._check_keys(self.data)
-        self.relabel = (
-            ("ogbench" if self._has_goals(self.data) else "none") if relabel == "auto" else relabel
-        )
+        if relabel == "auto":
+            # Dict observations with an achieved goal, or array observations with goal_dims.
+            goal_conditioned = (
+                self.goal_key in self.data.observations
+                if isinstance(self.data.observations, dict)
+                else goal_dims is not None
+            )
+            relabel = "ogbench" if goal_conditioned else "none"
+        self.relabel = relabel
         if self.relabel != "none" and not self._has_goals(self.data):
             raise ConfigError(f"relabel {self.relabel}: {path} holds no goals (goal_key/dims)")
         self.spec = self._spec(self.data)
@@ -176,6 +183,14 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> FixedBatches:
         return self.val_dataloader()
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # Batches are flat dicts of tensors: skip Lightning's generic (slower) tree walk.
+        if all(v.device == device for v in batch.values()):
+            return batch
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     # ----------------------------------------------------------------- batches
     def sampler(self, data: Trajectories, rng: np.random.Generator) -> Any:

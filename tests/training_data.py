@@ -1,0 +1,102 @@
+"""Small datasets with known structure for the training tests (made, never downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gcrl.datasets import Task, Trajectories, save
+from gcrl.datasets.trajectories import episode_starts_from_ends
+
+
+def goal_reaching(
+    path: Path, episodes: int = 40, length: int = 25, seed: int = 0, noise: float = 0.05
+) -> Path:
+    """A 2-D point that steps towards a per-episode goal: ``a = clip(goal - pos, -1, 1) / 2 +
+    noise``, ``pos' = pos + 0.2 a``. Dict observations: ``observation`` = position (2,),
+    ``achieved_goal`` = position, ``desired_goal`` = the goal; rewards 1 within 0.1 of it."""
+    rng = np.random.default_rng(seed)
+    pos_rows, next_rows, act_rows, goal_rows = [], [], [], []
+    for _ in range(episodes):
+        pos = rng.uniform(-1, 1, size=2)
+        goal = rng.uniform(-1, 1, size=2)
+        for _ in range(length):
+            action = np.clip(goal - pos, -1, 1) / 2 + rng.normal(scale=noise, size=2)
+            nxt = pos + 0.2 * action
+            pos_rows.append(pos)
+            next_rows.append(nxt)
+            act_rows.append(action)
+            goal_rows.append(goal)
+            pos = nxt
+    n = episodes * length
+    ends = np.zeros(n, dtype=bool)
+    ends[length - 1 :: length] = True
+    obs, nxt, goals = np.array(pos_rows), np.array(next_rows), np.array(goal_rows)
+    data = Trajectories(
+        observations={"observation": obs, "achieved_goal": obs, "desired_goal": goals},
+        next_observations={"observation": nxt, "achieved_goal": nxt, "desired_goal": goals},
+        actions=np.array(act_rows, dtype=np.float32),
+        rewards=(np.linalg.norm(nxt - goals, axis=1) < 0.1).astype(np.float32),
+        terminals=np.zeros(n, dtype=bool),
+        timeouts=ends,
+        episode_starts=episode_starts_from_ends(ends),
+    )
+    return save(data, path, overwrite=True)
+
+
+def two_text_tasks(path: Path, rows_per_task: int = 600, seed: int = 0) -> Path:
+    """Two tasks over the same observations whose actions are opposite: "move left" takes
+    -1, "move right" +1 (single-step episodes)."""
+    rng = np.random.default_rng(seed)
+    n = 2 * rows_per_task
+    obs = rng.uniform(-1, 1, size=(n, 3))
+    task_ids = np.repeat([0, 1], rows_per_task)
+    actions = np.where(task_ids == 0, -1.0, 1.0)[:, None] + rng.normal(scale=0.05, size=(n, 1))
+    data = Trajectories(
+        observations=obs,
+        next_observations=obs + 0.01,
+        actions=actions.astype(np.float32),
+        rewards=np.zeros(n),
+        terminals=np.zeros(n, dtype=bool),
+        timeouts=np.ones(n, dtype=bool),
+        episode_starts=np.arange(n),
+        task_ids=task_ids,
+        tasks=(Task("left", "move left"), Task("right", "move right")),
+    )
+    return save(data, path, overwrite=True)
+
+
+def chain_mdp(path: Path, states: int = 6, episodes: int = 300, seed: int = 0) -> Path:
+    """A chain of ``states`` cells; action 1 moves right, 0 left (clipped at 0). Reaching the
+    last cell pays 1 and terminates. Random-policy episodes of up to 12 steps. Observations
+    are one-hot cells; actions are int64."""
+    rng = np.random.default_rng(seed)
+    eye = np.eye(states)
+    obs, nxt, acts, rews, terms, touts = [], [], [], [], [], []
+    for _ in range(episodes):
+        cell = int(rng.integers(0, states - 1))
+        for step in range(12):
+            action = int(rng.integers(0, 2))
+            new = min(cell + 1, states - 1) if action == 1 else max(cell - 1, 0)
+            done = new == states - 1
+            obs.append(eye[cell])
+            nxt.append(eye[new])
+            acts.append(action)
+            rews.append(float(done))
+            terms.append(done)
+            touts.append(not done and step == 11)
+            cell = new
+            if done:
+                break
+    ends = np.array(terms) | np.array(touts)
+    data = Trajectories(
+        observations=np.array(obs),
+        next_observations=np.array(nxt),
+        actions=np.array(acts, dtype=np.int64),
+        rewards=np.array(rews),
+        terminals=np.array(terms),
+        timeouts=np.array(touts),
+        episode_starts=episode_starts_from_ends(ends),
+    )
+    return save(data, path, overwrite=True)
