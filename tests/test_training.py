@@ -17,7 +17,7 @@ from gcrl.models import ConditionedMLP, Policy, polyak_update, target_copy
 from gcrl.policy import load_module, load_policy
 from gcrl.tasks.signals import EmbeddingSignal, GoalSignal, OneHotSignal
 
-from .training_data import chain_mdp, goal_reaching, two_text_tasks
+from .training_data import chain_mdp, goal_reaching, multitask_goal_reaching, two_text_tasks
 
 # The test networks are tiny: one thread avoids synchronisation costs (and oversubscribing
 # the 2 cores when other work runs).
@@ -280,3 +280,78 @@ def test_checkpoints_load_safely_and_refuse_the_wrong_algorithm(tmp_path: Path) 
     with pytest.raises(DatasetNotFoundError):
         load_policy(tmp_path / "missing.ckpt")
     assert math.isfinite(float(policy(obs["observation"][0], goals=obs["desired_goal"][0])[0]))
+
+
+# --------------------------------------------------------------------- every combination
+@pytest.mark.parametrize("signal", ["none", "onehot", "embedding", "goal", "text"])
+@pytest.mark.parametrize(
+    ("algorithm", "options"),
+    [
+        (BC, {"hidden_dims": [16]}),
+        (BC, {"hidden_dims": [16], "conditioning": "film", "multi_head": True}),
+        (IQL, {"actor_hidden_dims": [16], "value_hidden_dims": [16]}),
+        (
+            IQL,
+            {
+                "actor_hidden_dims": [16],
+                "value_hidden_dims": [16],
+                "actor_loss": "awr",
+                "multi_head": True,
+            },
+        ),
+    ],
+    ids=["bc", "bc-film-multihead", "iql", "iql-awr-multihead"],
+)
+def test_every_algorithm_with_every_signal_logs_per_task_losses(
+    algorithm: type,
+    options: dict,
+    signal: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
+    path = multitask_goal_reaching(tmp_path / "multi.hdf5")
+    dm = TrajectoryDataModule(str(path), batch_size=64, steps_per_epoch=2)
+    model = algorithm(spec=dm.spec, task_signal=signal, **options)
+    trainer = fit(model, dm, 2, log_every_n_steps=1)
+    metrics = trainer.callback_metrics
+    key = "actor/loss"
+    assert torch.isfinite(metrics[key])
+    assert {f"{key}/task/task{t}" for t in range(3)} <= set(metrics), sorted(metrics)
+
+
+@pytest.mark.parametrize("signal", ["none", "onehot", "embedding", "text"])
+def test_dqn_with_every_signal(
+    signal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
+    path = chain_mdp(tmp_path / "chain.hdf5", episodes=20)
+    dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=2)
+    model = DQN(spec=dm.spec, task_signal=signal, hidden_dims=[8])
+    trainer = fit(model, dm, 2)
+    assert torch.isfinite(trainer.callback_metrics["critic/loss"])
+
+
+def test_algorithms_refuse_the_wrong_action_kind(tmp_path: Path) -> None:
+    continuous = TrajectoryDataModule(str(goal_reaching(tmp_path / "g.hdf5", 3, 4)))
+    discrete = TrajectoryDataModule(str(chain_mdp(tmp_path / "c.hdf5", episodes=5)))
+    with pytest.raises(ConfigError, match="discrete actions only"):
+        DQN(spec=continuous.spec)
+    with pytest.raises(ConfigError, match="continuous actions only"):
+        IQL(spec=discrete.spec)
+    with pytest.raises(ConfigError, match="spec"):
+        BC()
+
+
+def test_discrete_bc_learns_the_majority_action(tmp_path: Path) -> None:
+    """Cross-entropy BC imitates a behaviour policy that moves right 80 % of the time."""
+    path = chain_mdp(tmp_path / "chain.hdf5", episodes=200, right=0.8)
+    dm = TrajectoryDataModule(str(path), batch_size=128, steps_per_epoch=50)
+    model = BC(spec=dm.spec, hidden_dims=[32], learning_rate=3e-3)
+    fit(model, dm, 150)
+    cells = torch.eye(6)[:5]
+    predicted = model.act(cells, model.signal(None, torch.zeros(5, dtype=torch.long)))
+    assert predicted.dtype == torch.int64
+    assert predicted.tolist() == [1] * 5
+    probabilities = torch.softmax(model.actor(cells, torch.zeros(5, 0)), -1)[:, 1]
+    assert ((probabilities > 0.65) & (probabilities < 0.95)).all(), probabilities

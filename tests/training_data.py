@@ -67,9 +67,12 @@ def two_text_tasks(path: Path, rows_per_task: int = 600, seed: int = 0) -> Path:
     return save(data, path, overwrite=True)
 
 
-def chain_mdp(path: Path, states: int = 6, episodes: int = 300, seed: int = 0) -> Path:
+def chain_mdp(
+    path: Path, states: int = 6, episodes: int = 300, seed: int = 0, right: float = 0.5
+) -> Path:
     """A chain of ``states`` cells; action 1 moves right, 0 left (clipped at 0). Reaching the
-    last cell pays 1 and terminates. Random-policy episodes of up to 12 steps. Observations
+    last cell pays 1 and terminates. Episodes of up to 12 steps of a random policy that moves
+    right with probability ``right``. Observations
     are one-hot cells; actions are int64."""
     rng = np.random.default_rng(seed)
     eye = np.eye(states)
@@ -77,7 +80,7 @@ def chain_mdp(path: Path, states: int = 6, episodes: int = 300, seed: int = 0) -
     for _ in range(episodes):
         cell = int(rng.integers(0, states - 1))
         for step in range(12):
-            action = int(rng.integers(0, 2))
+            action = int(rng.random() < right)
             new = min(cell + 1, states - 1) if action == 1 else max(cell - 1, 0)
             done = new == states - 1
             obs.append(eye[cell])
@@ -100,3 +103,15 @@ def chain_mdp(path: Path, states: int = 6, episodes: int = 300, seed: int = 0) -
         episode_starts=episode_starts_from_ends(ends),
     )
     return save(data, path, overwrite=True)
+
+
+def multitask_goal_reaching(path: Path, tasks: int = 3) -> Path:
+    """``tasks`` goal-reaching datasets stacked as tasks ``task0..`` with instructions."""
+    from gcrl.datasets import concatenate, load
+
+    parts = []
+    for task in range(tasks):
+        part_path = goal_reaching(path.with_name(f"{path.stem}-{task}.hdf5"), 6, 8, seed=task)
+        parts.append(load(part_path))
+    labels = [Task(f"task{t}", f"reach goal number {t}") for t in range(tasks)]
+    return save(concatenate(parts, labels), path, overwrite=True)
