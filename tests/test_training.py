@@ -328,7 +328,7 @@ def test_dqn_with_every_signal(
     path = chain_mdp(tmp_path / "chain.hdf5", episodes=20)
     dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=2)
     model = DQN(spec=dm.spec, task_signal=signal, hidden_dims=[8])
-    trainer = fit(model, dm, 2)
+    trainer = fit(model, dm, 2, log_every_n_steps=1)
     assert torch.isfinite(trainer.callback_metrics["critic/loss"])
 
 
@@ -355,3 +355,24 @@ def test_discrete_bc_learns_the_majority_action(tmp_path: Path) -> None:
     assert predicted.tolist() == [1] * 5
     probabilities = torch.softmax(model.actor(cells, torch.zeros(5, 0)), -1)[:, 1]
     assert ((probabilities > 0.65) & (probabilities < 0.95)).all(), probabilities
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", [BC, IQL])
+def test_compiled_losses_equal_eager_losses(algorithm: type, tmp_path: Path) -> None:
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=4, length=8)
+    dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=1)
+    batch = next(iter(dm.train_dataloader()))
+    sizes = (
+        {"hidden_dims": [16]}
+        if algorithm is BC
+        else {"actor_hidden_dims": [16], "value_hidden_dims": [16]}
+    )
+    torch.manual_seed(0)
+    eager = algorithm(spec=dm.spec, **sizes)
+    torch.manual_seed(0)
+    compiled = algorithm(spec=dm.spec, compile_losses=True, **sizes)
+    expected, got = eager.compute_losses(batch), compiled.compute_losses(batch)
+    assert compiled._compiled is not None
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)

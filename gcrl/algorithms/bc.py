@@ -47,6 +47,8 @@ class BC(GCRLModule):
         **kwargs: task signal and optimiser options of :class:`GCRLModule`.
     """
 
+    objective = ("actor/loss",)
+
     def __init__(
         self,
         hidden_dims: list[int] | None = None,
@@ -78,11 +80,6 @@ class BC(GCRLModule):
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         condition = self.condition(batch, self.actor_goal_key)
         return bc_losses(self.actor, batch, condition, self.heads(batch), self.loss)
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
-        self.log_losses("", losses, batch)
-        return losses["actor/loss"].mean()
 
     @torch.no_grad()
     def act(

@@ -53,6 +53,8 @@ class DQN(GCRLModule):
         **kwargs: task signal and optimiser options of :class:`GCRLModule`.
     """
 
+    objective = ("critic/loss",)
+
     actor_goal_key = "value_goals"  # acting is greedy in the value goals' Q
 
     def __init__(
@@ -87,11 +89,6 @@ class DQN(GCRLModule):
         return dqn_losses(
             self.q, self.target_q, batch, cond, self.heads(batch), self.discount, self.cql_alpha
         )
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
-        self.log_losses("", losses, batch)
-        return losses["critic/loss"].mean()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         polyak_update(self.target_q, self.q, self.tau)

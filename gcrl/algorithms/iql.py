@@ -71,6 +71,8 @@ class IQL(GCRLModule):
         **kwargs: task signal and optimiser options of :class:`GCRLModule`.
     """
 
+    objective = ("value/loss", "critic/loss", "actor/loss")
+
     def __init__(
         self,
         actor_hidden_dims: list[int] | None = None,
@@ -154,13 +156,6 @@ class IQL(GCRLModule):
             "actor/q_loss": q_loss.detach(),
             "actor/bc_loss": bc_loss.detach(),
         }
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
-        self.log_losses("", losses, batch)
-        return (
-            losses["value/loss"].mean() + losses["critic/loss"].mean() + losses["actor/loss"].mean()
-        )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         polyak_update(self.target_critic, self.critic, self.tau)
