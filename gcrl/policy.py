@@ -90,7 +90,9 @@ class LoadedPolicy:
             goal_tensor = torch.as_tensor(np.asarray(goals, dtype=np.float32).reshape(batch, -1))
         id_tensor = None
         if task_ids is not None:
-            id_tensor = torch.as_tensor(np.broadcast_to(np.asarray(task_ids), (batch,))).long()
+            id_tensor = torch.as_tensor(
+                np.broadcast_to(np.asarray(task_ids), (batch,)).copy()
+            ).long()
         if texts is not None:
             condition = self._text_condition(texts, batch)
         else:
