@@ -1,0 +1,89 @@
+"""GradNorm: task weights that balance the tasks' gradient norms at the last shared layer.
+
+Chen et al. (2018). The network is trained on ``sum_t w_t L_t``. With ``G_t`` the norm of the
+gradient of ``w_t L_t`` at the last shared layer's weight, ``G`` their mean over the tasks in
+the batch, and ``r_t = (L_t / L_t(0)) / mean_s (L_s / L_s(0))`` the relative inverse training
+rate, the weights descend ``sum_t |G_t - G r_t^alpha|`` (the target held constant), then are
+kept positive and renormalised to sum to T. ``L_t(0)`` is each task's loss the first time it
+is seen, never overwritten. The norms come from the same single backward pass as the
+network's gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gcrl.errors import ConfigError
+from gcrl.optim.task_gradients import TaskGradients, TaskLosses
+
+#: Smallest weight a task keeps (the weights are clamped before renormalising).
+MIN_WEIGHT = 1e-3
+
+
+class GradNorm:
+    """GradNorm over ``last_shared`` (a Linear layer whose weight measures the norms).
+
+    Usage, in any PyTorch loop::
+
+        gradnorm = GradNorm(model.trunk[-1], num_tasks=10)
+        with gradnorm.capture():
+            losses = per_sample_loss(model(x), y)        # [B]
+        gradnorm.backward(losses, task_ids)              # .grad of sum_t w_t L_t; updates w
+        optimizer.step()
+    """
+
+    def __init__(
+        self,
+        last_shared: nn.Module,
+        num_tasks: int,
+        *,
+        alpha: float = 1.5,
+        learning_rate: float = 0.025,
+    ) -> None:
+        if not isinstance(last_shared, nn.Linear):
+            raise ConfigError("GradNorm: last_shared must be an nn.Linear layer")
+        self.layer = last_shared
+        self.num_tasks = num_tasks
+        self.alpha = alpha
+        self.weights = nn.Parameter(torch.ones(num_tasks))
+        self.optimizer = torch.optim.Adam([self.weights], lr=learning_rate)
+        self.initial_losses = torch.full((num_tasks,), float("nan"))
+        self.gradients = TaskGradients([last_shared], [last_shared.weight])
+
+    def capture(self):  # type: ignore[no-untyped-def]
+        """Context manager to wrap the forward pass in."""
+        return self.gradients.capture()
+
+    def backward(self, losses: torch.Tensor, task_ids: torch.Tensor) -> TaskLosses:
+        """Backpropagate ``sum_t w_t L_t`` into the network's ``.grad``, then update and
+        renormalise the weights. Returns the per-task losses."""
+        task_losses = TaskLosses(losses, task_ids, self.num_tasks)
+        weights = self.weights.detach().to(losses.device)
+        per_task = self.gradients.backward(task_losses, weights)[self.layer.weight]
+        norms = per_task.reshape(self.num_tasks, -1).norm(dim=1).cpu()  # G_t = w_t |grad L_t|
+        present = task_losses.present.cpu()
+        current = task_losses.per_task.detach().cpu().to(self.initial_losses.dtype)
+        first = present & torch.isnan(self.initial_losses)
+        self.initial_losses[first] = current[first]
+        self._update(norms, current, present)
+        return task_losses
+
+    @torch.no_grad()
+    def _update(self, norms: torch.Tensor, losses: torch.Tensor, present: torch.Tensor) -> None:
+        if int(present.sum()) < 2:
+            return  # nothing to balance
+        weights = self.weights.detach().cpu()
+        mean_norm = norms[present].mean()
+        ratio = losses[present] / self.initial_losses[present]
+        inverse_rate = ratio / ratio.mean()
+        target = mean_norm * inverse_rate**self.alpha
+        # d/dw_t |G_t - target_t| with G_t = w_t |grad L_t| and the target held constant.
+        unit_norms = norms[present] / weights[present].clamp(min=MIN_WEIGHT)
+        grad = torch.zeros(self.num_tasks)
+        grad[present] = torch.sign(norms[present] - target) * unit_norms
+        self.weights.grad = grad.to(self.weights.device)
+        self.optimizer.step()
+        self.weights.grad = None
+        self.weights.clamp_(min=MIN_WEIGHT)
+        self.weights.mul_(self.num_tasks / self.weights.sum())

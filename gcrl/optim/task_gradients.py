@@ -1,0 +1,226 @@
+"""Per-task gradients of shared layers from one backward pass.
+
+In a multi-task batch each sample belongs to one task, and a Linear or LayerNorm layer
+treats samples independently, so task t's gradient of a shared weight is a sum over task t's
+samples of per-sample terms: ``dW_t = G_t^T A_t`` (``G``: gradients at the layer's output,
+``A``: its inputs). Forward hooks keep ``A``, tensor hooks keep ``G``; after the ordinary
+backward pass of the (weighted) sum of task losses, the per-task sums come out of one batched
+matrix product over task segments (the same multiply-adds as the layer's usual weight
+gradient). Parameters of other layers fall back to one ``autograd.grad`` per task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gcrl.errors import ConfigError
+
+COVERED = (nn.Linear, nn.LayerNorm)
+
+
+@dataclass
+class TaskLosses:
+    """Per-sample losses grouped by task: ``losses[i]`` belongs to ``task_ids[i]``.
+
+    ``per_task`` is the mean loss of each task (0 for a task absent from the batch),
+    ``counts`` its number of samples; ``total(weights)`` is ``sum_t weights[t] * per_task[t]``
+    as a differentiable scalar.
+    """
+
+    losses: torch.Tensor
+    task_ids: torch.Tensor
+    num_tasks: int
+
+    def __post_init__(self) -> None:
+        if self.losses.ndim != 1 or self.losses.shape != self.task_ids.shape:
+            raise ConfigError(
+                f"losses: expected one loss per sample [B] with task ids [B], got "
+                f"{tuple(self.losses.shape)} and {tuple(self.task_ids.shape)}"
+            )
+        self.task_ids = self.task_ids.long()
+        self.counts = torch.bincount(self.task_ids, minlength=self.num_tasks)
+        if len(self.counts) > self.num_tasks:
+            raise ConfigError(f"task_ids: values must lie in [0, {self.num_tasks})")
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Means over the union of the ranks' batches: each rank divides its sums by the
+            # global counts, so summing gradients across ranks gives the union's gradient.
+            torch.distributed.all_reduce(self.counts)
+        sums = torch.zeros(self.num_tasks, dtype=self.losses.dtype, device=self.losses.device)
+        sums = sums.index_add(0, self.task_ids, self.losses)
+        self.per_task = sums / self.counts.clamp(min=1)
+
+    @property
+    def present(self) -> torch.Tensor:
+        """Bool ``[T]``: the tasks with samples in the batch."""
+        return self.counts > 0
+
+    def total(self, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``sum_t w_t L_t``, the scalar whose backward pass the hooks observe."""
+        if weights is None:
+            return self.per_task.sum()
+        return (weights.to(self.per_task.dtype) * self.per_task).sum()
+
+
+class TaskGradients:
+    """Collects per-task gradients ``[T, *shape]`` of ``parameters`` in one backward pass.
+
+    Parameters of :data:`COVERED` layers (found among ``modules``) are computed from the
+    layers' inputs and output gradients; any other parameter in ``parameters`` falls back to
+    one ``torch.autograd.grad`` per task. Use :meth:`capture` around the forward pass, then
+    :meth:`backward`.
+    """
+
+    def __init__(self, modules: Iterable[nn.Module], parameters: Sequence[torch.Tensor]):
+        self.parameters = list(parameters)
+        wanted = {id(p) for p in self.parameters}
+        self._layers: list[nn.Module] = []
+        covered: set[int] = set()
+        for root in modules:
+            for layer in root.modules():
+                if not isinstance(layer, COVERED):
+                    continue
+                if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
+                    continue
+                own = [p for p in layer.parameters(recurse=False) if id(p) in wanted]
+                if own and all(id(p) in wanted for p in layer.parameters(recurse=False)):
+                    self._layers.append(layer)
+                    covered.update(id(p) for p in own)
+        self.fallback = [p for p in self.parameters if id(p) not in covered]
+        self._records: dict[nn.Module, list[list[torch.Tensor | None]]] = {}
+        self._capturing = False
+        for layer in self._layers:
+            layer.register_forward_hook(self._forward_hook)
+
+    @property
+    def covered_layers(self) -> list[nn.Module]:
+        """The layers whose per-task gradients come out of the single pass."""
+        return list(self._layers)
+
+    @contextmanager
+    def capture(self) -> Iterator[None]:
+        """Record the covered layers' inputs and output gradients inside this block."""
+        self._records = {}
+        self._capturing = True
+        try:
+            yield
+        finally:
+            self._capturing = False
+
+    def _forward_hook(
+        self, layer: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
+    ) -> None:
+        if not self._capturing or not torch.is_grad_enabled() or not out.requires_grad:
+            return
+        record: list[torch.Tensor | None] = [inputs[0].detach(), None]
+        self._records.setdefault(layer, []).append(record)
+
+        def keep(grad: torch.Tensor) -> None:
+            record[1] = grad.detach()
+
+        out.register_hook(keep)
+
+    def backward(
+        self, task_losses: TaskLosses, weights: torch.Tensor | None = None
+    ) -> dict[torch.Tensor, torch.Tensor]:
+        """Backpropagate ``task_losses.total(weights)`` (filling ``.grad`` as usual) and
+        return each parameter's per-task gradients ``[T, *shape]`` (float32 or wider), the
+        gradient of ``weights[t] * L_t`` (``L_t``: task t's mean loss)."""
+        num_tasks = task_losses.num_tasks
+        total = task_losses.total(weights)
+        out: dict[torch.Tensor, torch.Tensor] = {}
+        if self.fallback:
+            out.update(self._fallback(task_losses, weights))
+        total.backward()
+        index = _segments(task_losses.task_ids, num_tasks)
+        for layer in self._layers:
+            for inputs, grads in self._records.get(layer, []):
+                if inputs is None or grads is None:
+                    continue  # the layer's output did not reach the loss
+                parts = _layer_task_grads(layer, inputs, grads, index, task_losses.task_ids)
+                for param, value in parts.items():
+                    if param in out:
+                        out[param] = out[param] + value
+                    else:
+                        out[param] = value
+        for param in self.parameters:
+            if param not in out:
+                out[param] = torch.zeros(num_tasks, *param.shape, device=param.device)
+        self._records = {}
+        return out
+
+    def _fallback(
+        self, task_losses: TaskLosses, weights: torch.Tensor | None
+    ) -> dict[torch.Tensor, torch.Tensor]:
+        """One ``autograd.grad`` per present task for parameters no hook covers."""
+        grads = [
+            torch.zeros(task_losses.num_tasks, *p.shape, device=p.device) for p in self.fallback
+        ]
+        for task in torch.nonzero(task_losses.present).flatten().tolist():
+            loss = task_losses.per_task[task]
+            if weights is not None:
+                loss = loss * weights[task]
+            parts = torch.autograd.grad(loss, self.fallback, retain_graph=True, allow_unused=True)
+            for slot, part in zip(grads, parts, strict=True):
+                if part is not None:
+                    slot[task] = part
+        return dict(zip(self.fallback, grads, strict=True))
+
+
+def _segments(task_ids: torch.Tensor, num_tasks: int) -> torch.Tensor:
+    """Samples grouped by task and padded: ``index [T, Lmax]`` into the batch; padding points
+    at row B (:func:`_pad` appends a zero row there)."""
+    order = torch.argsort(task_ids, stable=True)
+    counts = torch.bincount(task_ids, minlength=num_tasks)
+    longest = int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    slots = torch.arange(longest, device=task_ids.device)
+    valid = slots[None, :] < counts[:, None]
+    position = (starts[:, None] + slots[None, :]).clamp(max=len(task_ids) - 1)
+    return torch.where(valid, order[position], torch.full_like(position, len(task_ids)))
+
+
+def _pad(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``rows [B, D]`` gathered into ``[T, Lmax, D]`` by ``index`` (row B is zeros)."""
+    padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
+    return padded[index]
+
+
+def _layer_task_grads(
+    layer: nn.Module,
+    inputs: torch.Tensor,
+    grads: torch.Tensor,
+    index: torch.Tensor,
+    task_ids: torch.Tensor,
+) -> dict[torch.Tensor, torch.Tensor]:
+    """Per-task gradients of one call of a covered layer."""
+    num_tasks = index.shape[0]
+    dtype = torch.promote_types(inputs.dtype, torch.float32)
+    x, g = inputs.to(dtype), grads.to(dtype)
+    if x.ndim != 2 or g.shape[0] != len(task_ids):
+        raise ConfigError(
+            f"{type(layer).__name__}: called on inputs of shape {tuple(x.shape)} for a batch of "
+            f"{len(task_ids)} samples; the one-pass per-task gradients need one row per sample"
+        )
+    out: dict[torch.Tensor, torch.Tensor] = {}
+    if isinstance(layer, nn.Linear):
+        weight = torch.bmm(_pad(g, index).transpose(1, 2), _pad(x, index))
+        out[layer.weight] = weight
+        if layer.bias is not None:
+            zeros = torch.zeros(num_tasks, g.shape[1], dtype=dtype, device=g.device)
+            out[layer.bias] = zeros.index_add(0, task_ids, g)
+        return out
+    assert isinstance(layer, nn.LayerNorm)
+    mean = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, unbiased=False, keepdim=True)
+    normalised = (x - mean) * torch.rsqrt(var + layer.eps)
+    zeros = torch.zeros(num_tasks, g.shape[1], dtype=dtype, device=g.device)
+    if layer.weight is not None:
+        out[layer.weight] = zeros.index_add(0, task_ids, g * normalised)
+    if layer.bias is not None:
+        out[layer.bias] = zeros.index_add(0, task_ids, g)
+    return out
