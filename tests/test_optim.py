@@ -85,10 +85,10 @@ def test_task_gradients_equal_one_backward_per_task(num_tasks: int) -> None:
         losses = per_sample_losses(model, x, y)
     per_task = gradients.backward(TaskLosses(losses, task_ids, num_tasks))
     got = torch.cat([per_task[p].reshape(num_tasks, -1) for p in model.parameters()], 1)
-    total = flat_grad(model)
+    # The backward pass skipped the covered weights' own gradients: .grad is the caller's.
+    assert all(p.grad is None for p in model.parameters())
     expected = reference_task_grads(model, x, y, task_ids, num_tasks)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(got.sum(0), total, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("num_tasks", [2, 3, 5, 10, 50])

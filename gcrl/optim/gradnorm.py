@@ -48,7 +48,7 @@ class GradNorm:
         self.alpha = alpha
         self.weights = nn.Parameter(torch.ones(num_tasks))
         self.optimizer = torch.optim.Adam([self.weights], lr=learning_rate)
-        self.initial_losses = torch.full((num_tasks,), float("nan"))
+        self.initial_losses = torch.full((num_tasks,), float("nan"), dtype=torch.float64)
         self.gradients = TaskGradients([last_shared], [last_shared.weight])
 
     def capture(self):  # type: ignore[no-untyped-def]
@@ -61,9 +61,11 @@ class GradNorm:
         task_losses = TaskLosses(losses, task_ids, self.num_tasks)
         weights = self.weights.detach().to(losses.device)
         per_task = self.gradients.backward(task_losses, weights)[self.layer.weight]
-        norms = per_task.reshape(self.num_tasks, -1).norm(dim=1).cpu()  # G_t = w_t |grad L_t|
+        self.gradients.accumulate(self.layer.weight, per_task.sum(0))
+        # G_t = w_t |grad L_t|: the norms of the weighted task gradients.
+        norms = per_task.reshape(self.num_tasks, -1).norm(dim=1).cpu().double()
         present = task_losses.present.cpu()
-        current = task_losses.per_task.detach().cpu().to(self.initial_losses.dtype)
+        current = task_losses.per_task.detach().cpu().double()
         first = present & torch.isnan(self.initial_losses)
         self.initial_losses[first] = current[first]
         self._update(norms, current, present)
@@ -73,16 +75,16 @@ class GradNorm:
     def _update(self, norms: torch.Tensor, losses: torch.Tensor, present: torch.Tensor) -> None:
         if int(present.sum()) < 2:
             return  # nothing to balance
-        weights = self.weights.detach().cpu()
+        weights = self.weights.detach().cpu().double()
         mean_norm = norms[present].mean()
         ratio = losses[present] / self.initial_losses[present]
         inverse_rate = ratio / ratio.mean()
         target = mean_norm * inverse_rate**self.alpha
         # d/dw_t |G_t - target_t| with G_t = w_t |grad L_t| and the target held constant.
         unit_norms = norms[present] / weights[present].clamp(min=MIN_WEIGHT)
-        grad = torch.zeros(self.num_tasks)
+        grad = torch.zeros(self.num_tasks, dtype=torch.float64)
         grad[present] = torch.sign(norms[present] - target) * unit_norms
-        self.weights.grad = grad.to(self.weights.device)
+        self.weights.grad = grad.to(self.weights.device, self.weights.dtype)
         self.optimizer.step()
         self.weights.grad = None
         self.weights.clamp_(min=MIN_WEIGHT)

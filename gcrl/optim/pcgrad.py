@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,20 +28,22 @@ def project_conflicts(gram: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
     ``gram[i, j] = g_i . g_j``; ``orders[i]`` is the order in which task i visits the tasks
     (a permutation of all T, itself included, as the original code does). Visiting j, task i
     subtracts ``(g'_i . g_j) / |g_j|^2 g_j`` when ``g'_i . g_j < 0``; zero gradients are
-    skipped.
+    skipped. All tasks take their s-th step together, so the loop runs T times over [T]
+    vectors (in float64 numpy: the matrix is tiny, per-operation overhead dominates).
     """
-    num_tasks = gram.shape[0]
-    coefficients = torch.eye(num_tasks, dtype=gram.dtype, device=gram.device)
-    rows = torch.arange(num_tasks, device=gram.device)
-    norms = torch.diagonal(gram)
-    for step in range(orders.shape[1]):
-        j = orders[:, step]
-        dots = (coefficients * gram[:, j].T).sum(1)  # g'_i . g_j for every i at once
+    g = gram.detach().cpu().double().numpy()
+    visits = orders.cpu().numpy()
+    num_tasks = len(g)
+    coefficients = np.eye(num_tasks)
+    rows = np.arange(num_tasks)
+    norms = np.diagonal(g)
+    for step in range(visits.shape[1]):
+        j = visits[:, step]
+        dots = np.einsum("ik,ki->i", coefficients, g[:, j])  # g'_i . g_j for every i
         norm = norms[j]
         conflict = (dots < 0) & (norm > 0)
-        scale = torch.where(conflict, dots / torch.where(norm > 0, norm, 1), 0)
-        coefficients[rows, j] -= scale
-    return coefficients
+        coefficients[rows, j] -= np.where(conflict, dots / np.where(norm > 0, norm, 1), 0)
+    return torch.from_numpy(coefficients).to(gram.device, gram.dtype)
 
 
 def random_orders(num_tasks: int, generator: torch.Generator) -> torch.Tensor:
@@ -99,24 +102,17 @@ class PCGrad:
         for tests). Returns the per-task losses. Gradients accumulate into ``.grad`` as
         ``backward`` does; zero them between steps."""
         task_losses = TaskLosses(losses, task_ids, self.num_tasks)
-        params = self.gradients.parameters
-        before = [None if p.grad is None else p.grad.clone() for p in params]
         per_task = self.gradients.backward(task_losses)
-        flat = torch.cat([per_task[p].reshape(self.num_tasks, -1) for p in params], dim=1)
-        gram = flat @ flat.T
+        grads = [per_task[p].reshape(self.num_tasks, -1) for p in self.gradients.parameters]
+        gram = sum(g @ g.T for g in grads)  # [T, T] without concatenating the gradients
+        assert isinstance(gram, torch.Tensor)
         if orders is None:
-            orders = random_orders(self.num_tasks, self.generator).to(flat.device)
-        coefficients = project_conflicts(gram, orders)
-        weights = coefficients.sum(0)
+            orders = random_orders(self.num_tasks, self.generator).to(gram.device)
+        weights = project_conflicts(gram, orders).sum(0)
         if self.reduction == "mean":
             weights = weights / max(1, int(task_losses.present.sum()))
-        combined = weights @ flat
-        offset = 0
-        for param, previous in zip(params, before, strict=True):
-            size = param.numel()
-            value = combined[offset : offset + size].view_as(param).to(param.dtype)
-            param.grad = value if previous is None else previous + value
-            offset += size
+        for param, g in zip(self.gradients.parameters, grads, strict=True):
+            self.gradients.accumulate(param, (weights @ g).view_as(param))
         return task_losses
 
 

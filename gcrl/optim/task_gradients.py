@@ -87,9 +87,12 @@ class TaskGradients:
                 if isinstance(layer, nn.LayerNorm) and len(layer.normalized_shape) != 1:
                     continue
                 own = [p for p in layer.parameters(recurse=False) if id(p) in wanted]
-                if own and all(id(p) in wanted for p in layer.parameters(recurse=False)):
+                if own:
                     self._layers.append(layer)
                     covered.update(id(p) for p in own)
+        self._wanted = wanted
+        # Every parameter of a covered layer: its weight gradient is never computed by autograd.
+        self._covered = {id(p) for layer in self._layers for p in layer.parameters(recurse=False)}
         self.fallback = [p for p in self.parameters if id(p) not in covered]
         self._records: dict[nn.Module, list[list[torch.Tensor | None]]] = {}
         self._capturing = False
@@ -116,7 +119,7 @@ class TaskGradients:
     ) -> None:
         if not self._capturing or not torch.is_grad_enabled() or not out.requires_grad:
             return
-        record: list[torch.Tensor | None] = [inputs[0].detach(), None]
+        record: list[torch.Tensor | None] = [inputs[0].detach(), None, out]
         self._records.setdefault(layer, []).append(record)
 
         def keep(grad: torch.Tensor) -> None:
@@ -127,31 +130,52 @@ class TaskGradients:
     def backward(
         self, task_losses: TaskLosses, weights: torch.Tensor | None = None
     ) -> dict[torch.Tensor, torch.Tensor]:
-        """Backpropagate ``task_losses.total(weights)`` (filling ``.grad`` as usual) and
-        return each parameter's per-task gradients ``[T, *shape]`` (float32 or wider), the
-        gradient of ``weights[t] * L_t`` (``L_t``: task t's mean loss)."""
+        """Backpropagate ``task_losses.total(weights)`` and return each parameter's per-task
+        gradients ``[T, *shape]`` (float32 or wider): the gradient of ``weights[t] * L_t``
+        (``L_t``: task t's mean loss).
+
+        Every parameter outside ``parameters`` reached by the loss gets its ``.grad`` as
+        ``backward`` gives it. The ``.grad`` of ``parameters`` is left as it was, for the
+        caller to add its combination of the task gradients (:meth:`accumulate`): the
+        backward pass stops at the covered layers' outputs instead of computing their weight
+        gradients, which the per-task products replace.
+        """
         num_tasks = task_losses.num_tasks
         total = task_losses.total(weights)
         out: dict[torch.Tensor, torch.Tensor] = {}
         if self.fallback:
             out.update(self._fallback(task_losses, weights))
-        total.backward()
+        records = [r for layer in self._layers for r in self._records.get(layer, [])]
+        outputs = [r[2] for r in records if r[2] is not None]
+        others = [p for p in _leaves(total) if id(p) not in self._covered]
+        torch.autograd.backward(total, inputs=outputs + others)
+        for tensor in outputs:
+            tensor.grad = None
+        for param in self.fallback:  # undo autograd's plain sum: the caller combines
+            if param.grad is not None and param in out:
+                param.grad = param.grad - out[param].sum(0).to(param.grad.dtype)
         index = _segments(task_losses.task_ids, num_tasks)
         for layer in self._layers:
-            for inputs, grads in self._records.get(layer, []):
+            for inputs, grads, _ in self._records.get(layer, []):
                 if inputs is None or grads is None:
                     continue  # the layer's output did not reach the loss
                 parts = _layer_task_grads(layer, inputs, grads, index, task_losses.task_ids)
                 for param, value in parts.items():
-                    if param in out:
-                        out[param] = out[param] + value
-                    else:
-                        out[param] = value
+                    if id(param) in self._wanted:
+                        out[param] = out[param] + value if param in out else value
+                    else:  # a covered layer's other parameter: the plain gradient
+                        self.accumulate(param, value.sum(0))
         for param in self.parameters:
             if param not in out:
                 out[param] = torch.zeros(num_tasks, *param.shape, device=param.device)
         self._records = {}
         return out
+
+    @staticmethod
+    def accumulate(param: torch.Tensor, value: torch.Tensor) -> None:
+        """Add ``value`` to ``param.grad`` (creating it), as ``backward`` accumulates."""
+        value = value.to(param.dtype)
+        param.grad = value.clone() if param.grad is None else param.grad + value
 
     def _fallback(
         self, task_losses: TaskLosses, weights: torch.Tensor | None
@@ -171,21 +195,44 @@ class TaskGradients:
         return dict(zip(self.fallback, grads, strict=True))
 
 
-def _segments(task_ids: torch.Tensor, num_tasks: int) -> torch.Tensor:
-    """Samples grouped by task and padded: ``index [T, Lmax]`` into the batch; padding points
-    at row B (:func:`_pad` appends a zero row there)."""
+def _leaves(root: torch.Tensor) -> list[torch.Tensor]:
+    """The leaf tensors (parameters) ``root``'s graph accumulates gradients into."""
+    seen: set[object] = set()
+    stack = [root.grad_fn]
+    leaves: list[torch.Tensor] = []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            leaves.append(variable)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
+
+
+def _segments(task_ids: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, bool]:
+    """Samples grouped by task: ``index [T, Lmax]`` into the batch, and whether every task
+    has exactly ``Lmax`` samples. Otherwise shorter tasks are padded with index B, which
+    :func:`_gather` reads as a zero row."""
     order = torch.argsort(task_ids, stable=True)
     counts = torch.bincount(task_ids, minlength=num_tasks)
     longest = int(counts.max())
+    if bool((counts == longest).all()):
+        return order.view(num_tasks, longest), True
     starts = torch.cumsum(counts, 0) - counts
     slots = torch.arange(longest, device=task_ids.device)
     valid = slots[None, :] < counts[:, None]
     position = (starts[:, None] + slots[None, :]).clamp(max=len(task_ids) - 1)
-    return torch.where(valid, order[position], torch.full_like(position, len(task_ids)))
+    return torch.where(valid, order[position], torch.full_like(position, len(task_ids))), False
 
 
-def _pad(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``rows [B, D]`` gathered into ``[T, Lmax, D]`` by ``index`` (row B is zeros)."""
+def _gather(rows: torch.Tensor, segments: tuple[torch.Tensor, bool]) -> torch.Tensor:
+    """``rows [B, D]`` grouped into ``[T, Lmax, D]`` (padding rows are zeros)."""
+    index, balanced = segments
+    if balanced:
+        return rows[index]
     padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
     return padded[index]
 
@@ -194,11 +241,11 @@ def _layer_task_grads(
     layer: nn.Module,
     inputs: torch.Tensor,
     grads: torch.Tensor,
-    index: torch.Tensor,
+    index: tuple[torch.Tensor, bool],
     task_ids: torch.Tensor,
 ) -> dict[torch.Tensor, torch.Tensor]:
     """Per-task gradients of one call of a covered layer."""
-    num_tasks = index.shape[0]
+    num_tasks = index[0].shape[0]
     dtype = torch.promote_types(inputs.dtype, torch.float32)
     x, g = inputs.to(dtype), grads.to(dtype)
     if x.ndim != 2 or g.shape[0] != len(task_ids):
@@ -208,7 +255,7 @@ def _layer_task_grads(
         )
     out: dict[torch.Tensor, torch.Tensor] = {}
     if isinstance(layer, nn.Linear):
-        weight = torch.bmm(_pad(g, index).transpose(1, 2), _pad(x, index))
+        weight = torch.bmm(_gather(g, index).transpose(1, 2), _gather(x, index))
         out[layer.weight] = weight
         if layer.bias is not None:
             zeros = torch.zeros(num_tasks, g.shape[1], dtype=dtype, device=g.device)
