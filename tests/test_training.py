@@ -376,3 +376,38 @@ def test_compiled_losses_equal_eager_losses(algorithm: type, tmp_path: Path) -> 
     assert compiled._compiled is not None
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optim", ["pcgrad", "gradnorm"])
+@pytest.mark.parametrize(
+    ("algorithm", "options"),
+    [
+        (BC, {"hidden_dims": [16, 16], "multi_head": True}),
+        (IQL, {"actor_hidden_dims": [16], "value_hidden_dims": [16]}),
+    ],
+    ids=["bc-multihead", "iql"],
+)
+def test_multitask_optimisers_under_lightning(
+    algorithm: type, options: dict, optim: str, tmp_path: Path
+) -> None:
+    path = multitask_goal_reaching(tmp_path / "multi.hdf5")
+    dm = TrajectoryDataModule(str(path), batch_size=48, steps_per_epoch=3)
+    model = algorithm(
+        spec=dm.spec, task_signal="onehot", optim=optim, gradient_clip_val=1.0, **options
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = fit(model, dm, 3, log_every_n_steps=1)
+    assert not model.automatic_optimization
+    assert trainer.global_step == 3
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)]
+    assert sum(changed) >= len(changed) - 2  # target networks and fixed stds aside
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["actor/loss"])
+    if optim == "gradnorm":
+        weights = torch.stack([metrics[f"gradnorm/weight/task{t}"] for t in range(3)])
+        assert (weights > 0).all() and torch.isclose(weights.sum(), torch.tensor(3.0))
+    if optim == "pcgrad" and model.num_heads > 1:
+        heads = {id(p) for p in model.actor.net.head.parameters()}
+        assert not heads & {id(p) for p in model._multitask.gradients.parameters}
+    with pytest.raises(ConfigError, match="optim"):
+        algorithm(spec=dm.spec, optim="adam")

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from gcrl.errors import ConfigError
+from gcrl.models.mlp import ConditionedMLP
 from gcrl.tasks.signals import (
     SIGNALS,
     EmbeddingSignal,
@@ -21,6 +22,8 @@ from gcrl.tasks.signals import (
 )
 
 Batch = dict[str, torch.Tensor]
+#: Multi-task optimisers selectable with ``optim``.
+OPTIMS = ("none", "pcgrad", "gradnorm")
 #: Checkpoint key holding gcrl's metadata (algorithm class, data spec).
 CHECKPOINT_KEY = "gcrl"
 
@@ -39,6 +42,14 @@ class GCRLModule(L.LightningModule):
         conditioning: ``concat`` or ``film``.
         multi_head: one output head per task (selected by task id) over a shared trunk.
         learning_rate: Adam's learning rate.
+        optim: ``none``, ``pcgrad`` (gradient surgery over the shared parameters; multi-head
+            output layers are task-specific) or ``gradnorm`` (learned task weights, norms at the
+            last shared layer: the policy's, or the first value network's, last hidden layer);
+            both take every task's gradient from one backward pass (:mod:`gcrl.optim`) and run
+            under Lightning's manual optimisation.
+        gradnorm_alpha: GradNorm's restoring factor (1.5).
+        gradient_clip_val: clip the gradient norm to this (with ``optim``, where Lightning's
+            trainer option does not apply; None: no clipping).
         compile_losses: compile the loss computation with ``torch.compile`` (the first step
             compiles, for seconds to a minute; on 2 CPU cores we measured no reliable gain, the
             matrix products dominate, so it is off by default).
@@ -61,6 +72,9 @@ class GCRLModule(L.LightningModule):
         conditioning: str = "concat",
         multi_head: bool = False,
         learning_rate: float = 3e-4,
+        optim: str = "none",
+        gradnorm_alpha: float = 1.5,
+        gradient_clip_val: float | None = None,
         compile_losses: bool = False,
     ) -> None:
         super().__init__()
@@ -74,6 +88,13 @@ class GCRLModule(L.LightningModule):
         self.learning_rate = learning_rate
         self._compiled: Any = None
         self.compile_losses = compile_losses
+        if optim not in OPTIMS:
+            raise ConfigError(f"optim: unknown {optim!r}; choose one of {', '.join(OPTIMS)}")
+        self.optim = optim
+        self.gradnorm_alpha = gradnorm_alpha
+        self.gradient_clip_val = gradient_clip_val
+        self.automatic_optimization = optim == "none"
+        self._multitask: Any = None
         self.conditioning = conditioning
         self.num_heads = self.num_tasks if multi_head else 1
         kind = self._signal_kind(task_signal)
@@ -140,9 +161,68 @@ class GCRLModule(L.LightningModule):
         return self._compiled(batch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        if self.optim != "none":
+            return self._multitask_step(batch)
         losses = self.compute_losses(batch)
         self.log_losses("", losses, batch)
         return self.objective_value(losses)
+
+    def _multitask_step(self, batch: Batch) -> torch.Tensor:
+        """One step of PCGrad or GradNorm under manual optimisation."""
+        multitask = self._multitask or self._build_multitask()
+        optimizer = self.optimizers()
+        assert not isinstance(optimizer, list)
+        with multitask.capture():
+            losses = self.compute_losses(batch)
+        per_sample = torch.stack([losses[name] for name in self.objective]).sum(0)
+        optimizer.zero_grad()
+        multitask.backward(per_sample, batch["task_ids"])
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)  # type: ignore[arg-type]
+        optimizer.step()
+        schedulers = self.lr_schedulers()
+        if schedulers is not None and not isinstance(schedulers, list):
+            schedulers.step()
+        self.log_losses("", losses, batch)
+        if self.optim == "gradnorm" and self._logging_step():
+            names = [t["name"] for t in self.spec["tasks"]]
+            weights = multitask.weights.detach()
+            self.log_dict({f"gradnorm/weight/{n}": w for n, w in zip(names, weights, strict=True)})
+        return self.objective_value(losses).detach()
+
+    def _build_multitask(self) -> Any:
+        from gcrl.optim import GradNorm, PCGrad
+
+        if self.trainer.world_size > 1:
+            raise ConfigError(
+                f"optim {self.optim}: not supported under distributed training yet; use "
+                "gcrl.optim directly with torch.distributed, or a single device"
+            )
+        heads = [
+            p
+            for m in self.modules()
+            if isinstance(m, ConditionedMLP) and m.num_heads > 1
+            for p in m.head.parameters()
+        ]
+        if self.optim == "pcgrad":
+            self._multitask = PCGrad([self], self.num_tasks, task_specific=heads)
+        else:
+            self._multitask = GradNorm(
+                self.last_shared_layer(), self.num_tasks, alpha=self.gradnorm_alpha
+            )
+        return self._multitask
+
+    def last_shared_layer(self) -> torch.nn.Linear:
+        """The layer whose gradient norms GradNorm balances: the last hidden Linear layer of
+        the policy (or, without one, of the first value network)."""
+        actor = getattr(self, "actor", None)
+        if actor is not None:
+            net = actor.net
+        else:
+            net = next(m for m in self.modules() if isinstance(m, ConditionedMLP))
+        layer = net.layers[-1]
+        assert isinstance(layer, torch.nn.Linear)
+        return layer
 
     def objective_value(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The training objective: the sum of the means of the :attr:`objective` losses."""
@@ -157,10 +237,7 @@ class GCRLModule(L.LightningModule):
         ``{prefix}{name}/task/{task name}``: in training on the steps Lightning writes (every
         ``log_every_n_steps``), in validation over the whole epoch."""
         training = prefix == ""
-        every = max(1, getattr(self._trainer, "log_every_n_steps", 50))
-        # Lightning writes step metrics when (step + 1) % every == 0; logging on other steps
-        # costs about 0.65 ms a call and is never written.
-        if training and (self.global_step + 1) % every:
+        if training and not self._logging_step():
             return
         self.log_dict(
             {f"{prefix}{k}": v.mean() for k, v in losses.items()},
@@ -186,6 +263,12 @@ class GCRLModule(L.LightningModule):
                 if seen:
                     per_task[f"{prefix}{name}/task/{names[task]}"] = mean
         self.log_dict(per_task, on_step=training, on_epoch=not training)
+
+    def _logging_step(self) -> bool:
+        """True on the training steps whose metrics Lightning writes: ``(step + 1) % every``
+        is 0. Logging on other steps costs about 0.65 ms a call and is never written."""
+        every = max(1, getattr(self._trainer, "log_every_n_steps", 50))
+        return (self.global_step + 1) % every == 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)

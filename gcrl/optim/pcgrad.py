@@ -57,8 +57,9 @@ class PCGrad:
 
     ``shared``: the modules whose parameters all tasks share (their Linear and LayerNorm layers
     are handled in the single pass, anything else by one backward per task).
-    ``task_specific``: parameters each task updates alone (for example per-task heads); they
-    keep the plain gradient, which for them is their own task's. ``reduction``: ``sum`` (the
+    ``task_specific``: parameters inside ``shared`` that each task updates alone (for example
+    per-task output heads); like every parameter outside ``shared`` they keep the plain
+    gradient, which for them is their own task's. ``reduction``: ``sum`` (the
     paper's) or ``mean`` of the projected gradients. ``seed`` fixes the visiting orders.
 
     Usage::
@@ -77,11 +78,15 @@ class PCGrad:
         *,
         reduction: str = "sum",
         seed: int = 0,
+        task_specific: Iterable[torch.Tensor] = (),
     ) -> None:
         if reduction not in REDUCTIONS:
             raise ConfigError(f"reduction: unknown {reduction!r}; choose one of {REDUCTIONS}")
         modules = list(shared)
-        params = _unique(p for m in modules for p in m.parameters() if p.requires_grad)
+        own = {id(p) for p in task_specific}
+        params = _unique(
+            p for m in modules for p in m.parameters() if p.requires_grad and id(p) not in own
+        )
         self.num_tasks = num_tasks
         self.reduction = reduction
         self.gradients = TaskGradients(modules, params)

@@ -119,6 +119,8 @@ class TaskGradients:
     ) -> None:
         if not self._capturing or not torch.is_grad_enabled() or not out.requires_grad:
             return
+        if id(getattr(layer, "weight", None)) not in self._covered:
+            return  # called with substituted weights (torch.func.functional_call): not ours
         record: list[torch.Tensor | None] = [inputs[0].detach(), None, out]
         self._records.setdefault(layer, []).append(record)
 
