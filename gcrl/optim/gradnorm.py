@@ -65,7 +65,7 @@ class GradNorm:
         # G_t = w_t |grad L_t|: the norms of the weighted task gradients.
         norms = per_task.reshape(self.num_tasks, -1).norm(dim=1).cpu().double()
         present = task_losses.present.cpu()
-        current = task_losses.per_task.detach().cpu().double()
+        current = task_losses.detached_means().cpu().double()
         first = present & torch.isnan(self.initial_losses)
         self.initial_losses[first] = current[first]
         self._update(norms, current, present)

@@ -46,13 +46,21 @@ class TaskLosses:
         self.counts = torch.bincount(self.task_ids, minlength=self.num_tasks)
         if len(self.counts) > self.num_tasks:
             raise ConfigError(f"task_ids: values must lie in [0, {self.num_tasks})")
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if _distributed():
             # Means over the union of the ranks' batches: each rank divides its sums by the
             # global counts, so summing gradients across ranks gives the union's gradient.
             torch.distributed.all_reduce(self.counts)
         sums = torch.zeros(self.num_tasks, dtype=self.losses.dtype, device=self.losses.device)
         sums = sums.index_add(0, self.task_ids, self.losses)
         self.per_task = sums / self.counts.clamp(min=1)
+
+    def detached_means(self) -> torch.Tensor:
+        """Each task's mean loss over the whole batch (every rank's, under
+        torch.distributed), detached: ``[T]``."""
+        means = self.per_task.detach().clone()
+        if _distributed():
+            torch.distributed.all_reduce(means)
+        return means
 
     @property
     def present(self) -> torch.Tensor:
@@ -149,13 +157,15 @@ class TaskGradients:
             out.update(self._fallback(task_losses, weights))
         records = [r for layer in self._layers for r in self._records.get(layer, [])]
         outputs = [r[2] for r in records if r[2] is not None]
-        others = [p for p in _leaves(total) if id(p) not in self._covered]
+        skip = self._covered | self._wanted  # their gradients come from the per-task parts
+        others = [p for p in _leaves(total) if id(p) not in skip]
         torch.autograd.backward(total, inputs=outputs + others)
+        if _distributed():  # every rank ends with the gradients of the union of the batches
+            for param in others:
+                if param.grad is not None:
+                    torch.distributed.all_reduce(param.grad)
         for tensor in outputs:
             tensor.grad = None
-        for param in self.fallback:  # undo autograd's plain sum: the caller combines
-            if param.grad is not None and param in out:
-                param.grad = param.grad - out[param].sum(0).to(param.grad.dtype)
         index = _segments(task_losses.task_ids, num_tasks)
         for layer in self._layers:
             for inputs, grads, _ in self._records.get(layer, []):
@@ -166,10 +176,15 @@ class TaskGradients:
                     if id(param) in self._wanted:
                         out[param] = out[param] + value if param in out else value
                     else:  # a covered layer's other parameter: the plain gradient
-                        self.accumulate(param, value.sum(0))
+                        plain = value.sum(0)
+                        if _distributed():
+                            torch.distributed.all_reduce(plain)
+                        self.accumulate(param, plain)
         for param in self.parameters:
             if param not in out:
                 out[param] = torch.zeros(num_tasks, *param.shape, device=param.device)
+            elif _distributed():
+                torch.distributed.all_reduce(out[param])
         self._records = {}
         return out
 
@@ -195,6 +210,10 @@ class TaskGradients:
                 if part is not None:
                     slot[task] = part
         return dict(zip(self.fallback, grads, strict=True))
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _leaves(root: torch.Tensor) -> list[torch.Tensor]:
