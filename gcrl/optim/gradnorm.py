@@ -11,6 +11,7 @@ network's gradients.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +20,8 @@ from gcrl.optim.task_gradients import TaskGradients, TaskLosses
 
 #: Smallest weight a task keeps (the weights are clamped before renormalising).
 MIN_WEIGHT = 1e-3
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 
 class GradNorm:
@@ -46,10 +49,19 @@ class GradNorm:
         self.layer = last_shared
         self.num_tasks = num_tasks
         self.alpha = alpha
-        self.weights = nn.Parameter(torch.ones(num_tasks))
-        self.optimizer = torch.optim.Adam([self.weights], lr=learning_rate)
+        self.learning_rate = learning_rate
+        # Adam on the T weights, in float64 numpy: a tensor optimiser's per-call overhead
+        # would cost more than the rest of the update.
+        self._weights = np.ones(num_tasks)
+        self._moments = (np.zeros(num_tasks), np.zeros(num_tasks))
+        self._steps = 0
         self.initial_losses = torch.full((num_tasks,), float("nan"), dtype=torch.float64)
         self.gradients = TaskGradients([last_shared], [last_shared.weight])
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """The current task weights ``[T]`` (positive, summing to T)."""
+        return torch.from_numpy(self._weights.astype(np.float32))
 
     def capture(self):  # type: ignore[no-untyped-def]
         """Context manager to wrap the forward pass in."""
@@ -59,11 +71,9 @@ class GradNorm:
         """Backpropagate ``sum_t w_t L_t`` into the network's ``.grad``, then update and
         renormalise the weights. Returns the per-task losses."""
         task_losses = TaskLosses(losses, task_ids, self.num_tasks)
-        weights = self.weights.detach().to(losses.device)
-        per_task = self.gradients.backward(task_losses, weights)[self.layer.weight]
-        self.gradients.accumulate(self.layer.weight, per_task.sum(0))
+        weights = self.weights.to(losses.device)
         # G_t = w_t |grad L_t|: the norms of the weighted task gradients.
-        norms = per_task.reshape(self.num_tasks, -1).norm(dim=1).cpu().double()
+        norms = self.gradients.weight_norms(task_losses, weights).cpu().double()
         present = task_losses.present.cpu()
         current = task_losses.detached_means().cpu().double()
         first = present & torch.isnan(self.initial_losses)
@@ -71,21 +81,21 @@ class GradNorm:
         self._update(norms, current, present)
         return task_losses
 
-    @torch.no_grad()
     def _update(self, norms: torch.Tensor, losses: torch.Tensor, present: torch.Tensor) -> None:
         if int(present.sum()) < 2:
             return  # nothing to balance
-        weights = self.weights.detach().cpu().double()
-        mean_norm = norms[present].mean()
-        ratio = losses[present] / self.initial_losses[present]
-        inverse_rate = ratio / ratio.mean()
-        target = mean_norm * inverse_rate**self.alpha
+        g, loss, seen = norms.numpy(), losses.numpy(), present.numpy()
+        weights = self._weights
+        ratio = loss[seen] / self.initial_losses.numpy()[seen]
+        target = g[seen].mean() * (ratio / ratio.mean()) ** self.alpha
         # d/dw_t |G_t - target_t| with G_t = w_t |grad L_t| and the target held constant.
-        unit_norms = norms[present] / weights[present].clamp(min=MIN_WEIGHT)
-        grad = torch.zeros(self.num_tasks, dtype=torch.float64)
-        grad[present] = torch.sign(norms[present] - target) * unit_norms
-        self.weights.grad = grad.to(self.weights.device, self.weights.dtype)
-        self.optimizer.step()
-        self.weights.grad = None
-        self.weights.clamp_(min=MIN_WEIGHT)
-        self.weights.mul_(self.num_tasks / self.weights.sum())
+        grad = np.zeros(self.num_tasks)
+        grad[seen] = np.sign(g[seen] - target) * g[seen] / np.maximum(weights[seen], MIN_WEIGHT)
+        self._steps += 1
+        first, second = self._moments
+        first[:] = ADAM_BETAS[0] * first + (1 - ADAM_BETAS[0]) * grad
+        second[:] = ADAM_BETAS[1] * second + (1 - ADAM_BETAS[1]) * grad**2
+        unbiased = first / (1 - ADAM_BETAS[0] ** self._steps)
+        scale = np.sqrt(second / (1 - ADAM_BETAS[1] ** self._steps)) + ADAM_EPS
+        weights = np.maximum(weights - self.learning_rate * unbiased / scale, MIN_WEIGHT)
+        self._weights = weights * self.num_tasks / weights.sum()
