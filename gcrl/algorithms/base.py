@@ -149,7 +149,11 @@ class GCRLModule(L.LightningModule):
 
     def heads(self, batch: Batch) -> torch.Tensor | None:
         """Task ids selecting the output heads (None with a single head)."""
-        return batch["task_ids"] if self.num_heads > 1 else None
+        return self.head_ids(batch["task_ids"])
+
+    def head_ids(self, task_ids: torch.Tensor | None) -> torch.Tensor | None:
+        """``task_ids`` when the networks have one head per task, else None."""
+        return task_ids if self.num_heads > 1 else None
 
     # ----------------------------------------------------------------- training
     def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:

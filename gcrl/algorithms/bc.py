@@ -88,5 +88,4 @@ class BC(GCRLModule):
         condition: torch.Tensor,
         task_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        heads = task_ids if self.num_heads > 1 else None
-        return self.actor.mode(self.actor(observations, condition, heads))
+        return self.actor.mode(self.actor(observations, condition, self.head_ids(task_ids)))

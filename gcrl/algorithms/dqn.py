@@ -101,8 +101,7 @@ class DQN(GCRLModule):
         task_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``Q(s, c, .)``: ``[B, actions]``."""
-        heads = task_ids if self.num_heads > 1 else None
-        return self.q(observations, condition, None, heads)[0]
+        return self.q(observations, condition, None, self.head_ids(task_ids))[0]
 
     @torch.no_grad()
     def act(

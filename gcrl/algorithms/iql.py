@@ -167,8 +167,7 @@ class IQL(GCRLModule):
         condition: torch.Tensor,
         task_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        heads = task_ids if self.num_heads > 1 else None
-        return self.actor(observations, condition, heads).clamp(-1.0, 1.0)
+        return self.actor(observations, condition, self.head_ids(task_ids)).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def state_value(
@@ -178,5 +177,4 @@ class IQL(GCRLModule):
         task_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``V(s, g)``; ``[B]``."""
-        heads = task_ids if self.num_heads > 1 else None
-        return self.value(observations, condition, None, heads)[0]
+        return self.value(observations, condition, None, self.head_ids(task_ids))[0]
