@@ -271,6 +271,34 @@ def main() -> None:
             threads[n] = run_isolated(__file__, "GCBC", child)["rates"][LIGHTNING]
             print(f"  GCBC via Lightning, {n} thread(s): {threads[n]:.1f}/s", file=sys.stderr)
     report(args, results, threads)
+    print_matmul_bound(args.batch_size, args.threads)
+
+
+def print_matmul_bound(batch: int, threads: int) -> None:
+    """How fast this machine multiplies GCBC's hidden-layer matrices: the bound on its step.
+
+    A GCBC step multiplies ``batch x 512`` by ``512 x 512`` six times (two hidden layers,
+    forward and two backward products each); at the measured rate that alone takes the time
+    printed, whatever the framework.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    a, w = torch.randn(batch, 512), torch.randn(512, 512)
+    for _ in range(10):
+        a @ w
+    calls = 200
+    start = time.perf_counter()
+    for _ in range(calls):
+        a @ w
+    seconds = (time.perf_counter() - start) / calls
+    gflops = 2 * batch * 512 * 512 / seconds / 1e9
+    print(
+        f"\na {batch} x 512 by 512 x 512 fp32 matmul runs at {gflops:.0f} GFLOPS here "
+        f"({threads} thread(s)); GCBC's six per step take {6 * seconds * 1000:.1f} ms at that "
+        f"rate, {1 / (6 * seconds):.0f} steps/s at most (OGBench JAX reference: "
+        f"{OGBENCH_JAX['GCBC']:.0f} steps/s)"
+    )
 
 
 def report(
