@@ -192,13 +192,17 @@ class Trajectories:
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
             raise EmptyDatasetError("select_episodes: no episode selected")
+        return self._take_rows(*self.episode_rows(indices))
+
+    def episode_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the given episodes (repeats allowed), in order, and where each starts in
+        that row list: ``(rows [n] int64, starts [len(indices)] int64)``."""
         lengths = self.episode_lengths[indices]
-        offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        rows = np.repeat(self.episode_starts[indices], lengths) + (
-            np.arange(lengths.sum(), dtype=np.int64) - offsets
+        starts = (np.cumsum(lengths) - lengths).astype(np.int64)
+        rows = np.repeat(self.episode_starts[indices] - starts, lengths) + np.arange(
+            lengths.sum(), dtype=np.int64
         )
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        return self._take_rows(rows, starts)
+        return rows, starts
 
     def _take_rows(self, rows: slice | np.ndarray, episode_starts: np.ndarray) -> Trajectories:
         """The given rows (a slice gives views, an index array copies) as a trusted record."""

@@ -159,14 +159,9 @@ def expand_tasks(
     if len(episodes) == 0:
         return None
     tasks_of_copy = targets[episodes, slots]
-    lengths = chunk.episode_lengths[episodes]
-    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    rows = np.repeat(chunk.episode_starts[episodes], lengths) + (
-        np.arange(lengths.sum(), dtype=np.int64) - offsets
-    )
-    starts = (np.cumsum(lengths) - lengths).astype(np.int64)
+    rows, starts = chunk.episode_rows(episodes)
     copies = chunk._take_rows(rows, starts)
-    task_ids = np.repeat(tasks_of_copy, lengths)
+    task_ids = np.repeat(tasks_of_copy, chunk.episode_lengths[episodes])
     if strategy == "zero-reward":
         rewards = np.zeros(len(rows), dtype=np.float32)
     else:
