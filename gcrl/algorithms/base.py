@@ -252,7 +252,9 @@ class GCRLModule(L.LightningModule):
         if self.num_tasks < 2:
             return
         task_ids = batch["task_ids"]
-        counts = torch.bincount(task_ids, minlength=self.num_tasks).clamp(min=1)
+        counts = torch.bincount(task_ids, minlength=self.num_tasks)
+        present = (counts > 0).tolist()
+        counts = counts.clamp(min=1)
         names = [t["name"] for t in self.spec["tasks"]]
         per_task: dict[str, torch.Tensor] = {}
         for name, values in losses.items():
@@ -262,7 +264,6 @@ class GCRLModule(L.LightningModule):
                 task_ids, weights=values.detach().float(), minlength=self.num_tasks
             )
             means = sums / counts
-            present = torch.bincount(task_ids, minlength=self.num_tasks) > 0
             for task, (mean, seen) in enumerate(zip(means, present, strict=True)):
                 if seen:
                     per_task[f"{prefix}{name}/task/{names[task]}"] = mean

@@ -237,9 +237,9 @@ class TrajectoryDataModule(L.LightningDataModule):
             "next_observations": _tensor(self.flat(batch["next_observations"])),
             "rewards": _tensor(batch["rewards"]),
             "masks": _tensor(batch["masks"]),
-            "task_ids": torch.from_numpy(
-                np.asarray(batch.get("task_ids", np.zeros(len(rows))), dtype=np.int64)
-            ),
+            "task_ids": torch.from_numpy(np.asarray(batch["task_ids"], dtype=np.int64))
+            if "task_ids" in batch
+            else torch.zeros(len(rows), dtype=torch.int64),
         }
         actions = batch["actions"]
         if self.spec["discrete"]:

@@ -112,7 +112,7 @@ class PCGrad:
         gram = sum(g @ g.T for g in grads)  # [T, T] without concatenating the gradients
         assert isinstance(gram, torch.Tensor)
         if orders is None:
-            orders = random_orders(self.num_tasks, self.generator).to(gram.device)
+            orders = random_orders(self.num_tasks, self.generator)
         weights = project_conflicts(gram, orders).sum(0)
         if self.reduction == "mean":
             weights = weights / max(1, int(task_losses.present.sum()))
