@@ -17,6 +17,8 @@ import torch
 
 from gcrl.algorithms import ALGORITHMS
 from gcrl.algorithms.base import CHECKPOINT_KEY, GCRLModule
+from gcrl.datasets.datamodule import Normalizer
+from gcrl.datasets.trajectories import Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
 
 
@@ -73,6 +75,45 @@ class LoadedPolicy:
     def __init__(self, module: GCRLModule) -> None:
         self.module = module
         self.spec = module.spec
+        self._embedder: Any = None
+        self.normalizer = Normalizer.from_spec(self.spec)
+
+    @property
+    def task_names(self) -> list[str]:
+        """The names of the tasks the policy was trained on, in task-id order."""
+        return [str(t["name"]) for t in self.spec.get("tasks", [])]
+
+    def on_tasks(
+        self, observations: np.ndarray | Mapping[str, np.ndarray], tasks: Sequence[Task]
+    ) -> np.ndarray:
+        """Actions for a batch whose row ``i`` pursues ``tasks[i]`` (the evaluation protocol
+        of :func:`gcrl.evaluation.evaluate`).
+
+        Training tasks are found by name and given their task ids; a text-conditioned policy
+        gets each task's instruction, so it can also run tasks it was not trained on; a
+        goal-conditioned one takes its goals from the observations' ``desired_goal``.
+        """
+        from gcrl.tasks.signals import TextSignal
+
+        index = {name: i for i, name in enumerate(self.task_names)}
+        known = all(t.name in index for t in tasks)
+        ids = np.array([index[t.name] for t in tasks]) if known else None
+        if isinstance(self.module.signal, TextSignal):
+            texts = None if known else [t.text for t in tasks]
+            return self(observations, task_ids=ids, texts=texts)
+        if ids is None and self._needs_task_ids():
+            unknown = next(t.name for t in tasks if t.name not in index)
+            raise ConfigError(
+                f"--tasks: {unknown!r} is not among the policy's training tasks "
+                f"({', '.join(index)}); a task-id policy cannot run it"
+            )
+        return self(observations, task_ids=ids)
+
+    def _needs_task_ids(self) -> bool:
+        from gcrl.tasks.signals import EmbeddingSignal, OneHotSignal
+
+        signal = self.module.signal
+        return isinstance(signal, OneHotSignal | EmbeddingSignal) or self.module.num_heads > 1
 
     def __call__(
         self,
@@ -83,21 +124,24 @@ class LoadedPolicy:
     ) -> np.ndarray:
         obs, single = self._state(observations)
         batch = len(obs)
+        device = self.module.device
         if goals is None and isinstance(observations, Mapping) and "desired_goal" in observations:
             goals = np.asarray(observations["desired_goal"])
         goal_tensor = None
         if goals is not None:
-            goal_tensor = torch.as_tensor(np.asarray(goals, dtype=np.float32).reshape(batch, -1))
+            flat_goals = np.asarray(goals, dtype=np.float32).reshape(batch, -1)
+            goal_tensor = torch.as_tensor(self.normalizer.goals(flat_goals), device=device)
         id_tensor = None
         if task_ids is not None:
-            id_tensor = torch.as_tensor(
-                np.broadcast_to(np.asarray(task_ids), (batch,)).copy()
-            ).long()
-        if texts is not None:
-            condition = self._text_condition(texts, batch)
-        else:
-            condition = self.module.signal(goal_tensor, id_tensor)
-        actions = self.module.act(torch.as_tensor(obs), condition, id_tensor).cpu().numpy()
+            ids = np.broadcast_to(np.asarray(task_ids), (batch,)).copy()
+            id_tensor = torch.as_tensor(ids, device=device).long()
+        with torch.no_grad():
+            if texts is not None:
+                condition = self._text_condition(texts, batch).to(device)
+            else:
+                condition = self.module.signal(goal_tensor, id_tensor)
+            state = torch.as_tensor(obs, device=device)
+            actions = self.module.act(state, condition, id_tensor).cpu().numpy()
         return actions[0] if single else actions
 
     def _state(
@@ -118,7 +162,7 @@ class LoadedPolicy:
                 f"observations: {obs.shape[1]} values per observation, the model takes "
                 f"{self.spec['observation_dim']}"
             )
-        return obs, single
+        return self.normalizer.observations(obs), single
 
     def _text_condition(self, texts: Sequence[str] | str, batch: int) -> torch.Tensor:
         from gcrl.tasks.signals import TextSignal
@@ -128,7 +172,9 @@ class LoadedPolicy:
         if not isinstance(signal, TextSignal):
             raise ConfigError("texts: the model is not text-conditioned")
         texts = [texts] * batch if isinstance(texts, str) else list(texts)
-        return torch.from_numpy(TextEmbedder(signal.model).embed(texts))
+        if self._embedder is None:  # kept: it caches each text's vector in memory
+            self._embedder = TextEmbedder(signal.model)
+        return torch.from_numpy(self._embedder.embed(texts))
 
 
 def load_policy(checkpoint: str | os.PathLike[str]) -> LoadedPolicy:

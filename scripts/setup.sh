@@ -17,7 +17,7 @@ quiet pip install --upgrade pip
 # Torch must come first: `pip install torch==2.13.0` takes the local CPU wheel, while letting
 # lightning or sentence-transformers pull it in fetches the CUDA build (gigabytes).
 quiet pip install torch==2.13.0
-quiet pip install -e ".[minari,envs,train,dev]"
+quiet pip install -e ".[minari,envs,eval,train,dev]"
 # d4rl cannot be fully installed (it needs mujoco-py); its pure-Python helpers are the
 # reference of the D4RL parity tests.
 quiet pip install --no-deps d4rl==1.1 gym==0.24.1 gym-notices termcolor

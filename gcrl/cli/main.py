@@ -16,7 +16,7 @@ TRAINING_COMMANDS = ("fit", "validate", "test")
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from gcrl.cli import convert, info, relabel
+    from gcrl.cli import collect, convert, evaluate, info, relabel
 
     parser = argparse.ArgumentParser(
         prog="gcrl",
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_parser(commands)
     convert.add_parser(commands)
     relabel.add_parser(commands)
+    collect.add_parser(commands)
+    evaluate.add_parser(commands)
     return parser
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gcrl.datasets.loading import detect_format, load
+from gcrl.datasets.loading import detect_format, load, resolve_source
 from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.errors import DataError, MissingKeyError
@@ -36,6 +36,7 @@ class Source:
     """
 
     def __init__(self, source: str | os.PathLike[str], format: str | None = None, **options: Any):
+        source = resolve_source(source)
         self.path = source
         self.format = format or detect_format(source)
         self._reader: NativeReader | None = None

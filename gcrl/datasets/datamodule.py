@@ -7,7 +7,7 @@ Lightning moves the batch to the training device.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -43,6 +43,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         her_k, tolerance: ``her`` mode.
         task_relabel_ratio: share of each batch relabeled to another task (multi-task data,
             rewards from the ``infos/task_rewards`` column; 0 disables).
+        normalize: standardise observations and goals by the dataset's per-dimension mean
+            and standard deviation (stored in the spec, so checkpoints and
+            :func:`gcrl.load_policy` apply the same); rewards and relabeling see raw values.
         val_fraction: share of episodes held out for validation (by episodes, seeded).
         steps_per_epoch, val_batches: batches per training epoch / per validation run.
         seed: all sampling is drawn from generators seeded by it (and the rank).
@@ -59,6 +62,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         her_k: int = 4,
         tolerance: float = 0.5,
         task_relabel_ratio: float = 0.0,
+        normalize: bool = False,
         val_fraction: float = 0.0,
         steps_per_epoch: int = 1000,
         val_batches: int = 8,
@@ -96,6 +100,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.relabel != "none" and not self._has_goals(self.data):
             raise ConfigError(f"relabel {self.relabel}: {path} holds no goals (goal_key/dims)")
         self.spec = self._spec(self.data)
+        if normalize:
+            self.spec["normalization"] = self._statistics(self.data)
+        self.normalizer = Normalizer.from_spec(self.spec)
         self.train_data: Trajectories = self.data
         self.val_data: Trajectories | None = None
 
@@ -118,7 +125,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         """Shapes and tasks the networks are built for (stored in checkpoints)."""
         discrete = np.issubdtype(data.actions.dtype, np.integer)
         if discrete:
-            action_dim = int(data.actions.max()) + 1
+            # The environment's action count when the recipe recorded it: the data may
+            # never use the last actions, the policy must still output them.
+            action_dim = max(int(data.actions.max()) + 1, int(data.attrs.get("num_actions", 0)))
         else:
             action_dim = int(np.prod(data.actions.shape[1:]))
         goal_dim = 0
@@ -140,6 +149,19 @@ class TrajectoryDataModule(L.LightningDataModule):
             "goal_key": self.goal_key if isinstance(data.observations, dict) else None,
             "goal_dims": self.goal_dims,
         }
+
+    def _statistics(self, data: Trajectories) -> dict[str, list[list[float]]]:
+        """Per-dimension ``[mean, std]`` of the flat observations and of the goals."""
+        stats = {"observation": _mean_std(self.flat(data.observations))}
+        if self.spec["goal_dim"]:
+            if isinstance(data.observations, dict):
+                goals = data.observations[self.goal_key]
+            else:
+                goals = (
+                    data.observations[:, self.goal_dims] if self.goal_dims else data.observations
+                )
+            stats["goal"] = _mean_std(goals.reshape(len(goals), -1))
+        return stats
 
     def _goal_columns_width(self, data: Trajectories) -> int:
         if isinstance(data.observations, dict):
@@ -232,9 +254,10 @@ class TrajectoryDataModule(L.LightningDataModule):
     def to_tensors(self, data: Trajectories, batch: dict[str, Any]) -> Batch:
         """The numpy batch as float32/int64 tensors with flat observations."""
         rows = batch["rows"]
+        scale = self.normalizer
         out: Batch = {
-            "observations": _tensor(self.flat(batch["observations"])),
-            "next_observations": _tensor(self.flat(batch["next_observations"])),
+            "observations": _tensor(scale.observations(self.flat(batch["observations"]))),
+            "next_observations": _tensor(scale.observations(self.flat(batch["next_observations"]))),
             "rewards": _tensor(batch["rewards"]),
             "masks": _tensor(batch["masks"]),
             "task_ids": torch.from_numpy(np.asarray(batch["task_ids"], dtype=np.int64))
@@ -247,12 +270,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         else:
             out["actions"] = _tensor(actions.reshape(len(rows), -1))
         if "value_goals" in batch:
-            out["value_goals"] = _tensor(batch["value_goals"].reshape(len(rows), -1))
-            out["actor_goals"] = _tensor(batch["actor_goals"].reshape(len(rows), -1))
+            out["value_goals"] = _tensor(scale.goals(batch["value_goals"].reshape(len(rows), -1)))
+            out["actor_goals"] = _tensor(scale.goals(batch["actor_goals"].reshape(len(rows), -1)))
         elif self.spec["goal_dim"]:
             stored = self._stored_goals(data)
             assert stored is not None
-            goals = _tensor(stored.take(rows, axis=0).reshape(len(rows), -1))
+            goals = _tensor(scale.goals(stored.take(rows, axis=0).reshape(len(rows), -1)))
             out["value_goals"] = out["actor_goals"] = goals
         return out
 
@@ -315,6 +338,48 @@ class _RowSampler:
         if self.data.task_ids is not None:
             batch["task_ids"] = self.data.task_ids.take(rows)
         return batch
+
+
+class Normalizer:
+    """Standardises flat observations and goals by stored ``[mean, std]`` (identity when the
+    spec holds no ``normalization``)."""
+
+    def __init__(self, stats: Mapping[str, Sequence[Sequence[float]]] | None) -> None:
+        def pair(key: str) -> tuple[np.ndarray, np.ndarray] | None:
+            if not stats or key not in stats:
+                return None
+            mean, std = (np.asarray(v, dtype=np.float32) for v in stats[key])
+            return mean, std
+
+        self._observation = pair("observation")
+        self._goal = pair("goal")
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Normalizer:
+        """The normalizer a model spec describes."""
+        return cls(spec.get("normalization"))
+
+    def observations(self, flat: np.ndarray) -> np.ndarray:
+        """``[B, observation dim]`` standardised (float32), or unchanged."""
+        return _standardise(flat, self._observation)
+
+    def goals(self, flat: np.ndarray) -> np.ndarray:
+        """``[B, goal dim]`` standardised (float32), or unchanged."""
+        return _standardise(flat, self._goal)
+
+
+def _standardise(flat: np.ndarray, pair: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    if pair is None:
+        return flat
+    mean, std = pair
+    return (np.asarray(flat, dtype=np.float32) - mean) / std
+
+
+def _mean_std(flat: np.ndarray) -> list[list[float]]:
+    """``[mean, std]`` per column; a constant column gets std 1 (left unscaled)."""
+    values = np.asarray(flat, dtype=np.float64)
+    std = values.std(axis=0)
+    return [values.mean(axis=0).tolist(), np.where(std > 1e-6, std, 1.0).tolist()]
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:

@@ -14,15 +14,39 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK"
 
 
+#: ``bundled:NAME`` names a dataset shipped inside the package (``gcrl/data/NAME.hdf5``).
+BUNDLED_PREFIX = "bundled:"
+
+
+def bundled_datasets() -> list[str]:
+    """The names of the datasets shipped inside the package."""
+    return sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "data").glob("*.hdf5"))
+
+
+def resolve_source(source: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """``source`` itself, or for ``bundled:NAME`` the path of that bundled dataset."""
+    text = str(source)
+    if not text.startswith(BUNDLED_PREFIX):
+        return source
+    name = text[len(BUNDLED_PREFIX) :]
+    path = Path(__file__).resolve().parents[1] / "data" / f"{name}.hdf5"
+    if not path.is_file():
+        raise DatasetNotFoundError(
+            f"{source}: no such bundled dataset; bundled: {', '.join(bundled_datasets())}"
+        )
+    return path
+
+
 def detect_format(source: str | os.PathLike[str]) -> str:
     """The format name of ``source``: ``gcrl``, ``d4rl``, ``minari`` or ``ogbench``.
 
     Files are recognised by content, not extension: HDF5 files by gcrl's root attribute
     (native) or D4RL's root keys; zip files as OGBench npz; directories and bare ids
-    (``namespace/name-v0``) as Minari datasets.
+    (``namespace/name-v0``) as Minari datasets. ``bundled:NAME`` is a bundled native file.
     """
     from gcrl.datasets.minari_format import is_minari_dir
 
+    source = resolve_source(source)
     path = Path(source)
     if path.is_dir():
         if is_minari_dir(path):
@@ -63,8 +87,10 @@ def load(source: str | os.PathLike[str], format: str | None = None, **options: A
 
     ``format`` overrides detection. ``options`` go to the format's loader:
     ``gcrl``: none; ``d4rl``: ``max_episode_steps``, ``goal``, ``achieved_goal_dims``;
-    ``minari``: ``progress``; ``ogbench``: ``terminals_are_timeouts``.
+    ``minari``: ``progress``; ``ogbench``: ``terminals_are_timeouts``. ``bundled:NAME`` loads
+    a dataset shipped inside the package.
     """
+    source = resolve_source(source)
     if format is None:
         format = detect_format(source)
     if format == "gcrl":

@@ -1,0 +1,92 @@
+"""Lightning callbacks: evaluation in the real environment during ``gcrl fit``.
+
+In a config::
+
+    trainer:
+      callbacks:
+        - class_path: gcrl.callbacks.EvaluationCallback
+          init_args: {env: pointmaze-medium, every_n_steps: 1000, episodes: 5}
+
+logs ``eval/success_mean``, ``eval/success_median``, ``eval/success_worst`` and
+``eval/success/<task>`` (rates in [0, 1]) at those steps and after the last one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+
+from gcrl.errors import ConfigError
+
+
+class EvaluationCallback(L.Callback):
+    """Roll the policy out every ``every_n_steps`` optimiser steps and at the end of training.
+
+    Args:
+        env: the evaluation suite (``gcrl evaluate --env``).
+        every_n_steps: evaluation interval, in optimiser steps.
+        episodes: episodes per task.
+        tasks: only these tasks (default: all).
+        seed: seed of the episodes (the same episodes at every evaluation).
+        num_envs: environments stepped in lockstep.
+    """
+
+    def __init__(
+        self,
+        env: str,
+        every_n_steps: int = 1000,
+        episodes: int = 5,
+        tasks: list[str] | None = None,
+        seed: int = 0,
+        num_envs: int = 8,
+    ) -> None:
+        super().__init__()
+        if every_n_steps < 1:
+            raise ConfigError(f"every_n_steps: must be at least 1, got {every_n_steps}")
+        from gcrl.envs import suite
+
+        self.suite = suite(env)  # an unknown name fails when the config is read
+        self.every_n_steps = every_n_steps
+        self.episodes = episodes
+        self.tasks = tasks
+        self.seed = seed
+        self.num_envs = num_envs
+        self._last_step = -1
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps == 0 and step != self._last_step:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != self._last_step:
+            self._evaluate(trainer, pl_module)
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from gcrl.evaluation import evaluate
+        from gcrl.policy import LoadedPolicy
+
+        self._last_step = trainer.global_step
+        if not trainer.is_global_zero:
+            return
+        policy = LoadedPolicy(pl_module)  # type: ignore[arg-type]
+        training = pl_module.training
+        pl_module.eval()
+        try:
+            report = evaluate(
+                policy.on_tasks,
+                self.suite,
+                episodes=self.episodes,
+                tasks=self.tasks,
+                seed=self.seed,
+                num_envs=self.num_envs,
+            )
+        finally:
+            pl_module.train(training)
+        metrics = {f"eval/{k}": v for k, v in report.summary().items()}
+        metrics.update({f"eval/success/{t.name}": t.success_rate for t in report.tasks})
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)

@@ -1,0 +1,54 @@
+"""Real environments: dataset recipes for ``gcrl collect`` and evaluation suites for
+``gcrl evaluate``.
+
+Each environment family lives in its own module, imported only when one of its recipes or
+suites is asked for, so that its simulator (MuJoCo, Meta-World, minigrid) is needed only then.
+
+>>> from gcrl.envs import RECIPES, SUITES
+>>> sorted(RECIPES)
+['babyai', 'metaworld-mt10', 'pointmaze']
+>>> "pointmaze-medium" in SUITES
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from gcrl.envs.base import Recipe, Suite
+from gcrl.errors import ConfigError
+
+#: Recipe name -> module holding ``RECIPE``.
+RECIPES = {
+    "pointmaze": "gcrl.envs.pointmaze",
+    "metaworld-mt10": "gcrl.envs.metaworld",
+    "babyai": "gcrl.envs.babyai",
+}
+#: Suite name -> module holding ``SUITES[name]``, a factory of the suite.
+SUITES = {
+    **{
+        f"pointmaze-{maze}": "gcrl.envs.pointmaze" for maze in ("arena", "medium", "large", "giant")
+    },
+    "metaworld-mt10": "gcrl.envs.metaworld",
+    "babyai-gotolocal": "gcrl.envs.babyai",
+}
+
+__all__ = ["RECIPES", "SUITES", "Recipe", "Suite", "recipe", "suite"]
+
+
+def recipe(name: str) -> Recipe:
+    """The collection recipe called ``name``."""
+    if name not in RECIPES:
+        raise ConfigError(f"recipe: unknown {name!r}; choose one of {', '.join(RECIPES)}")
+    module = importlib.import_module(RECIPES[name])
+    found: Recipe = module.RECIPE
+    return found
+
+
+def suite(name: str) -> Suite:
+    """The evaluation suite called ``name``."""
+    if name not in SUITES:
+        raise ConfigError(f"--env: unknown {name!r}; choose one of {', '.join(SUITES)}")
+    module = importlib.import_module(SUITES[name])
+    made: Suite = module.SUITES[name]()
+    return made

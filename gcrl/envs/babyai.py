@@ -1,0 +1,403 @@
+"""BabyAI: grid-world levels with text missions and discrete actions (minigrid).
+
+Collection (``gcrl collect babyai``) plays minigrid's ``BabyAIBot`` in a BabyAI level
+(``--env-id``, default ``BabyAI-GoToLocal-v0``). With probability ``--noise`` at each step the
+bot's action is replaced by one drawn uniformly from all of the level's actions (``drop``,
+``toggle`` and ``done`` included); the bot is told the action actually taken and replans from
+the new state. The bot can give up after some off-policy actions (it raises when a random
+``toggle`` opened a box); it is then re-created from the current state, and if even a fresh bot
+cannot plan, that step's action is random. ``infos/random_action`` marks the steps whose
+action was not the bot's.
+
+Every distinct mission string is a task, ``Task(name=mission, text=mission)``, numbered in
+order of first appearance; each yielded part (one episode) carries the task table so far.
+``--hold-out PHRASE`` (repeatable) keeps every mission containing the phrase as whole words
+(:func:`mission_is_held_out`) out of the data: such episodes are redrawn with new seeds.
+
+Observations are flat float32 vectors of :data:`OBS_SIZE` = 151 values, unscaled:
+
+* ``[0, 147)``: the 7x7x3 egocentric ``image`` (the agent's view: the agent sits at column 3
+  of the bottom row, facing up), flattened in C order, so value ``(i * 7 + j) * 3 + c`` is
+  cell column ``i``, row ``j``, channel ``c``: 0 object type, 1 colour, 2 state (minigrid's
+  ``OBJECT_TO_IDX``, ``COLOR_TO_IDX``, ``STATE_TO_IDX``).
+* ``[147, 151)``: one-hot of the agent's ``direction`` (0 east, 1 south, 2 west, 3 north).
+
+Actions are int64 scalars, minigrid's action indices (0 left, 1 right, 2 forward, 3 pickup,
+4 drop, 5 toggle, 6 done). Rewards are the level's (``1 - 0.9 * steps / max_steps`` on
+success, else 0); ``terminals`` mark episodes the level ended (mission accomplished, or failed
+in levels that can fail), ``timeouts`` those cut at the step limit; ``infos/success`` is
+``reward > 0``, ``infos/env_seed`` the seed the episode's level was generated from.
+
+Evaluation (``gcrl evaluate --env babyai-gotolocal``) has one task per possible GoToLocal
+mission, 36 in all: "go to {the|a} {colour} {ball|box|key}" ("a" when the room holds several
+matching objects).
+
+minigrid is imported only inside functions, so importing this module does not need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from gcrl.datasets.trajectories import Task, TaskTable, Trajectories
+from gcrl.envs.base import Progress, Step, episode_to_trajectories
+from gcrl.errors import ConfigError
+
+GOTOLOCAL_ID = "BabyAI-GoToLocal-v0"
+#: Side of the agent's egocentric view, in cells.
+VIEW_SIZE = 7
+IMAGE_SIZE = VIEW_SIZE * VIEW_SIZE * 3
+NUM_DIRECTIONS = 4
+#: Length of the flat observation vector: the image, then the direction one-hot.
+OBS_SIZE = IMAGE_SIZE + NUM_DIRECTIONS
+#: The object types GoToLocal places (minigrid's ``RoomGrid.add_distractors``).
+GOTOLOCAL_OBJECTS = ("ball", "box", "key")
+#: Draws of a level seed before giving up on finding an allowed (or a requested) mission.
+MAX_SEED_TRIES = 100_000
+
+
+# --------------------------------------------------------------------------- helpers
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def mission_is_held_out(mission: str, phrases: Sequence[str]) -> bool:
+    """True when any phrase occurs in ``mission`` as a run of whole words.
+
+    Matching ignores case and punctuation: ``"red ball"`` holds out "go to the red ball" and
+    "pick up a red ball, then open a door", not "go to the red box" nor "go to the
+    tired balloon". A phrase without any word holds out nothing.
+
+    >>> mission_is_held_out("go to the red ball", ["red ball"])
+    True
+    >>> mission_is_held_out("go to the red box", ["red ball", "blue box"])
+    False
+    """
+    words = _words(mission)
+    for phrase in phrases:
+        target = _words(phrase)
+        if not target:
+            continue
+        n = len(target)
+        if any(words[i : i + n] == target for i in range(len(words) - n + 1)):
+            return True
+    return False
+
+
+def make_babyai_env(env_id: str, max_steps: int | None = None) -> Any:
+    """A gymnasium BabyAI level (``render_mode="rgb_array"``: ``render()`` returns frames
+    without a display); ``max_steps`` fixes the step limit, ``None`` keeps the level's own.
+
+    Raises :class:`ConfigError` for an unknown id or an environment that is no BabyAI level.
+    """
+    import gymnasium as gym
+    import minigrid  # noqa: F401  (registers the BabyAI ids)
+    from minigrid.envs.babyai.core.roomgrid_level import RoomGridLevel
+
+    kwargs: dict[str, Any] = {"render_mode": "rgb_array"}
+    if max_steps is not None:
+        kwargs["max_steps"] = max_steps
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as err:
+        raise ConfigError(f"--env-id: {err}") from None
+    if not isinstance(env.unwrapped, RoomGridLevel):
+        env.close()
+        raise ConfigError(f"--env-id: {env_id} is not a BabyAI level (no mission to follow)")
+    return env
+
+
+def reset_level(env: Any, seed: int) -> dict[str, Any]:
+    """Reset ``env`` with ``seed``; returns minigrid's observation dict. The level generator's
+    rejection-sampling messages (printed to stdout) are swallowed."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        observation, _ = env.reset(seed=seed)
+    return dict(observation)
+
+
+def flat_observation(observation: dict[str, Any]) -> np.ndarray:
+    """The flat float32 ``[151]`` vector of a minigrid observation (layout in the module
+    docstring): the egocentric image flattened, then the direction one-hot."""
+    out = np.zeros(OBS_SIZE, dtype=np.float32)
+    out[:IMAGE_SIZE] = np.asarray(observation["image"]).reshape(-1)
+    out[IMAGE_SIZE + int(observation["direction"])] = 1.0
+    return out
+
+
+def action_index(action: Any, num_actions: int) -> int:
+    """The int action in ``action`` (an int, or an array of one element); raises
+    :class:`ValueError` unless it is a whole number in ``[0, num_actions)``."""
+    array = np.asarray(action)
+    if array.size != 1:
+        raise ValueError(f"action: expected one discrete action, got shape {array.shape}")
+    value = array.item()
+    index = int(value)
+    if index != value or not 0 <= index < num_actions:
+        raise ValueError(f"action: {value!r} is not an action index in [0, {num_actions})")
+    return index
+
+
+class NoisyBot:
+    """minigrid's ``BabyAIBot`` with random-action noise, kept working after off-policy
+    actions (re-created when it fails)."""
+
+    def __init__(self, env: Any, noise: float, rng: np.random.Generator) -> None:
+        self.env = env
+        self.noise = noise
+        self.rng = rng
+        self.num_actions = int(env.action_space.n)
+        self._bot: Any = None
+        self._taken: int | None = None
+        #: How many times the bot failed and was re-created (over all episodes).
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Begin an episode (call after the level's reset)."""
+        self._bot = self._new_bot()
+        self._taken = None
+
+    def _new_bot(self) -> Any:
+        from minigrid.utils.baby_ai_bot import BabyAIBot
+
+        return BabyAIBot(self.env)
+
+    def _bot_action(self) -> int | None:
+        # The bot signals that it cannot go on with assertions and its own exception types
+        # (DisappearedBoxError after a random toggle opened a box), hence the broad catches.
+        try:
+            return int(self._bot.replan(self._taken))
+        except Exception:
+            pass
+        self.restarts += 1
+        try:
+            self._bot = self._new_bot()
+            return int(self._bot.replan())
+        except Exception:
+            return None
+
+    def act(self) -> tuple[int, bool]:
+        """The next action and whether it is random (noise, or no bot could plan)."""
+        suggested = self._bot_action()
+        if suggested is None or self.rng.random() < self.noise:
+            action, random = int(self.rng.integers(self.num_actions)), True
+        else:
+            action, random = suggested, False
+        self._taken = action
+        return action, random
+
+
+# --------------------------------------------------------------------------- collection
+class BabyAIRecipe:
+    """``gcrl collect babyai``: BabyAIBot play, with random-action noise, in a BabyAI level."""
+
+    name = "babyai"
+    summary = "BabyAI level (minigrid), text missions as tasks, BabyAIBot with random actions"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--env-id", default=GOTOLOCAL_ID, help=f"BabyAI level id (default {GOTOLOCAL_ID})"
+        )
+        parser.add_argument(
+            "--max-steps",
+            type=int,
+            default=None,
+            help="step limit per episode (default: the level's own, 64 for GoToLocal)",
+        )
+        parser.add_argument(
+            "--hold-out",
+            action="append",
+            default=None,
+            metavar="PHRASE",
+            help="leave out every mission containing PHRASE as whole words, e.g. 'red ball' "
+            "(repeatable)",
+        )
+
+    def attrs(self, options: argparse.Namespace) -> dict[str, Any]:
+        """Provenance: level, expert, noise, seed, held-out phrases, action count, layout."""
+        import minigrid
+
+        env = make_babyai_env(options.env_id, options.max_steps)
+        num_actions = int(env.action_space.n)
+        env.close()
+        return {
+            "env": f"minigrid {options.env_id}",
+            "env_id": options.env_id,
+            "minigrid_version": minigrid.__version__,
+            "expert": "minigrid BabyAIBot, re-created when it fails after an off-policy "
+            "action; with probability noise a uniformly random action replaces its action",
+            "noise": float(options.noise),
+            "seed": int(options.seed),
+            "hold_out": list(options.hold_out or []),
+            "num_actions": num_actions,
+            "max_steps": "level default" if options.max_steps is None else options.max_steps,
+            "observation_layout": "float32 [151]: 7x7x3 egocentric image (object, colour, "
+            "state) flattened in C order, then one-hot direction (4)",
+            "reward": "level reward: 1 - 0.9 * steps / max_steps on success, else 0",
+        }
+
+    def collect(
+        self, options: argparse.Namespace, progress: Progress | None = None
+    ) -> Iterator[Trajectories]:
+        """Yields one part per episode, each with the task table of the missions so far."""
+        phrases = tuple(options.hold_out or ())
+        for phrase in phrases:
+            if not _words(phrase):
+                raise ConfigError(f"--hold-out: {phrase!r} holds no word")
+        if not 0.0 <= options.noise <= 1.0:
+            raise ConfigError(f"--noise: a probability in [0, 1], got {options.noise}")
+        if options.max_steps is not None and options.max_steps < 1:
+            raise ConfigError(f"--max-steps: must be at least 1, got {options.max_steps}")
+        env = make_babyai_env(options.env_id, options.max_steps)
+        try:
+            seed_stream, action_stream = np.random.SeedSequence(options.seed).spawn(2)
+            seeds = np.random.default_rng(seed_stream)
+            bot = NoisyBot(env, float(options.noise), np.random.default_rng(action_stream))
+            table = TaskTable()
+            for _ in range(options.episodes):
+                part = self._episode(env, bot, seeds, phrases, table)
+                if progress is not None:
+                    progress(len(part))
+                yield part
+        finally:
+            env.close()
+
+    def _episode(
+        self,
+        env: Any,
+        bot: NoisyBot,
+        seeds: np.random.Generator,
+        phrases: tuple[str, ...],
+        table: TaskTable,
+    ) -> Trajectories:
+        for _ in range(MAX_SEED_TRIES):
+            env_seed = int(seeds.integers(2**31 - 1))
+            observation = reset_level(env, env_seed)
+            mission = str(observation["mission"])
+            if not mission_is_held_out(mission, phrases):
+                break
+        else:
+            raise ConfigError(f"--hold-out: {MAX_SEED_TRIES} missions in a row were held out")
+        task_id = table.add(Task(mission, mission))
+        bot.start()
+        observations = [flat_observation(observation)]
+        actions: list[np.ndarray] = []
+        rewards: list[float] = []
+        successes: list[bool] = []
+        randoms: list[bool] = []
+        while True:
+            action, random = bot.act()
+            observation, reward, terminated, truncated, _ = env.step(action)
+            observations.append(flat_observation(observation))
+            actions.append(np.int64(action))
+            rewards.append(float(reward))
+            successes.append(float(reward) > 0)
+            randoms.append(random)
+            if terminated or truncated:
+                break
+        return episode_to_trajectories(
+            observations,
+            actions,
+            rewards,
+            terminated=bool(terminated),
+            infos={
+                "success": successes,
+                "random_action": randoms,
+                "env_seed": [env_seed] * len(actions),
+            },
+            task_id=task_id,
+            tasks=table.tasks,
+        )
+
+
+RECIPE = BabyAIRecipe()
+
+
+# --------------------------------------------------------------------------- evaluation
+def gotolocal_missions() -> tuple[str, ...]:
+    """Every mission GoToLocal can generate, sorted: "go to {a|the} {colour} {type}" for
+    minigrid's six colours and the ball, box and key ("a" when the room holds several
+    matching objects) — 36 strings."""
+    from minigrid.core.constants import COLOR_NAMES
+
+    return tuple(
+        sorted(
+            f"go to {article} {colour} {kind}"
+            for article in ("a", "the")
+            for colour in COLOR_NAMES
+            for kind in GOTOLOCAL_OBJECTS
+        )
+    )
+
+
+class BabyAITaskEnv:
+    """One BabyAI level, reset to a requested mission by drawing level seeds until it
+    comes up."""
+
+    def __init__(self, env_id: str, tasks: tuple[Task, ...]) -> None:
+        self.env = make_babyai_env(env_id)
+        self.tasks = tasks
+        self.num_actions = int(self.env.action_space.n)
+
+    def reset(self, task: int, seed: int) -> np.ndarray:
+        """Start an episode whose mission is ``tasks[task].text``; returns the flat
+        observation. The level seeds tried are drawn from ``default_rng(seed)``, so the
+        episode is a function of ``(task, seed)``."""
+        mission = self.tasks[task].text
+        seeds = np.random.default_rng(seed)
+        for _ in range(MAX_SEED_TRIES):
+            observation = reset_level(self.env, int(seeds.integers(2**31 - 1)))
+            if observation["mission"] == mission:
+                return flat_observation(observation)
+        raise RuntimeError(f"no level seed gave the mission {mission!r} in {MAX_SEED_TRIES}")
+
+    def step(self, action: np.ndarray | int) -> Step:
+        """Apply one action (an int, or an array of one element); success is reward > 0."""
+        index = action_index(action, self.num_actions)
+        observation, reward, terminated, truncated, _ = self.env.step(index)
+        return Step(
+            flat_observation(observation),
+            float(reward),
+            bool(terminated or truncated),
+            float(reward) > 0,
+        )
+
+    def render(self) -> np.ndarray:
+        """The full grid, RGB uint8 ``[H, W, 3]`` (minigrid's tile rendering, no display)."""
+        return np.asarray(self.env.render(), dtype=np.uint8)
+
+    def close(self) -> None:
+        """Release the level."""
+        self.env.close()
+
+
+class BabyAISuite:
+    """Evaluation in one BabyAI level over a fixed list of missions."""
+
+    def __init__(self, name: str, env_id: str, missions: Sequence[str]) -> None:
+        self.name = name
+        self.env_id = env_id
+        self.tasks: tuple[Task, ...] = tuple(Task(m, m) for m in missions)
+        env = make_babyai_env(env_id)
+        reset_level(env, 0)
+        self.max_steps: int = int(env.unwrapped.max_steps)
+        env.close()
+
+    def make_env(self, render: bool = False) -> BabyAITaskEnv:
+        """A fresh instance; it always renders (minigrid's ``rgb_array`` mode costs nothing
+        until :meth:`BabyAITaskEnv.render` is called)."""
+        return BabyAITaskEnv(self.env_id, self.tasks)
+
+
+def gotolocal_suite() -> BabyAISuite:
+    """GoToLocal (one 8x8 room, 8 objects), one task per possible mission, 64 steps."""
+    return BabyAISuite("babyai-gotolocal", GOTOLOCAL_ID, gotolocal_missions())
+
+
+SUITES = {"babyai-gotolocal": gotolocal_suite}

@@ -1,0 +1,145 @@
+"""What gcrl needs from a real environment: a collection recipe and an evaluation suite.
+
+A *recipe* plays a noisy scripted expert and returns the play as :class:`Trajectories`
+(``collect``). A *suite* makes environment instances for evaluation: each instance is reset to
+one of the suite's tasks and stepped until it is done; the evaluator drives several instances
+in lockstep so that the policy sees one batch per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from gcrl.datasets.trajectories import Observations, Task, Trajectories
+
+#: Reports progress: called with the number of transitions just recorded.
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one environment step returns to the evaluator."""
+
+    observation: dict[str, np.ndarray] | np.ndarray
+    reward: float
+    #: The episode is over (terminated, truncated, or at the suite's step limit).
+    done: bool
+    #: The task is solved at this step (the evaluator counts an episode as a success when any
+    #: of its steps is).
+    success: bool
+
+
+class TaskEnv(Protocol):
+    """One environment instance that can be reset to any task of its suite."""
+
+    def reset(self, task: int, seed: int) -> dict[str, np.ndarray] | np.ndarray:
+        """Start an episode of suite task ``task`` (an index into ``Suite.tasks``); returns
+        the first observation, in the layout of the suite's datasets."""
+        ...
+
+    def step(self, action: np.ndarray) -> Step:
+        """Apply one action."""
+        ...
+
+    def render(self) -> np.ndarray:
+        """The current frame, RGB uint8 ``[H, W, 3]``."""
+        ...
+
+    def close(self) -> None:
+        """Release the simulator."""
+        ...
+
+
+class Suite(Protocol):
+    """A set of evaluation tasks in one real environment."""
+
+    #: The name ``gcrl evaluate --env`` takes.
+    name: str
+    #: The evaluation tasks; names match the task names of the recipe's datasets, so a policy
+    #: trained with task ids or texts is given the right ones.
+    tasks: tuple[Task, ...]
+    #: Step limit of an evaluation episode.
+    max_steps: int
+
+    def make_env(self, render: bool = False) -> TaskEnv:
+        """A fresh instance (``render=True``: :meth:`TaskEnv.render` works)."""
+        ...
+
+
+class Recipe(Protocol):
+    """A dataset recipe for ``gcrl collect``."""
+
+    #: The name ``gcrl collect`` takes.
+    name: str
+    #: One line for ``gcrl collect --help``.
+    summary: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Recipe-specific options (``--episodes``, ``--noise`` and ``--seed`` exist already)."""
+        ...
+
+    def collect(
+        self, options: argparse.Namespace, progress: Progress | None = None
+    ) -> Iterator[Trajectories]:
+        """Play ``options.episodes`` episodes; yields parts of whole episodes, in order, each
+        with the dataset's full task table. Every random choice is drawn from
+        ``options.seed``."""
+        ...
+
+    def attrs(self, options: argparse.Namespace) -> dict[str, Any]:
+        """Provenance attributes stored in the dataset (environment id, expert, noise)."""
+        ...
+
+
+def episode_to_trajectories(
+    observations: list[Any],
+    actions: list[np.ndarray],
+    rewards: list[float],
+    terminated: bool,
+    infos: dict[str, list[Any]] | None = None,
+    task_id: int | None = None,
+    tasks: tuple[Task, ...] = (),
+) -> Trajectories:
+    """One recorded episode as :class:`Trajectories`.
+
+    ``observations`` holds the T+1 observations of T steps (dicts or arrays); row ``t`` pairs
+    observation ``t`` with action ``t`` and observation ``t + 1``. ``terminated`` marks a true
+    end (the last row's ``terminals``); otherwise the episode was cut (``timeouts``).
+    ``infos`` values are per step (T each, taken after the step).
+    """
+    steps = len(actions)
+    if len(observations) != steps + 1:
+        raise ValueError(f"{len(observations)} observations for {steps} actions; need T + 1")
+    stacked = _stack(observations)
+    end = np.zeros(steps, dtype=bool)
+    end[-1] = True
+    extras = {k: np.asarray(v) for k, v in (infos or {}).items()}
+    return Trajectories(
+        observations=_rows(stacked, slice(0, steps)),
+        actions=np.stack(actions),
+        rewards=np.asarray(rewards, dtype=np.float32),
+        terminals=end & terminated,
+        timeouts=end & (not terminated),
+        next_observations=_rows(stacked, slice(1, steps + 1)),
+        episode_starts=np.zeros(1, dtype=np.int64),
+        task_ids=None if task_id is None else np.full(steps, task_id, dtype=np.int64),
+        tasks=tasks,
+        infos=extras,
+    )
+
+
+def _stack(observations: list[Any]) -> Observations:
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
+
+
+def _rows(observations: Observations, rows: slice) -> Observations:
+    if isinstance(observations, dict):
+        return {k: v[rows] for k, v in observations.items()}
+    return observations[rows]

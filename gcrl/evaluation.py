@@ -1,0 +1,285 @@
+"""Roll policies out in real environments and report success per task.
+
+>>> from gcrl.envs import suite                                     # doctest: +SKIP
+>>> report = evaluate(policy, suite("pointmaze-medium"), episodes=10)  # doctest: +SKIP
+>>> print(report.table())                                           # doctest: +SKIP
+
+``evaluate`` drives ``num_envs`` environment instances in lockstep: every step, one policy call
+gets the observations of all running episodes (of any tasks) as one batch. An episode counts
+as a success when any of its steps solves the task. The summary is the three numbers a
+multi-task paper reports: the mean, median and worst per-task success rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from gcrl.datasets.trajectories import Task
+from gcrl.envs.base import Suite, TaskEnv
+from gcrl.errors import ConfigError
+
+
+class TaskPolicy(Protocol):
+    """What ``evaluate`` calls: a batch of observations (a dict of stacked arrays, or one
+    array) and each row's task; returns one action per row."""
+
+    def __call__(
+        self, observations: dict[str, np.ndarray] | np.ndarray, tasks: Sequence[Task]
+    ) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task's evaluation: rates in [0, 1], returns summed per episode, lengths in steps."""
+
+    name: str
+    text: str
+    episodes: int
+    success_rate: float
+    mean_return: float
+    mean_length: float
+    #: Whether the policy was trained on this task (None: unknown, e.g. goal-conditioned).
+    seen: bool | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Per-task results and their summary."""
+
+    suite: str
+    seed: int
+    tasks: tuple[TaskResult, ...]
+    #: Frames of the recorded episodes, written by :func:`write_videos` (not in the JSON).
+    videos: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def success_rates(self) -> np.ndarray:
+        """Per-task success rates, in task order."""
+        return np.array([t.success_rate for t in self.tasks])
+
+    @property
+    def mean(self) -> float:
+        """Mean per-task success rate."""
+        return float(self.success_rates.mean())
+
+    @property
+    def median(self) -> float:
+        """Median per-task success rate."""
+        return float(np.median(self.success_rates))
+
+    @property
+    def worst(self) -> float:
+        """Success rate of the worst task."""
+        return float(self.success_rates.min())
+
+    def summary(self) -> dict[str, float]:
+        """``success_mean``, ``success_median``, ``success_worst`` and, when the policy's
+        training tasks are known and differ from the suite's, the mean over seen and unseen
+        tasks."""
+        out = {"success_mean": self.mean, "success_median": self.median}
+        out["success_worst"] = self.worst
+        for label, flag in (("seen", True), ("unseen", False)):
+            rates = [t.success_rate for t in self.tasks if t.seen is flag]
+            if rates and len(rates) < len(self.tasks):
+                out[f"success_{label}"] = float(np.mean(rates))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``suite``, ``seed``, ``summary`` and ``tasks`` (one dict per task)."""
+        return {
+            "suite": self.suite,
+            "seed": self.seed,
+            "summary": self.summary(),
+            "tasks": [asdict(t) for t in self.tasks],
+        }
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as indented JSON (atomically)."""
+        from gcrl.datasets.native_format import atomic_path
+
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def table(self) -> str:
+        """A plain-text table: one row per task, then mean / median / worst."""
+        width = max(12, *(len(t.name) for t in self.tasks))
+        lines = [
+            f"{'task':<{width}}  episodes  success  return  length",
+        ]
+        for t in self.tasks:
+            mark = " (unseen)" if t.seen is False else ""
+            lines.append(
+                f"{t.name:<{width}}  {t.episodes:>8}  {t.success_rate:>6.0%}  "
+                f"{t.mean_return:>6.1f}  {t.mean_length:>6.0f}{mark}"
+            )
+        lines.append("-" * len(lines[0]))
+        for key, value in self.summary().items():
+            label = key.removeprefix("success_")
+            lines.append(f"{label:<{width}}  {'':>8}  {value:>6.0%}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Slot:
+    """One environment instance and the episode it is running."""
+
+    env: TaskEnv
+    job: tuple[int, int] | None = None  # (task index, episode index)
+    observation: Any = None
+    steps: int = 0
+    total: float = 0.0
+    success: bool = False
+    frames: list[np.ndarray] | None = None
+
+
+def episode_seed(seed: int, task: int, episode: int) -> int:
+    """The environment seed of one evaluation episode: a function of all three, so adding
+    tasks or episodes leaves the others' episodes unchanged."""
+    return int(np.random.default_rng([seed, task, episode]).integers(2**31 - 1))
+
+
+def evaluate(
+    policy: TaskPolicy,
+    suite: Suite,
+    episodes: int = 10,
+    tasks: Sequence[str] | None = None,
+    seed: int = 0,
+    num_envs: int = 8,
+    record: int = 0,
+    seen_tasks: Sequence[str] | None = None,
+    progress: bool = False,
+) -> EvaluationReport:
+    """Run ``episodes`` episodes of each task (all of the suite's, or those named in ``tasks``)
+    and return the per-task report.
+
+    ``record`` episodes of each task (the first ones) keep their frames for
+    :func:`write_videos`. ``seen_tasks`` names the policy's training tasks, so the report can
+    tell seen from unseen ones.
+    """
+    if episodes < 1:
+        raise ConfigError(f"--episodes: must be at least 1, got {episodes}")
+    if num_envs < 1:
+        raise ConfigError(f"--num-envs: must be at least 1, got {num_envs}")
+    chosen = _choose_tasks(suite, tasks)
+    jobs = [(task, k) for task in chosen for k in range(episodes)]
+    results: dict[int, list[tuple[bool, float, int]]] = {task: [] for task in chosen}
+    videos: dict[str, list[np.ndarray]] = {}
+    slots = [_Slot(suite.make_env(render=record > 0)) for _ in range(min(num_envs, len(jobs)))]
+    bar = _progress_bar(len(jobs), suite.name) if progress else None
+    queue = iter(jobs)
+
+    def start(slot: _Slot) -> None:
+        slot.job = next(queue, None)
+        if slot.job is None:
+            return
+        task, k = slot.job
+        slot.observation = slot.env.reset(task, episode_seed(seed, task, k))
+        slot.steps, slot.total, slot.success = 0, 0.0, False
+        slot.frames = [slot.env.render()] if k < record else None
+
+    try:
+        for slot in slots:
+            start(slot)
+        while any(slot.job is not None for slot in slots):
+            active = [slot for slot in slots if slot.job is not None]
+            batch = _stack([slot.observation for slot in active])
+            actions = policy(batch, [suite.tasks[slot.job[0]] for slot in active])  # type: ignore[index]
+            for slot, action in zip(active, actions, strict=True):
+                step = slot.env.step(action)
+                slot.observation = step.observation
+                slot.steps += 1
+                slot.total += step.reward
+                slot.success = slot.success or step.success
+                if slot.frames is not None:
+                    slot.frames.append(slot.env.render())
+                if step.done or slot.steps >= suite.max_steps:
+                    task, k = slot.job  # type: ignore[misc]
+                    results[task].append((slot.success, slot.total, slot.steps))
+                    if slot.frames is not None:
+                        videos[f"{suite.tasks[task].name}-{k}"] = slot.frames
+                    if bar is not None:
+                        bar.update(1)
+                    start(slot)
+    finally:
+        for slot in slots:
+            slot.env.close()
+        if bar is not None:
+            bar.close()
+    seen = set(seen_tasks) if seen_tasks is not None else None
+    return EvaluationReport(
+        suite=suite.name,
+        seed=seed,
+        tasks=tuple(
+            _task_result(suite.tasks[task], results[task], seen) for task in sorted(results)
+        ),
+        videos=videos,
+    )
+
+
+def _choose_tasks(suite: Suite, names: Sequence[str] | None) -> list[int]:
+    if not names:
+        return list(range(len(suite.tasks)))
+    index = {t.name: i for i, t in enumerate(suite.tasks)}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise ConfigError(
+            f"--tasks: {suite.name} has no task {unknown[0]!r}; its tasks are {', '.join(index)}"
+        )
+    return [index[n] for n in dict.fromkeys(names)]
+
+
+def _task_result(
+    task: Task, runs: list[tuple[bool, float, int]], seen: set[str] | None
+) -> TaskResult:
+    success, returns, lengths = (np.array(column) for column in zip(*runs, strict=True))
+    return TaskResult(
+        name=task.name,
+        text=task.text,
+        episodes=len(runs),
+        success_rate=float(success.mean()),
+        mean_return=float(returns.mean()),
+        mean_length=float(lengths.mean()),
+        seen=None if seen is None else task.name in seen,
+    )
+
+
+def _stack(observations: list[Any]) -> dict[str, np.ndarray] | np.ndarray:
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
+
+
+def _progress_bar(total: int, name: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"evaluating {name}", unit="episode")
+
+
+def write_videos(
+    report: EvaluationReport, directory: str | os.PathLike[str], fps: int = 30
+) -> list[Path]:
+    """Write each recorded episode as an animated GIF ``<task>-<episode>.gif``; returns the
+    paths. Needs ``imageio`` (the ``eval`` extra)."""
+    try:
+        import imageio.v3 as iio
+    except ImportError:
+        raise ConfigError("--video: needs imageio (pip install 'gcrl[eval]')") from None
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frames in report.videos.items():
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        path = out / f"{safe}.gif"
+        iio.imwrite(path, np.stack(frames), duration=1000 / fps, loop=0)
+        paths.append(path)
+    return paths
+
+
+PolicyFactory = Callable[[], TaskPolicy]

@@ -1,0 +1,166 @@
+"""The pointmaze recipe in OGBench's real maze, ``gcrl collect``, the evaluator and
+``gcrl evaluate`` with its JSON, PNG and GIF outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from gcrl.cli.main import main
+from gcrl.datasets import Task, load
+from gcrl.datasets.native_format import load_native
+from gcrl.envs import suite
+from gcrl.envs.pointmaze import SUCCESS_RADIUS, WaypointExpert
+from gcrl.errors import ConfigError
+from gcrl.evaluation import evaluate
+
+pytest.importorskip("ogbench")
+torch.set_num_threads(1)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pm") / "pm.hdf5"
+    args = ["collect", "pointmaze", str(out), "--episodes", "4", "--max-steps", "120"]
+    assert main([*args, "--seed", "3"]) == 0
+    return out
+
+
+def test_collect_writes_the_requested_dataset(small: Path) -> None:
+    data = load_native(small)
+    assert data.num_episodes == 4 and data.num_transitions == 4 * 120
+    assert set(data.observations) == {"observation", "achieved_goal", "desired_goal"}
+    assert not data.terminals.any()
+    assert data.timeouts.sum() == 4 and data.timeouts[data.episode_ends - 1].all()
+    assert [t.name for t in data.tasks] == ["reach"]
+    with h5py.File(small) as f:
+        command = f.attrs["collect_command"]
+    assert command.startswith("gcrl collect pointmaze") and "--seed 3" in command
+
+
+def test_rows_are_aligned_and_rewards_judge_s_prime_against_the_pursued_goal(small: Path) -> None:
+    data = load_native(small)
+    obs, nxt = data.observations, data.next_observations
+    inside = np.setdiff1d(np.arange(data.num_transitions - 1), data.episode_ends - 1)
+    for key in obs:  # s_{t+1} of row t is s of row t + 1 within an episode
+        np.testing.assert_array_equal(nxt[key][inside], obs[key][inside + 1])
+    distance = np.linalg.norm(nxt["achieved_goal"] - obs["desired_goal"], axis=1)
+    np.testing.assert_array_equal(data.rewards, (distance <= SUCCESS_RADIUS).astype(np.float32))
+    np.testing.assert_array_equal(data.infos["success"], data.rewards > 0)
+    # Navigate style: a goal reached is replaced by a new one at the next observation.
+    reached = np.flatnonzero(data.rewards[inside] > 0)
+    assert len(reached) > 0
+    changed = obs["desired_goal"][inside[reached] + 1] != obs["desired_goal"][inside[reached]]
+    assert changed.any(axis=1).all()
+
+
+def test_collect_is_seeded(small: Path, tmp_path: Path) -> None:
+    again, other = tmp_path / "again.hdf5", tmp_path / "other.hdf5"
+    base = ["collect", "pointmaze", "--episodes", "4", "--max-steps", "120"]
+    assert main([*base[:2], str(again), *base[2:], "--seed", "3"]) == 0
+    assert main([*base[:2], str(other), *base[2:], "--seed", "4"]) == 0
+    assert load_native(again).equals(load_native(small))
+    assert not load_native(other).equals(load_native(small))
+
+
+def test_collect_minari_round_trip(small: Path, tmp_path: Path) -> None:
+    root = tmp_path / "minari"
+    args = ["collect", "pointmaze", str(root), "--episodes", "4", "--max-steps", "120"]
+    assert main([*args, "--seed", "3", "--minari-id", "gcrl/pm-test-v0"]) == 0
+    loaded = load(root / "gcrl" / "pm-test-v0")
+    native = load_native(small)
+    assert loaded.num_transitions == native.num_transitions
+    np.testing.assert_allclose(loaded.actions, native.actions)
+    np.testing.assert_allclose(
+        loaded.next_observations["achieved_goal"], native.next_observations["achieved_goal"]
+    )
+    assert loaded.tasks == native.tasks
+    np.testing.assert_array_equal(loaded.infos["success"], native.infos["success"])
+
+
+def test_collect_errors(tmp_path: Path, small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["collect", "pointmaze", str(tmp_path / "x.hdf5"), "--episodes", "0"]) == 2
+    assert "--episodes" in capsys.readouterr().err
+    before = small.read_bytes()
+    assert main(["collect", "pointmaze", str(small), "--episodes", "1", "--max-steps", "5"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert small.read_bytes() == before
+
+
+def _expert(noise: float) -> object:
+    env = suite("pointmaze-medium").make_env()  # maze geometry for the expert's planning
+    expert = WaypointExpert(env.env, noise, np.random.default_rng(0))
+
+    def policy(observations: dict[str, np.ndarray], tasks: Sequence[Task]) -> np.ndarray:
+        return np.stack(
+            [
+                expert(o.astype(np.float64), g.astype(np.float64))
+                for o, g in zip(
+                    observations["observation"], observations["desired_goal"], strict=True
+                )
+            ]
+        )
+
+    return policy
+
+
+def test_the_scripted_expert_solves_every_evaluation_task() -> None:
+    report = evaluate(_expert(0.0), suite("pointmaze-medium"), episodes=2, num_envs=4)  # type: ignore[arg-type]
+    assert [t.name for t in report.tasks] == [f"task{i}" for i in range(1, 6)]
+    assert report.worst == 1.0 and report.mean == 1.0
+    assert all(t.mean_length < 400 for t in report.tasks)
+
+
+def test_a_policy_that_does_not_move_never_succeeds_and_reports_are_seeded() -> None:
+    def still(observations: dict[str, np.ndarray], tasks: Sequence[Task]) -> np.ndarray:
+        return np.zeros((len(tasks), 2), dtype=np.float32)
+
+    chosen = suite("pointmaze-medium")
+    report = evaluate(still, chosen, episodes=2, tasks=["task3"], num_envs=2)
+    assert report.mean == 0.0 and report.tasks[0].mean_length == chosen.max_steps
+    noisy = _expert(0.5)
+    first = evaluate(noisy, chosen, episodes=3, tasks=["task2", "task4"], seed=7)  # type: ignore[arg-type]
+    again = evaluate(_expert(0.5), chosen, episodes=3, tasks=["task2", "task4"], seed=7)  # type: ignore[arg-type]
+    assert first.to_dict() == again.to_dict()
+    with pytest.raises(ConfigError, match="no task 'task9'"):
+        evaluate(still, chosen, episodes=1, tasks=["task9"])
+
+
+def test_evaluate_cli_writes_json_plot_curves_and_videos(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(CONFIGS / "pointmaze-gcbc.yaml"), "--data.path", str(small)]
+    args += ["--data.batch_size", "32", "--model.init_args.hidden_dims", "[16]"]
+    args += ["--trainer.max_steps", "4", "--data.steps_per_epoch", "2"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"]
+    assert main(args) == 0
+    checkpoint = next((tmp_path / "runs" / "csv" / "version_0" / "checkpoints").glob("*.ckpt"))
+    out = ["--json", "r.json", "--plot", "r.png", "--curves", "c.png", "--video", "videos"]
+    args = ["evaluate", str(checkpoint), "--env", "pointmaze-medium", "--episodes", "2"]
+    assert main([*args, "--tasks", "task3", "task5", *out]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["summary"]) == {"success_mean", "success_median", "success_worst"}
+    assert [t["name"] for t in report["tasks"]] == ["task3", "task5"]
+    for task in report["tasks"]:
+        assert task["episodes"] == 2 and 0.0 <= task["success_rate"] <= 1.0
+        assert 1 <= task["mean_length"] <= 1000
+    for png in ("r.png", "c.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == [
+        "task3-0.gif",
+        "task5-0.gif",
+    ]
+
+
+def test_evaluate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "none.ckpt"
+    assert main(["evaluate", str(missing), "--env", "pointmaze-medium"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
