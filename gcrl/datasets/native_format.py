@@ -250,7 +250,9 @@ class NativeReader:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        from gcrl.datasets.loading import resolve_source
+
+        self.path = Path(resolve_source(path))
         if not self.path.is_file():
             raise DatasetNotFoundError(f"{self.path}: no such file")
         try:

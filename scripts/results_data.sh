@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The datasets behind docs/results.md (about 5 minutes on 2 CPU cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+mkdir -p results/data
+gcrl collect pointmaze results/data/pointmaze-medium.hdf5 --maze medium --episodes 200 --seed 0 --force
+gcrl relabel results/data/pointmaze-medium.hdf5 results/data/pointmaze-medium-her.hdf5 \
+    --strategy future --k 4 --tolerance 1.0 --seed 0 --force
+gcrl collect metaworld-mt10 results/data/mt10.hdf5 --episodes 20 --noise 0.1 --seed 0 --force
+gcrl collect babyai results/data/babyai-gotolocal.hdf5 --episodes 3000 --noise 0.1 \
+    --hold-out "red ball" --seed 0 --force
