@@ -164,3 +164,36 @@ def test_evaluate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     missing = tmp_path / "none.ckpt"
     assert main(["evaluate", str(missing), "--env", "pointmaze-medium"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_fit_with_the_evaluation_callback_logs_success(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    callback = '{"class_path": "gcrl.callbacks.EvaluationCallback", "init_args": '
+    callback += '{"env": "pointmaze-medium", "every_n_steps": 2, "episodes": 1, '
+    callback += '"tasks": ["task3"]}}'
+    args = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.path", str(small)]
+    args += ["--data.batch_size", "32", "--model.init_args.hidden_dims", "[16]"]
+    args += ["--trainer.max_steps", "3", "--data.steps_per_epoch", "3"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.callbacks+", callback]
+    assert main(args) == 0
+    from gcrl.plots import read_metrics
+
+    metrics = read_metrics(tmp_path / "runs" / "csv" / "version_0" / "metrics.csv")
+    steps, values = metrics["eval/success_mean"]
+    assert list(steps) == [2.0, 3.0]  # every 2 steps, and after the last one
+    assert ((values >= 0) & (values <= 1)).all()
+    assert "eval/success/task3" in metrics
+
+
+def test_bundled_dataset_is_the_recipe_output_it_records() -> None:
+    from gcrl.datasets.loading import bundled_datasets
+
+    assert "pointmaze-medium-navigate" in bundled_datasets()
+    data = load("bundled:pointmaze-medium-navigate")
+    assert data.num_transitions == 60_000 and data.attrs["collect_command"].startswith(
+        "gcrl collect pointmaze"
+    )
+    with pytest.raises(Exception, match="no such bundled dataset"):
+        load("bundled:nothing")

@@ -55,7 +55,7 @@ def run(options: argparse.Namespace) -> int:
         seed=options.seed,
         num_envs=options.num_envs,
         record=1 if options.video else 0,
-        seen_tasks=policy.task_names if _names_tasks(policy) else None,
+        seen_tasks=_seen_tasks(policy.task_names, [t.name for t in chosen.tasks]),
         progress=True,
     )
     print(report.table())
@@ -78,11 +78,11 @@ def run(options: argparse.Namespace) -> int:
     return 0
 
 
-def _names_tasks(policy: Any) -> bool:
-    """Goal-conditioned policies have no task names to compare with the suite's."""
-    from gcrl.tasks.signals import GoalSignal, NoSignal
-
-    return not isinstance(policy.module.signal, GoalSignal | NoSignal)
+def _seen_tasks(trained: list[str], suite: list[str]) -> list[str] | None:
+    """The policy's training tasks when they name some of the suite's tasks (then the report
+    tells seen from unseen ones); None when they are unrelated (a goal-conditioned policy
+    trained on one "reach" task evaluated on a maze's task1..task5)."""
+    return trained if set(trained) & set(suite) else None
 
 
 def _limit_threads() -> None:

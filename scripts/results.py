@@ -1,0 +1,244 @@
+"""Run the experiments of docs/results.md: train, evaluate, and print the tables.
+
+    bash scripts/results_data.sh                  # the datasets (once)
+    python scripts/results.py run pointmaze       # or mt10, babyai; --seeds 0 1 2
+    python scripts/results.py table               # markdown tables from results/*.json
+
+Each run trains in its own directory ``results/runs/<name>-s<seed>/`` (``gcrl fit`` with a
+config of ``configs/`` and overrides), then ``gcrl evaluate`` writes
+``results/<name>-s<seed>.json``. Runs whose JSON exists are skipped, so an interrupted sweep
+resumes. Each process uses one torch thread (two runs can share this 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+DATA = RESULTS / "data"
+
+# name -> (config, overrides, evaluation suite, evaluation episodes per task)
+EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
+    "pointmaze": {
+        "pm-bc": (
+            "quickstart.yaml",
+            [f"--data.path={DATA}/pointmaze-medium.hdf5", "--trainer.max_steps=5000"],
+            "pointmaze-medium",
+            10,
+        ),
+        "pm-bc-her": (
+            "quickstart.yaml",
+            [f"--data.path={DATA}/pointmaze-medium-her.hdf5", "--trainer.max_steps=5000"],
+            "pointmaze-medium",
+            10,
+        ),
+        "pm-gcbc-ogbench": (
+            "quickstart.yaml",
+            [
+                f"--data.path={DATA}/pointmaze-medium.hdf5",
+                "--data.relabel=ogbench",
+                "--data.goal_key=achieved_goal",
+                "--trainer.max_steps=5000",
+            ],
+            "pointmaze-medium",
+            10,
+        ),
+        "pm-iql": (
+            "pointmaze-gciql.yaml",
+            [
+                f"--data.path={DATA}/pointmaze-medium.hdf5",
+                "--data.relabel=none",
+                "--data.normalize=true",
+                "--data.batch_size=256",
+                "--data.val_fraction=0",
+                "--model.init_args.actor_hidden_dims=[256,256]",
+                "--model.init_args.value_hidden_dims=[256,256]",
+                "--trainer.max_steps=5000",
+            ],
+            "pointmaze-medium",
+            10,
+        ),
+        "pm-iql-her": (
+            "pointmaze-gciql.yaml",
+            [
+                f"--data.path={DATA}/pointmaze-medium.hdf5",
+                "--data.relabel=ogbench",
+                "--data.normalize=true",
+                "--data.batch_size=256",
+                "--data.val_fraction=0",
+                "--model.init_args.actor_hidden_dims=[256,256]",
+                "--model.init_args.value_hidden_dims=[256,256]",
+                "--trainer.max_steps=5000",
+            ],
+            "pointmaze-medium",
+            10,
+        ),
+    },
+    "mt10": {
+        "mt10-bc-onehot": ("mt10-bc.yaml", [f"--data.path={DATA}/mt10.hdf5"], "metaworld-mt10", 5),
+        "mt10-bc-embedding": (
+            "mt10-bc.yaml",
+            [f"--data.path={DATA}/mt10.hdf5", "--model.init_args.task_signal=embedding"],
+            "metaworld-mt10",
+            5,
+        ),
+        "mt10-bc-text": (
+            "mt10-bc.yaml",
+            [f"--data.path={DATA}/mt10.hdf5", "--model.init_args.task_signal=text"],
+            "metaworld-mt10",
+            5,
+        ),
+        "mt10-bc-pcgrad": (
+            "mt10-bc.yaml",
+            [f"--data.path={DATA}/mt10.hdf5", "--model.init_args.optim=pcgrad"],
+            "metaworld-mt10",
+            5,
+        ),
+        "mt10-bc-gradnorm": (
+            "mt10-bc.yaml",
+            [f"--data.path={DATA}/mt10.hdf5", "--model.init_args.optim=gradnorm"],
+            "metaworld-mt10",
+            5,
+        ),
+        "mt10-iql-onehot": (
+            "mt10-iql.yaml",
+            [f"--data.path={DATA}/mt10.hdf5"],
+            "metaworld-mt10",
+            5,
+        ),
+    },
+    "babyai": {
+        "babyai-bc-text": (
+            "babyai-bc.yaml",
+            [f"--data.path={DATA}/babyai-gotolocal.hdf5"],
+            "babyai-gotolocal",
+            5,
+        ),
+        "babyai-bc-none": (
+            "babyai-bc.yaml",
+            [
+                f"--data.path={DATA}/babyai-gotolocal.hdf5",
+                "--model.init_args.task_signal=none",
+                "--model.init_args.conditioning=concat",
+            ],
+            "babyai-gotolocal",
+            5,
+        ),
+        "babyai-dqn-text": (
+            "babyai-dqn.yaml",
+            [f"--data.path={DATA}/babyai-gotolocal.hdf5"],
+            "babyai-gotolocal",
+            5,
+        ),
+    },
+}
+
+
+def _gcrl(args: list[str], cwd: Path, log: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [str(Path(sys.executable).parent / "gcrl"), *args]
+    with open(log, "a") as out:
+        out.write("$ " + " ".join(command) + "\n")
+        out.flush()
+        subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
+def run(group: str, seeds: list[int], only: list[str] | None) -> None:
+    for name, (config, overrides, suite, episodes) in EXPERIMENTS[group].items():
+        if only and name not in only:
+            continue
+        for seed in seeds:
+            result = RESULTS / f"{name}-s{seed}.json"
+            if result.exists():
+                continue
+            work = RESULTS / "runs" / f"{name}-s{seed}"
+            work.mkdir(parents=True, exist_ok=True)
+            log = work / "log.txt"
+            fit = ["fit", "--config", str(ROOT / "configs" / config), *overrides]
+            fit += [f"--seed_everything={seed}", f"--data.seed={seed}"]
+            _gcrl([*fit, "--trainer.enable_progress_bar=false"], work, log)
+            checkpoint = max(
+                (work / "runs" / "csv").glob("version_*/checkpoints/*.ckpt"),
+                key=lambda p: p.stat().st_mtime,
+            )
+            _gcrl(
+                [
+                    "evaluate",
+                    str(checkpoint),
+                    "--env",
+                    suite,
+                    "--episodes",
+                    str(episodes),
+                    "--seed",
+                    "100",
+                    "--json",
+                    str(result),
+                ],
+                work,
+                log,
+            )
+            print(f"{name} seed {seed}: {json.loads(result.read_text())['summary']}", flush=True)
+
+
+def table() -> None:
+    groups: dict[str, list[dict]] = {}
+    for path in sorted(RESULTS.glob("*-s*.json")):
+        name = path.stem.rsplit("-s", 1)[0]
+        groups.setdefault(name, []).append(json.loads(path.read_text()))
+    print("| run | seeds | mean | median | worst | seen | unseen |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, reports in groups.items():
+        cells = []
+        for key in (
+            "success_mean",
+            "success_median",
+            "success_worst",
+            "success_seen",
+            "success_unseen",
+        ):
+            values = [r["summary"][key] for r in reports if key in r["summary"]]
+            if not values:
+                cells.append("")
+            elif len(values) == 1:
+                cells.append(f"{100 * values[0]:.0f}")
+            else:
+                cells.append(f"{100 * np.mean(values):.0f} ± {100 * np.std(values):.0f}")
+        print(f"| {name} | {len(reports)} | " + " | ".join(cells) + " |")
+        tasks = {}
+        for r in reports:
+            for t in r["tasks"]:
+                tasks.setdefault(t["name"], []).append(t["success_rate"])
+        print(
+            f"<!-- {name} per task: "
+            + ", ".join(f"{k} {100 * np.mean(v):.0f}" for k, v in tasks.items())
+            + " -->"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    go = sub.add_parser("run")
+    go.add_argument("group", choices=sorted(EXPERIMENTS))
+    go.add_argument("--seeds", type=int, nargs="+", default=[0])
+    go.add_argument("--only", nargs="+", help="experiment names")
+    sub.add_parser("table")
+    options = parser.parse_args()
+    if options.command == "run":
+        run(options.group, options.seeds, options.only)
+    else:
+        table()
+
+
+if __name__ == "__main__":
+    main()
