@@ -66,3 +66,7 @@ class ConfigError(GcrlError, ValueError):
 
 class RewardFunctionError(GcrlError, ValueError):
     """A user reward function cannot be imported or returned rewards of the wrong shape."""
+
+
+class RenderError(GcrlError, RuntimeError):
+    """A frame was asked of an environment that cannot render (no offscreen OpenGL)."""

@@ -14,7 +14,7 @@ from .conftest import make_trajectories
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-@pytest.mark.parametrize("page", ["relabel.md"])
+@pytest.mark.parametrize("page", ["relabel.md", "evaluation.md"])
 def test_python_examples_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
     assert blocks, f"{page} has no Python example"

@@ -15,11 +15,10 @@ from gcrl.envs.metaworld import (
     RECIPE,
     SUITES,
     TASKS,
-    RenderError,
     make_expert,
     make_play_env,
 )
-from gcrl.errors import ConfigError
+from gcrl.errors import ConfigError, RenderError
 
 STEPS = 50
 pytestmark = pytest.mark.filterwarnings("ignore:Constant.s. may be too high:UserWarning")

@@ -40,7 +40,7 @@ import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.envs.base import Progress, Step, episode_to_trajectories
-from gcrl.errors import ConfigError, GcrlError
+from gcrl.errors import ConfigError, RenderError
 
 #: The MT10 tasks, in Meta-World's MT10 order, with one-sentence instructions.
 TASKS: tuple[Task, ...] = (
@@ -60,10 +60,6 @@ EVAL_STEPS = 500
 #: Seed of the ``metaworld.MT10`` benchmark whose task list the evaluation uses.
 BENCHMARK_SEED = 0
 _POLICY_WARNING = r"Constant\(s\) may be too high"
-
-
-class RenderError(GcrlError, RuntimeError):
-    """A frame was asked of an environment that cannot render."""
 
 
 # --------------------------------------------------------------------------- metaworld access
