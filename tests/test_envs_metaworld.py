@@ -123,10 +123,6 @@ def test_scripted_expert_succeeds_without_noise(name: str) -> None:
 def test_recipe_options_attrs_and_bad_values() -> None:
     options = recipe_options()
     assert options.max_steps == 500
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--episodes", type=int, default=1, help="episodes")
-    RECIPE.add_arguments(parser)
-    assert "PER TASK" in parser.format_help()
     attrs = RECIPE.attrs(options)
     assert attrs["benchmark"] == "MT10" and attrs["metaworld_version"]
     assert attrs["max_steps"] == 500 and attrs["seed"] == 0 and attrs["noise"] == 0.1
