@@ -20,6 +20,7 @@ from gcrl.algorithms.base import CHECKPOINT_KEY, GCRLModule
 from gcrl.datasets.datamodule import Normalizer
 from gcrl.datasets.trajectories import Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
+from gcrl.tasks.signals import NoSignal
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -138,6 +139,8 @@ class LoadedPolicy:
         with torch.no_grad():
             if texts is not None:
                 condition = self._text_condition(texts, batch).to(device)
+            elif isinstance(self.module.signal, NoSignal):  # nothing to size the batch by
+                condition = torch.zeros(batch, 0, device=device)
             else:
                 condition = self.module.signal(goal_tensor, id_tensor)
             state = torch.as_tensor(obs, device=device)

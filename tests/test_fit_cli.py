@@ -11,7 +11,7 @@ import torch
 from gcrl.cli.main import main
 from gcrl.policy import load_policy
 
-from .training_data import goal_reaching
+from .training_data import chain_mdp, goal_reaching
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 torch.set_num_threads(1)
@@ -22,6 +22,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
     goal_reaching(tmp_path / "data.hdf5", episodes=12, length=10)
+    chain_mdp(tmp_path / "discrete.hdf5", episodes=20)
     return tmp_path
 
 
@@ -31,7 +32,8 @@ def test_configs_exist() -> None:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_runs_fast_dev_run(config: Path, workdir: Path) -> None:
-    args = ["fit", "--config", str(config), "--data.path", "data.hdf5"]
+    data = "discrete.hdf5" if config.stem.startswith("babyai") else "data.hdf5"
+    args = ["fit", "--config", str(config), "--data.path", data]
     args += ["--data.batch_size", "32", "--trainer.fast_dev_run", "true"]
     assert main(args) == 0
 

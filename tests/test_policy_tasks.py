@@ -67,3 +67,12 @@ def test_on_tasks_gives_text_policies_the_instruction_of_unseen_tasks(tmp_path: 
     np.testing.assert_allclose(unseen, policy(obs, texts=["move to the left"]))
     seen = policy.on_tasks(obs, [Task("left", "move left")])
     np.testing.assert_allclose(seen, policy(obs, texts=["move left"]), rtol=1e-5, atol=1e-6)
+
+
+def test_on_tasks_runs_a_policy_without_task_signal_on_any_task(tmp_path: Path) -> None:
+    data = TrajectoryDataModule(str(two_text_tasks(tmp_path / "t.hdf5", 50)), relabel="none")
+    policy = LoadedPolicy(BC(spec=data.spec, task_signal="none", hidden_dims=[8]).eval())
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    actions = policy.on_tasks(obs, [Task("never seen", "do something new")] * 4)
+    assert actions.shape == (4, 1)
+    np.testing.assert_allclose(actions, policy.on_tasks(obs, [Task("left", "move left")] * 4))
