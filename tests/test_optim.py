@@ -91,6 +91,31 @@ def test_task_gradients_equal_one_backward_per_task(num_tasks: int) -> None:
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
+def test_captured_activations_are_freed_after_each_step() -> None:
+    """The gradient hook on a captured output refers back to its record; unless the cycle is
+    cut, autograd keeps every step's activations alive (a leak of ~3 MB per MT10 step)."""
+    import gc
+    import weakref
+
+    model, x, y, task_ids = problem(3, seed=0)
+    gradients = TaskGradients([model], list(model.parameters()))
+    outputs: list[weakref.ref[torch.Tensor]] = []
+    for _ in range(3):
+        with gradients.capture():
+            losses = per_sample_losses(model, x, y)
+        outputs += [weakref.ref(r[2]) for rs in gradients._records.values() for r in rs]
+        gradients.backward(TaskLosses(losses, task_ids, 3))
+        # GradNorm's path releases its record too.
+        norms = TaskGradients([model[-1]], [model[-1].weight])
+        with norms.capture():
+            losses = per_sample_losses(model, x, y)
+        outputs += [weakref.ref(r[2]) for rs in norms._records.values() for r in rs]
+        norms.weight_norms(TaskLosses(losses, task_ids, 3))
+        del losses
+    gc.collect()
+    assert len(outputs) == 3 * 5 and all(ref() is None for ref in outputs)
+
+
 @pytest.mark.parametrize("num_tasks", [2, 3, 5, 10, 50])
 def test_one_pass_pcgrad_equals_the_reference(num_tasks: int) -> None:
     model, x, y, task_ids = problem(num_tasks, seed=100 + num_tasks)

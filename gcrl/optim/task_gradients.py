@@ -115,12 +115,21 @@ class TaskGradients:
     @contextmanager
     def capture(self) -> Iterator[None]:
         """Record the covered layers' inputs and output gradients inside this block."""
-        self._records = {}
+        self._release()
         self._capturing = True
         try:
             yield
         finally:
             self._capturing = False
+
+    def _release(self) -> None:
+        """Forget the records. Each holds its layer's output, whose gradient hook holds the
+        record: a cycle through autograd's C++ graph that Python's collector cannot see, so
+        it is cut here or every step's activations leak."""
+        for records in self._records.values():
+            for record in records:
+                record[2] = None
+        self._records = {}
 
     def _forward_hook(
         self, layer: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
@@ -185,7 +194,7 @@ class TaskGradients:
                 out[param] = torch.zeros(num_tasks, *param.shape, device=param.device)
             elif _distributed():
                 torch.distributed.all_reduce(out[param])
-        self._records = {}
+        self._release()
         return out
 
     def weight_norms(
@@ -210,7 +219,7 @@ class TaskGradients:
             return per_task.reshape(task_losses.num_tasks, -1).norm(dim=1)
         task_losses.total(weights).backward()
         inputs, grads, _ = calls[0]
-        self._records = {}
+        self._release()
         if inputs is None or grads is None:
             return torch.zeros(task_losses.num_tasks, device=weight.device)
         segments = _segments(task_losses.task_ids, task_losses.num_tasks)
