@@ -197,3 +197,19 @@ def test_bundled_dataset_is_the_recipe_output_it_records() -> None:
     )
     with pytest.raises(Exception, match="no such bundled dataset"):
         load("bundled:nothing")
+
+
+def test_gymnasium_robotics_backend_records_navigate_play(tmp_path: Path) -> None:
+    pytest.importorskip("gymnasium_robotics")
+    out = tmp_path / "gr.hdf5"
+    args = ["collect", "pointmaze", str(out), "--backend", "gymnasium-robotics"]
+    assert main([*args, "--episodes", "2", "--max-steps", "300", "--seed", "1"]) == 0
+    data = load_native(out)
+    assert data.num_transitions == 600 and data.observations["observation"].shape[1] == 4
+    assert data.rewards.sum() >= 1  # the expert reaches goals; the env then draws new ones
+    np.testing.assert_array_equal(data.infos["success"], data.rewards > 0)
+    # The environment swaps the goal one observation after the one that reached it.
+    reached = np.flatnonzero(data.rewards[:-2] > 0)
+    reached = reached[~np.isin(reached, np.r_[data.episode_ends - 1, data.episode_ends - 2])]
+    goals = data.observations["desired_goal"]
+    assert len(reached) and (goals[reached + 2] != goals[reached]).any(axis=1).all()

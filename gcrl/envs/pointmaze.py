@@ -13,6 +13,12 @@ observation. ``rewards[t]`` is 1 when ``s'`` lies within the success radius (1.0
 the goal pursued at step t, else 0; ``infos/success`` is the same as a bool. Positions are in
 maze units (4 per cell).
 
+``--backend gymnasium-robotics`` plays the same way in gymnasium-robotics' ``PointMaze_*-v3``
+(4-d observations: position and velocity; its own goal resets and 0.45 success radius; a PD
+controller towards the next cell centre). The environment swaps the goal after returning the
+observation that reached it, so there the new goal appears one observation later than in the
+OGBench backend. Its datasets are for training; evaluation suites use OGBench's mazes.
+
 Evaluation (``gcrl evaluate --env pointmaze-medium``) uses OGBench's five fixed tasks per maze
 (start cell, goal cell) with their position noise, success within 1.0 of the goal, and the
 1000-step limit, as in OGBench's published table.
@@ -155,11 +161,28 @@ class PointMazeRecipe:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--maze", default="medium", choices=MAZES, help="maze layout")
         parser.add_argument(
+            "--backend",
+            default="ogbench",
+            choices=BACKENDS,
+            help="ogbench (default; evaluated by --env pointmaze-MAZE) or gymnasium-robotics "
+            "(PointMaze_<Maze>-v3: 4-d observations with velocity, success within 0.45)",
+        )
+        parser.add_argument(
             "--max-steps", type=int, default=1000, help="steps per episode (OGBench: 1000)"
         )
         parser.set_defaults(noise=0.2)
 
     def attrs(self, options: argparse.Namespace) -> dict[str, Any]:
+        if options.backend == "gymnasium-robotics":
+            return {
+                "env": _robotics_id(options.maze),
+                "expert": "PD control to the next cell on a BFS path + Gaussian action noise; "
+                "the environment resets the goal when reached (continuing_task)",
+                "noise": float(options.noise),
+                "seed": int(options.seed),
+                "max_steps": int(options.max_steps),
+                "reward": "gymnasium-robotics sparse reward: 1 when s' is within 0.45 of the goal",
+            }
         return {
             "env": f"ogbench pointmaze-{options.maze}",
             "expert": "waypoint (BFS over cells) + Gaussian action noise, navigate-style goals",
@@ -175,6 +198,9 @@ class PointMazeRecipe:
     ) -> Iterator[Trajectories]:
         if options.max_steps < 1:
             raise ConfigError(f"--max-steps: must be at least 1, got {options.max_steps}")
+        if options.backend == "gymnasium-robotics":
+            yield from _collect_robotics(options, self.task, progress)
+            return
         env = make_ogbench_env(options.maze)
         try:
             rng = np.random.default_rng(options.seed)
@@ -229,6 +255,67 @@ class PointMazeRecipe:
 
 
 RECIPE = PointMazeRecipe()
+
+
+# --------------------------------------------------------------------------- gymnasium-robotics
+BACKENDS = ("ogbench", "gymnasium-robotics")
+
+
+def _robotics_id(maze: str) -> str:
+    if maze == "arena":
+        raise ConfigError("--maze arena: gymnasium-robotics has no arena; use open instead")
+    return f"PointMaze_{maze.capitalize()}-v3"
+
+
+def _collect_robotics(
+    options: argparse.Namespace, task: Task, progress: Progress | None
+) -> Iterator[Trajectories]:
+    """Navigate-style play in gymnasium-robotics' PointMaze: the environment itself draws a
+    new goal when the ball reaches the current one (``continuing_task``, ``reset_target``)."""
+    import gymnasium as gym
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    env = gym.make(_robotics_id(options.maze), continuing_task=True, reset_target=True)
+    maze: Any = getattr(env.unwrapped, "maze")  # noqa: B009
+    grid = np.asarray(maze.maze_map)
+    rng = np.random.default_rng(options.seed)
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def expert(obs: dict[str, np.ndarray]) -> np.ndarray:
+        position, velocity = obs["observation"][:2], obs["observation"][2:4]
+        i, j = (int(v) for v in maze.cell_xy_to_rowcol(position))
+        gi, gj = (int(v) for v in maze.cell_xy_to_rowcol(obs["desired_goal"]))
+        target = obs["desired_goal"]
+        if (i, j) != (gi, gj) and grid[i, j] == 0:
+            dist = cache.get((gi, gj))
+            if dist is None:
+                dist = cache[(gi, gj)] = distances_to(grid, (gi, gj))
+            steps = [c for c in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)) if dist[c] >= 0]
+            if steps:
+                target = maze.cell_rowcol_to_xy(np.array(min(steps, key=lambda c: dist[c])))
+        action = 10.0 * (target - position) - 1.0 * velocity + rng.normal(0, options.noise, 2)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    try:
+        for _ in range(options.episodes):
+            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            observations, actions, rewards, successes = [obs], [], [], []
+            for _ in range(options.max_steps):
+                action = expert(obs)
+                obs, reward, _, _, info = env.step(action)
+                observations.append(obs)
+                actions.append(action)
+                rewards.append(float(reward))
+                successes.append(bool(info["success"]))
+            part = episode_to_trajectories(
+                observations, actions, rewards, False, {"success": successes}, 0, (task,)
+            )
+            if progress is not None:
+                progress(len(part))
+            yield part
+    finally:
+        env.close()
 
 
 # --------------------------------------------------------------------------- evaluation
