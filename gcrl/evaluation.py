@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -280,6 +280,3 @@ def write_videos(
         iio.imwrite(path, np.stack(frames), duration=1000 / fps, loop=0)
         paths.append(path)
     return paths
-
-
-PolicyFactory = Callable[[], TaskPolicy]
