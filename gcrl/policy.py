@@ -20,7 +20,7 @@ from gcrl.algorithms.base import CHECKPOINT_KEY, GCRLModule
 from gcrl.datasets.datamodule import Normalizer
 from gcrl.datasets.trajectories import Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
-from gcrl.tasks.signals import NoSignal
+from gcrl.tasks.signals import EmbeddingSignal, NoSignal, OneHotSignal, TextSignal
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -94,8 +94,6 @@ class LoadedPolicy:
         gets each task's instruction, so it can also run tasks it was not trained on; a
         goal-conditioned one takes its goals from the observations' ``desired_goal``.
         """
-        from gcrl.tasks.signals import TextSignal
-
         index = {name: i for i, name in enumerate(self.task_names)}
         known = all(t.name in index for t in tasks)
         ids = np.array([index[t.name] for t in tasks]) if known else None
@@ -111,8 +109,6 @@ class LoadedPolicy:
         return self(observations, task_ids=ids)
 
     def _needs_task_ids(self) -> bool:
-        from gcrl.tasks.signals import EmbeddingSignal, OneHotSignal
-
         signal = self.module.signal
         return isinstance(signal, OneHotSignal | EmbeddingSignal) or self.module.num_heads > 1
 
@@ -168,7 +164,6 @@ class LoadedPolicy:
         return self.normalizer.observations(obs), single
 
     def _text_condition(self, texts: Sequence[str] | str, batch: int) -> torch.Tensor:
-        from gcrl.tasks.signals import TextSignal
         from gcrl.tasks.text import TextEmbedder
 
         signal = self.module.signal

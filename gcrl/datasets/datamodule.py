@@ -18,6 +18,7 @@ from gcrl.datasets.loading import load
 from gcrl.datasets.trajectories import Observations, Trajectories, take_observations
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, TaskSampler
+from gcrl.relabel.sampler import goal_columns
 
 #: ``ogbench``: OGBench's value/actor goal mixtures and reward (index equality on s, -1/0).
 #: ``her``: HER future goals (``her_k`` per kept one), success within ``tolerance`` on s'.
@@ -154,12 +155,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         """Per-dimension ``[mean, std]`` of the flat observations and of the goals."""
         stats = {"observation": _mean_std(self.flat(data.observations))}
         if self.spec["goal_dim"]:
-            if isinstance(data.observations, dict):
-                goals = data.observations[self.goal_key]
-            else:
-                goals = (
-                    data.observations[:, self.goal_dims] if self.goal_dims else data.observations
-                )
+            goal_dims = None if isinstance(data.observations, dict) else self.goal_dims
+            goals, _ = goal_columns(data, self.goal_key, goal_dims)
             stats["goal"] = _mean_std(goals.reshape(len(goals), -1))
         return stats
 

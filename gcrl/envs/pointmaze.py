@@ -90,6 +90,28 @@ def distances_to(maze_map: np.ndarray, goal: tuple[int, int]) -> np.ndarray:
     return dist
 
 
+class ShortestPaths:
+    """The next cell on a shortest 4-connected path through a maze (BFS distances cached per
+    goal cell)."""
+
+    def __init__(self, maze_map: np.ndarray) -> None:
+        self.maze_map = np.asarray(maze_map)
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def next_cell(self, cell: tuple[int, int], goal: tuple[int, int]) -> tuple[int, int] | None:
+        """The neighbour of ``cell`` nearest ``goal`` (``goal`` itself when no neighbour
+        reaches it); None when ``cell`` is the goal's cell or a wall."""
+        if cell == goal or self.maze_map[cell] != 0:
+            return None
+        dist = self._cache.get(goal)
+        if dist is None:
+            dist = self._cache[goal] = distances_to(self.maze_map, goal)
+        i, j = cell
+        steps = [(i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)]
+        reachable = [c for c in steps if dist[c] >= 0]
+        return min(reachable, key=lambda c: dist[c]) if reachable else goal
+
+
 class WaypointExpert:
     """Heads for the centre of the next cell on a shortest path to the goal's cell (the goal
     itself once in that cell), at unit speed, plus Gaussian noise; actions clipped to [-1, 1].
@@ -99,22 +121,12 @@ class WaypointExpert:
         self.env = env
         self.noise = noise
         self.rng = rng
-        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self.paths = ShortestPaths(env.maze_map)
 
     def __call__(self, xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
         u = self.env
-        cell, goal_cell = u.xy_to_ij(xy), u.xy_to_ij(goal_xy)
-        if cell == goal_cell or u.maze_map[cell] != 0:
-            target = goal_xy
-        else:
-            dist = self._cache.get(goal_cell)
-            if dist is None:
-                dist = self._cache[goal_cell] = distances_to(u.maze_map, goal_cell)
-            i, j = cell
-            steps = [(i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)]
-            reachable = [c for c in steps if dist[c] >= 0]
-            best = min(reachable, key=lambda c: dist[c]) if reachable else goal_cell
-            target = np.asarray(u.ij_to_xy(best))
+        step = self.paths.next_cell(u.xy_to_ij(xy), u.xy_to_ij(goal_xy))
+        target = goal_xy if step is None else np.asarray(u.ij_to_xy(step))
         direction = target - xy
         direction = direction / max(float(np.linalg.norm(direction)), 1e-6)
         action = direction + self.rng.normal(0.0, self.noise, size=2)
@@ -278,22 +290,17 @@ def _collect_robotics(
     gym.register_envs(gymnasium_robotics)
     env = gym.make(_robotics_id(options.maze), continuing_task=True, reset_target=True)
     maze: Any = getattr(env.unwrapped, "maze")  # noqa: B009
-    grid = np.asarray(maze.maze_map)
+    paths = ShortestPaths(maze.maze_map)
     rng = np.random.default_rng(options.seed)
-    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def cell_of(xy: np.ndarray) -> tuple[int, int]:
+        i, j = (int(v) for v in maze.cell_xy_to_rowcol(xy))
+        return i, j
 
     def expert(obs: dict[str, np.ndarray]) -> np.ndarray:
         position, velocity = obs["observation"][:2], obs["observation"][2:4]
-        i, j = (int(v) for v in maze.cell_xy_to_rowcol(position))
-        gi, gj = (int(v) for v in maze.cell_xy_to_rowcol(obs["desired_goal"]))
-        target = obs["desired_goal"]
-        if (i, j) != (gi, gj) and grid[i, j] == 0:
-            dist = cache.get((gi, gj))
-            if dist is None:
-                dist = cache[(gi, gj)] = distances_to(grid, (gi, gj))
-            steps = [c for c in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)) if dist[c] >= 0]
-            if steps:
-                target = maze.cell_rowcol_to_xy(np.array(min(steps, key=lambda c: dist[c])))
+        step = paths.next_cell(cell_of(position), cell_of(obs["desired_goal"]))
+        target = obs["desired_goal"] if step is None else maze.cell_rowcol_to_xy(np.array(step))
         action = 10.0 * (target - position) - 1.0 * velocity + rng.normal(0, options.noise, 2)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 

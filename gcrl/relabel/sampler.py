@@ -89,7 +89,7 @@ class GoalSampler:
         self.reward = reward or GoalReward()
         self.reward_fn = reward_fn
         self.rng = as_generator(seed)
-        self.achieved, self.next_achieved = _goal_columns(data, goal_key, goal_dims)
+        self.achieved, self.next_achieved = goal_columns(data, goal_key, goal_dims)
         self.stored_goals = (
             data.observations[DESIRED_GOAL]
             if isinstance(data.observations, dict) and DESIRED_GOAL in data.observations
@@ -207,10 +207,11 @@ class GoalSampler:
         return success
 
 
-def _goal_columns(
+def goal_columns(
     data: Trajectories, goal_key: str, goal_dims: Sequence[int] | slice | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The achieved-goal column of ``s`` and of ``s'``."""
+    """The achieved-goal column of ``s`` and of ``s'``: ``observations[goal_key]`` of dict
+    observations, the ``goal_dims`` (default: all) of array observations."""
     obs, nxt = data.observations, data.next_observations
     if isinstance(obs, dict):
         assert isinstance(nxt, dict)
