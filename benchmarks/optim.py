@@ -89,6 +89,19 @@ def methods(num_tasks: int, batch: int, width: int) -> dict[str, Callable[[], No
 
     out["PCGrad (one pass)"] = one_pass_pcgrad
 
+    model_f, xf, yf, tf = setup(num_tasks, batch, width, 0)
+    adam_f = torch.optim.Adam(model_f.parameters(), lr=1e-4)
+    pcgrad_f = PCGrad([model_f.trunk], num_tasks, strategy="per-task")
+
+    def one_pass_pcgrad_per_task() -> None:
+        adam_f.zero_grad()
+        with pcgrad_f.capture():
+            per_sample = losses_of(model_f, xf, yf, tf)
+        pcgrad_f.backward(per_sample, tf)
+        adam_f.step()
+
+    out["PCGrad (one pass, per-task gradients only)"] = one_pass_pcgrad_per_task
+
     model_g, xg, yg, tg = setup(num_tasks, batch, width, 0)
     adam_g = torch.optim.Adam(model_g.parameters(), lr=1e-4)
     gradnorm = GradNorm(model_g.trunk[4], num_tasks)

@@ -114,6 +114,18 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
             "metaworld-mt10",
             5,
         ),
+        "mt10-iql-embedding": (
+            "mt10-iql.yaml",
+            [f"--data.path={DATA}/mt10.hdf5", "--model.init_args.task_signal=embedding"],
+            "metaworld-mt10",
+            5,
+        ),
+        "mt10-iql-text": (
+            "mt10-iql.yaml",
+            [f"--data.path={DATA}/mt10.hdf5", "--model.init_args.task_signal=text"],
+            "metaworld-mt10",
+            5,
+        ),
     },
     "babyai": {
         "babyai-bc-text": (

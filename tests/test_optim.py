@@ -116,11 +116,12 @@ def test_captured_activations_are_freed_after_each_step() -> None:
     assert len(outputs) == 3 * 5 and all(ref() is None for ref in outputs)
 
 
+@pytest.mark.parametrize("strategy", ["kernel", "per-task", "auto"])
 @pytest.mark.parametrize("num_tasks", [2, 3, 5, 10, 50])
-def test_one_pass_pcgrad_equals_the_reference(num_tasks: int) -> None:
+def test_one_pass_pcgrad_equals_the_reference(num_tasks: int, strategy: str) -> None:
     model, x, y, task_ids = problem(num_tasks, seed=100 + num_tasks)
     orders = random_orders(num_tasks, torch.Generator().manual_seed(num_tasks))
-    pcgrad = PCGrad([model], num_tasks)
+    pcgrad = PCGrad([model], num_tasks, strategy=strategy)  # type: ignore[arg-type]
     with pcgrad.capture():
         losses = per_sample_losses(model, x, y)
     pcgrad.backward(losses, task_ids, orders=orders)
@@ -130,6 +131,50 @@ def test_one_pass_pcgrad_equals_the_reference(num_tasks: int) -> None:
     # Conflicts were there to project: PCGrad differs from the plain summed gradient.
     plain = reference_task_grads(model, x, y, task_ids, num_tasks).sum(0)
     assert (got - plain).norm() > 1e-3 * plain.norm()
+
+
+@pytest.mark.parametrize("strategy", ["kernel", "per-task"])
+@pytest.mark.parametrize("num_tasks", [3, 20])
+def test_gram_matrix_and_combinations_equal_the_reference(num_tasks: int, strategy: str) -> None:
+    """Per-sample kernels and per-task gradients give the same Gram matrix and combination,
+    with a task absent from the batch and a covered layer's bias left out of the parameters
+    (it keeps its plain gradient)."""
+    model, x, y, task_ids = problem(num_tasks, seed=3)
+    task_ids = torch.where(task_ids == 1, 0, task_ids)  # task 1 has no samples
+    params = [p for p in model.parameters() if p is not model[3].bias]
+    gradients = TaskGradients([model], params, strategy=strategy)  # type: ignore[arg-type]
+    with gradients.capture():
+        losses = per_sample_losses(model, x, y)
+    terms = gradients.gram(TaskLosses(losses, task_ids, num_tasks))
+    assert bool(terms.kernel_calls) == (strategy == "kernel")
+    bias_grad = model[3].bias.grad.clone()
+    coefficients = torch.linspace(-1.0, 2.0, num_tasks, dtype=torch.float64)
+    terms.accumulate(coefficients)
+    got = torch.cat([p.grad.flatten() for p in params])
+    reference = reference_task_grads(model, x, y, task_ids, num_tasks)
+    sizes = [p.numel() for p in model.parameters()]
+    keep = torch.cat(
+        [torch.full((n,), p is not model[3].bias) for p, n in zip(model.parameters(), sizes)]
+    )
+    wanted = reference[:, keep]
+    torch.testing.assert_close(terms.matrix, wanted @ wanted.T, rtol=1e-9, atol=1e-12)
+    plain_bias = reference[:, ~keep].sum(0)
+    torch.testing.assert_close(bias_grad, plain_bias, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got, coefficients @ wanted, rtol=1e-9, atol=1e-12)
+
+
+def test_auto_strategy_follows_the_layer_sizes() -> None:
+    """Wide layers with few samples per task use kernels; a narrow input layer, or a batch
+    much larger than the widths, forms per-task gradients."""
+    trunk = nn.Sequential(nn.Linear(32, 256), nn.GELU(), nn.Linear(256, 256))
+    x = torch.randn(256, 32)
+    for batch, expected in ((256, [trunk[2]]), (4096, [])):
+        gradients = TaskGradients([trunk], list(trunk.parameters()))
+        task_ids = torch.arange(batch) % 10
+        with gradients.capture():
+            losses = trunk(x.repeat(batch // 256, 1)).pow(2).sum(-1)
+        terms = gradients.gram(TaskLosses(losses, task_ids, 10))
+        assert [layer for layer, _, _ in terms.kernel_calls] == expected
 
 
 def test_float32_matches_the_reference_to_1e5() -> None:

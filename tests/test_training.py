@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -135,13 +136,64 @@ def test_data_module_batches(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "dataset, options",
+    [
+        ("goal", {"relabel": "ogbench", "normalize": True, "val_fraction": 0.3}),
+        ("goal", {"relabel": "her", "observation_keys": ["observation", "achieved_goal"]}),
+        ("goal", {"relabel": "none"}),  # stored desired goals
+        ("multitask", {"relabel": "none", "normalize": True}),
+        ("chain", {}),  # discrete actions
+    ],
+)
+def test_batches_gathered_from_device_data_equal_numpy_batches(
+    tmp_path: Path, dataset: str, options: dict
+) -> None:
+    """Holding observations and actions as tensors and gathering by row gives the very
+    batches the numpy path builds: same keys, dtypes and values, for every sampler."""
+    make = {"goal": goal_reaching, "multitask": multitask_goal_reaching, "chain": chain_mdp}
+    path = make[dataset](tmp_path / f"{dataset}.hdf5")
+    modules = {
+        mode: TrajectoryDataModule(
+            str(path), batch_size=64, steps_per_epoch=4, device_data=mode, **options
+        )
+        for mode in ("always", "never")
+    }
+    for dm in modules.values():
+        dm.setup("fit")
+    assert modules["always"].on_device(modules["always"].train_data) is not None
+    assert modules["never"].on_device(modules["never"].train_data) is None
+    loaders = ("train_dataloader", "val_dataloader")
+    for loader in loaders if options.get("val_fraction") else loaders[:1]:
+        streams = [list(getattr(dm, loader)()) for dm in modules.values()]
+        assert len(streams[0]) == len(streams[1]) > 0
+        for on_device, in_numpy in zip(*streams, strict=True):
+            assert on_device.keys() == in_numpy.keys()
+            for key, value in in_numpy.items():
+                assert on_device[key].dtype == value.dtype, key
+                assert torch.equal(on_device[key], value), key
+
+
+def test_relabeled_goals_inside_the_state_keep_numpy_batches(tmp_path: Path) -> None:
+    """A state input holding ``desired_goal`` must see the relabeled goal, which only the
+    numpy batch has: such data is never gathered on the device."""
+    path = goal_reaching(tmp_path / "g.hdf5")
+    dm = TrajectoryDataModule(
+        str(path), observation_keys=["observation", "desired_goal"], device_data="always"
+    )
+    assert dm.on_device(dm.train_data) is None
+    with pytest.raises(ConfigError, match="device_data"):
+        TrajectoryDataModule(str(path), device_data="gpu")
+
+
 def test_each_rank_samples_its_own_indices(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=5, length=8)
     dm = TrajectoryDataModule(str(path), batch_size=16, steps_per_epoch=1)
 
-    class FakeTrainer:
+    class FakeTrainer:  # the two attributes the data module reads
         def __init__(self, rank: int) -> None:
             self.global_rank = rank
+            self.strategy = SimpleNamespace(root_device=torch.device("cpu"))
 
     firsts = []
     for rank in (0, 1):

@@ -1,8 +1,11 @@
 """Trajectories for Lightning: whole relabeled batches drawn by :mod:`gcrl.relabel`.
 
-No per-item ``__getitem__`` plus collate: each step draws a batch of indices at once,
-relabels it with the numpy samplers and turns it into tensors (``torch.from_numpy``, no copy).
-Lightning moves the batch to the training device.
+No per-item ``__getitem__`` plus collate: each step draws a batch of indices at once and
+relabels it with the numpy samplers. The bulky columns (flat observations, next observations,
+actions) are held as tensors on the training device when they fit (:class:`DeviceData`) and
+gathered there by row; only the row numbers and the small relabeled columns (goals, rewards,
+masks, task ids) cross to the device each step. Otherwise the numpy batch becomes tensors
+(``torch.from_numpy``, no copy) that Lightning moves to the device.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from gcrl.datasets.loading import load
 from gcrl.datasets.trajectories import Observations, Trajectories, take_observations
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, TaskSampler
-from gcrl.relabel.sampler import goal_columns
+from gcrl.relabel.sampler import DESIRED_GOAL, goal_columns
 
 #: ``ogbench``: OGBench's value/actor goal mixtures and reward (index equality on s, -1/0).
 #: ``her``: HER future goals (``her_k`` per kept one), success within ``tolerance`` on s'.
 #: ``none``: stored goals and rewards. ``auto``: ``ogbench`` for goal-conditioned data (dict
 #: observations holding ``goal_key``, or array observations with ``goal_dims``), else ``none``.
 RELABEL_MODES = ("auto", "ogbench", "her", "none")
+#: ``auto``: keep the data on the device when it takes at most :data:`DEVICE_SHARE` of the
+#: device's free memory (always on CPU); ``always`` / ``never``.
+DEVICE_DATA_MODES = ("auto", "always", "never")
+DEVICE_SHARE = 0.5
 
 Batch = dict[str, torch.Tensor]
 
@@ -47,6 +54,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         normalize: standardise observations and goals by the dataset's per-dimension mean
             and standard deviation (stored in the spec, so checkpoints and
             :func:`gcrl.load_policy` apply the same); rewards and relabeling see raw values.
+        device_data: hold observations and actions on the training device and gather
+            batches there, one of :data:`DEVICE_DATA_MODES`.
         val_fraction: share of episodes held out for validation (by episodes, seeded).
         steps_per_epoch, val_batches: batches per training epoch / per validation run.
         seed: all sampling is drawn from generators seeded by it (and the rank).
@@ -64,6 +73,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         tolerance: float = 0.5,
         task_relabel_ratio: float = 0.0,
         normalize: bool = False,
+        device_data: str = "auto",
         val_fraction: float = 0.0,
         steps_per_epoch: int = 1000,
         val_batches: int = 8,
@@ -72,6 +82,10 @@ class TrajectoryDataModule(L.LightningDataModule):
         super().__init__()
         if relabel not in RELABEL_MODES:
             raise ConfigError(f"relabel: unknown {relabel!r}; choose one of {RELABEL_MODES}")
+        if device_data not in DEVICE_DATA_MODES:
+            raise ConfigError(
+                f"device_data: unknown {device_data!r}; choose one of {DEVICE_DATA_MODES}"
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction: must lie in [0, 1), got {val_fraction}")
         self.save_hyperparameters()
@@ -83,6 +97,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.her_k = her_k
         self.tolerance = tolerance
         self.task_relabel_ratio = task_relabel_ratio
+        self.device_data = device_data
         self.val_fraction = val_fraction
         self.steps_per_epoch = steps_per_epoch
         self.val_batches = val_batches
@@ -106,6 +121,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.normalizer = Normalizer.from_spec(self.spec)
         self.train_data: Trajectories = self.data
         self.val_data: Trajectories | None = None
+        self._device_data: dict[tuple[int, torch.device], DeviceData] = {}
 
     # ----------------------------------------------------------------- layout
     def _check_keys(self, data: Trajectories) -> None:
@@ -192,13 +208,17 @@ class TrajectoryDataModule(L.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         # Each rank draws its own indices; epochs continue the same stream.
         rng = np.random.default_rng([self.seed, rank])
-        return BatchStream(self, self.train_data, self.steps_per_epoch, rng)
+        data = self.train_data
+        return BatchStream(self, data, self.steps_per_epoch, rng, self.on_device(data))
 
     def val_dataloader(self) -> FixedBatches:
         if self.val_data is None:
             return FixedBatches([])
         rng = np.random.default_rng([self.seed, 1 << 20])  # the same batches every time
-        return FixedBatches(list(BatchStream(self, self.val_data, self.val_batches, rng)))
+        stream = BatchStream(
+            self, self.val_data, self.val_batches, rng, self.on_device(self.val_data)
+        )
+        return FixedBatches(list(stream))
 
     def test_dataloader(self) -> FixedBatches:
         return self.val_dataloader()
@@ -212,6 +232,35 @@ class TrajectoryDataModule(L.LightningDataModule):
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     # ----------------------------------------------------------------- batches
+    @property
+    def device(self) -> torch.device:
+        """The training device: the trainer's, else CPU."""
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def on_device(self, data: Trajectories) -> DeviceData | None:
+        """``data``'s observations and actions on :attr:`device` (built once), or None when
+        ``device_data`` or the memory rule says to gather batches in numpy."""
+        device = self.device
+        key = (id(data), device)
+        if key in self._device_data:
+            return self._device_data[key]
+        if self.device_data == "never" or (
+            # The flat state then holds relabeled goals, which only the numpy batch has.
+            self.relabel != "none" and DESIRED_GOAL in self.observation_keys
+        ):
+            return None
+        flat = (self.flat(data.observations), self.flat(data.next_observations))
+        size = sum(4 * a.size for a in flat) + data.actions.nbytes
+        if self.device_data == "auto" and device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if size > DEVICE_SHARE * free:
+                return None
+        store = DeviceData(*flat, data.actions, self.normalizer, device, self.spec["discrete"])
+        self._device_data[key] = store
+        return store
+
     def sampler(self, data: Trajectories, rng: np.random.Generator) -> Any:
         """The numpy sampler for ``data`` (a :class:`GoalSampler`, :class:`TaskSampler` or
         the plain row sampler)."""
@@ -248,32 +297,44 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         return _RowSampler(data, rng)
 
-    def to_tensors(self, data: Trajectories, batch: dict[str, Any]) -> Batch:
-        """The numpy batch as float32/int64 tensors with flat observations."""
+    def to_tensors(
+        self, data: Trajectories, batch: dict[str, Any], store: DeviceData | None = None
+    ) -> Batch:
+        """The numpy batch as float32/int64 tensors with flat observations; with a ``store``,
+        observations and actions are gathered from it by ``rows`` (the batch may lack them)
+        and every tensor is on its device."""
         rows = batch["rows"]
         scale = self.normalizer
-        out: Batch = {
-            "observations": _tensor(scale.observations(self.flat(batch["observations"]))),
-            "next_observations": _tensor(scale.observations(self.flat(batch["next_observations"]))),
-            "rewards": _tensor(batch["rewards"]),
-            "masks": _tensor(batch["masks"]),
-            "task_ids": torch.from_numpy(np.asarray(batch["task_ids"], dtype=np.int64))
+        columns: dict[str, np.ndarray] = {
+            "rewards": _float32(batch["rewards"]),
+            "masks": _float32(batch["masks"]),
+            "task_ids": np.asarray(batch["task_ids"], dtype=np.int64)
             if "task_ids" in batch
-            else torch.zeros(len(rows), dtype=torch.int64),
+            else np.zeros(len(rows), dtype=np.int64),
         }
+        if "value_goals" in batch:
+            for key in ("value_goals", "actor_goals"):
+                columns[key] = _float32(scale.goals(batch[key].reshape(len(rows), -1)))
+        elif self.spec["goal_dim"]:
+            stored = self._stored_goals(data)
+            assert stored is not None
+            goals = _float32(scale.goals(stored.take(rows, axis=0).reshape(len(rows), -1)))
+            columns["value_goals"] = columns["actor_goals"] = goals
+        if store is not None:
+            out = store.gather(rows)
+            for key, column in columns.items():
+                out[key] = torch.from_numpy(column).to(store.device, non_blocking=True)
+            return out
+        out = {key: torch.from_numpy(column) for key, column in columns.items()}
+        out["observations"] = _tensor(scale.observations(self.flat(batch["observations"])))
+        out["next_observations"] = _tensor(
+            scale.observations(self.flat(batch["next_observations"]))
+        )
         actions = batch["actions"]
         if self.spec["discrete"]:
             out["actions"] = torch.from_numpy(np.asarray(actions, dtype=np.int64).reshape(-1))
         else:
             out["actions"] = _tensor(actions.reshape(len(rows), -1))
-        if "value_goals" in batch:
-            out["value_goals"] = _tensor(scale.goals(batch["value_goals"].reshape(len(rows), -1)))
-            out["actor_goals"] = _tensor(scale.goals(batch["actor_goals"].reshape(len(rows), -1)))
-        elif self.spec["goal_dim"]:
-            stored = self._stored_goals(data)
-            assert stored is not None
-            goals = _tensor(scale.goals(stored.take(rows, axis=0).reshape(len(rows), -1)))
-            out["value_goals"] = out["actor_goals"] = goals
         return out
 
 
@@ -286,19 +347,63 @@ class BatchStream:
         data: Trajectories,
         steps: int,
         rng: np.random.Generator,
+        store: DeviceData | None = None,
     ) -> None:
         self.module = module
         self.data = data
         self.steps = steps
         self.numpy_sampler = module.sampler(data, rng)
+        self.store = store
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[Batch]:
+        gather = self.store is None
         for _ in range(self.steps):
-            batch = self.numpy_sampler.sample(self.module.batch_size)
-            yield self.module.to_tensors(self.data, batch)
+            batch = self.numpy_sampler.sample(self.module.batch_size, gather=gather)
+            yield self.module.to_tensors(self.data, batch, self.store)
+
+
+class DeviceData:
+    """Flat observations, next observations and actions as tensors on ``device`` (zero-copy
+    views of the arrays on CPU when their layout allows), with the normalizer's statistics;
+    :meth:`gather` builds a batch's bulky part there."""
+
+    def __init__(
+        self,
+        observations: np.ndarray,
+        next_observations: np.ndarray,
+        actions: np.ndarray,
+        normalizer: Normalizer,
+        device: torch.device,
+        discrete: bool,
+    ) -> None:
+        self.device = device
+        self.observations = _tensor(observations).to(device)
+        self.next_observations = _tensor(next_observations).to(device)
+        if discrete:
+            self.actions = torch.from_numpy(np.asarray(actions, dtype=np.int64).reshape(-1))
+        else:
+            self.actions = _tensor(actions.reshape(len(actions), -1))
+        self.actions = self.actions.to(device)
+        stats = normalizer.statistics("observation")
+        self.scale = None if stats is None else tuple(_tensor(v).to(device) for v in stats)
+
+    def gather(self, rows: np.ndarray) -> Batch:
+        """``observations``, ``next_observations`` (standardised as the normalizer does) and
+        ``actions`` of ``rows``, on the device."""
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
+        out = {
+            "observations": self.observations.index_select(0, index),
+            "next_observations": self.next_observations.index_select(0, index),
+            "actions": self.actions.index_select(0, index),
+        }
+        if self.scale is not None:
+            mean, std = self.scale
+            for key in ("observations", "next_observations"):
+                out[key] = (out[key] - mean) / std
+        return out
 
 
 class FixedBatches:
@@ -321,17 +426,18 @@ class _RowSampler:
         self.data = data
         self.rng = rng
 
-    def sample(self, batch_size: int) -> dict[str, Any]:
+    def sample(self, batch_size: int, *, gather: bool = True) -> dict[str, Any]:
         rows = self.rng.integers(0, self.data.num_transitions, size=batch_size)
         terminals = self.data.terminals.take(rows)
-        batch = {
+        batch: dict[str, Any] = {
             "rows": rows,
-            "observations": take_observations(self.data.observations, rows),
-            "next_observations": take_observations(self.data.next_observations, rows),
-            "actions": self.data.actions.take(rows, axis=0),
             "rewards": self.data.rewards.take(rows),
             "masks": (~terminals).astype(np.float32),
         }
+        if gather:
+            batch["observations"] = take_observations(self.data.observations, rows)
+            batch["next_observations"] = take_observations(self.data.next_observations, rows)
+            batch["actions"] = self.data.actions.take(rows, axis=0)
         if self.data.task_ids is not None:
             batch["task_ids"] = self.data.task_ids.take(rows)
         return batch
@@ -356,6 +462,10 @@ class Normalizer:
         """The normalizer a model spec describes."""
         return cls(spec.get("normalization"))
 
+    def statistics(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(mean, std)`` float32 of ``observation`` or ``goal``, or None when unscaled."""
+        return self._observation if key == "observation" else self._goal
+
     def observations(self, flat: np.ndarray) -> np.ndarray:
         """``[B, observation dim]`` standardised (float32), or unchanged."""
         return _standardise(flat, self._observation)
@@ -379,5 +489,9 @@ def _mean_std(flat: np.ndarray) -> list[list[float]]:
     return [values.mean(axis=0).tolist(), np.where(std > 1e-6, std, 1.0).tolist()]
 
 
+def _float32(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    return torch.from_numpy(_float32(array))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gcrl.errors import ConfigError
-from gcrl.optim.task_gradients import TaskGradients, TaskLosses
+from gcrl.optim.task_gradients import GramStrategy, TaskGradients, TaskLosses
 
 REDUCTIONS = ("sum", "mean")
 
@@ -61,6 +61,9 @@ class PCGrad:
     per-task output heads); like every parameter outside ``shared`` they keep the plain
     gradient, which for them is their own task's. ``reduction``: ``sum`` (the
     paper's) or ``mean`` of the projected gradients. ``seed`` fixes the visiting orders.
+    ``strategy``: how the tasks' Gram matrix is formed for each shared Linear layer, from
+    per-sample kernels or per-task gradients (``auto``: the cheaper for its sizes; see
+    :class:`~gcrl.optim.task_gradients.TaskGradients`).
 
     Usage::
 
@@ -79,6 +82,7 @@ class PCGrad:
         reduction: str = "sum",
         seed: int = 0,
         task_specific: Iterable[torch.Tensor] = (),
+        strategy: GramStrategy = "auto",
     ) -> None:
         if reduction not in REDUCTIONS:
             raise ConfigError(f"reduction: unknown {reduction!r}; choose one of {REDUCTIONS}")
@@ -89,7 +93,7 @@ class PCGrad:
         )
         self.num_tasks = num_tasks
         self.reduction = reduction
-        self.gradients = TaskGradients(modules, params)
+        self.gradients = TaskGradients(modules, params, strategy)
         self.generator = torch.Generator().manual_seed(seed)
 
     def capture(self):  # type: ignore[no-untyped-def]
@@ -107,17 +111,13 @@ class PCGrad:
         for tests). Returns the per-task losses. Gradients accumulate into ``.grad`` as
         ``backward`` does; zero them between steps."""
         task_losses = TaskLosses(losses, task_ids, self.num_tasks)
-        per_task = self.gradients.backward(task_losses)
-        grads = [per_task[p].reshape(self.num_tasks, -1) for p in self.gradients.parameters]
-        gram = sum(g @ g.T for g in grads)  # [T, T] without concatenating the gradients
-        assert isinstance(gram, torch.Tensor)
+        gradients = self.gradients.gram(task_losses)
         if orders is None:
             orders = random_orders(self.num_tasks, self.generator)
-        weights = project_conflicts(gram, orders).sum(0)
+        weights = project_conflicts(gradients.matrix, orders).sum(0)
         if self.reduction == "mean":
             weights = weights / max(1, int(task_losses.present.sum()))
-        for param, g in zip(self.gradients.parameters, grads, strict=True):
-            self.gradients.accumulate(param, (weights @ g).view_as(param))
+        gradients.accumulate(weights)
         return task_losses
 
 

@@ -7,13 +7,21 @@ samples of per-sample terms: ``dW_t = G_t^T A_t`` (``G``: gradients at the layer
 backward pass of the (weighted) sum of task losses, the per-task sums come out of one batched
 matrix product over task segments (the same multiply-adds as the layer's usual weight
 gradient). Parameters of other layers fall back to one ``autograd.grad`` per task.
+
+PCGrad needs only the tasks' Gram matrix and one combination ``sum_t c_t dW_t``, which
+:meth:`TaskGradients.gram` gives without forming the per-task gradients where that is cheaper:
+``<dW_s, dW_t> = sum_{i in s, j in t} (g_i . g_j)(a_i . a_j)``, block sums of the samples'
+kernel ``(G G^T) * (A A^T)`` (the "ghost norm" of per-sample-gradient libraries), and the
+combination is the layer's usual weight gradient with per-sample weights ``c_{task(i)}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
 
 import torch
 from torch import nn
@@ -21,6 +29,16 @@ from torch import nn
 from gcrl.errors import ConfigError
 
 COVERED = (nn.Linear, nn.LayerNorm)
+#: How :meth:`TaskGradients.gram` treats a covered layer: per-sample kernels, per-task
+#: gradients, or whichever :func:`_kernel_is_cheaper` picks for its sizes.
+GramStrategy = Literal["auto", "kernel", "per-task"]
+STRATEGIES = ("auto", "kernel", "per-task")
+#: The cost model of :func:`_kernel_is_cheaper`, in multiply-adds at full matmul speed,
+#: measured on a 2-core AVX2 machine at batch 256 and widths 256: per-task products over
+#: segments of B/T rows run at about half that speed, and reading the per-task gradients for
+#: the ``[T, N] @ [N, T]`` Gram product, bound by memory, costs about 40 per element.
+SEGMENT_SLOWDOWN = 2
+PER_TASK_ELEMENT_COST = 40
 
 
 @dataclass
@@ -74,16 +92,71 @@ class TaskLosses:
         return (weights.to(self.per_task.dtype) * self.per_task).sum()
 
 
+@dataclass
+class TaskGram:
+    """What :meth:`TaskGradients.gram` leaves: the task gradients, some materialised
+    (``per_task``: ``[T, *shape]``) and some as the per-sample terms of covered layer calls
+    (``kernel_calls``: layer, inputs, output gradients), enough for their Gram matrix and any
+    combination of them."""
+
+    task_ids: torch.Tensor
+    num_tasks: int
+    per_task: dict[torch.Tensor, torch.Tensor]
+    kernel_calls: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    wanted: set[int] = field(default_factory=set)
+
+    @cached_property
+    def matrix(self) -> torch.Tensor:
+        """``[T, T]`` (float32 or wider): ``matrix[s, t]`` is the inner product of task s's
+        and task t's gradients over all the parameters."""
+        flat = [g.reshape(self.num_tasks, -1) for g in self.per_task.values()]
+        terms = [g @ g.T for g in flat]
+        if self.kernel_calls:
+            kernels = [
+                _sample_kernel(layer, inputs, grads, self.wanted)
+                for layer, inputs, grads in self.kernel_calls
+            ]
+            kernel = torch.stack(kernels).sum(0) if len(kernels) > 1 else kernels[0]
+            onehot = nn.functional.one_hot(self.task_ids, self.num_tasks).to(kernel.dtype)
+            terms.append(onehot.T @ kernel @ onehot)  # block sums by task pair
+        if not terms:
+            return torch.zeros(self.num_tasks, self.num_tasks)
+        return torch.stack(terms).sum(0) if len(terms) > 1 else terms[0]
+
+    def accumulate(self, coefficients: torch.Tensor) -> None:
+        """Add ``sum_t coefficients[t] g_t`` to each parameter's ``.grad``."""
+        for param, g in self.per_task.items():
+            flat = g.reshape(self.num_tasks, -1)
+            TaskGradients.accumulate(param, (coefficients.to(flat.dtype) @ flat).view_as(param))
+        if not self.kernel_calls:
+            return
+        per_sample = coefficients[self.task_ids]
+        for layer, inputs, grads in self.kernel_calls:
+            x, g = _promoted(inputs, grads)
+            weighted = g * per_sample[:, None].to(g.dtype)
+            for param, value in _layer_grads(layer, x, weighted, self.wanted.__contains__).items():
+                TaskGradients.accumulate(param, value)
+
+
 class TaskGradients:
     """Collects per-task gradients ``[T, *shape]`` of ``parameters`` in one backward pass.
 
     Parameters of :data:`COVERED` layers (found among ``modules``) are computed from the
     layers' inputs and output gradients; any other parameter in ``parameters`` falls back to
     one ``torch.autograd.grad`` per task. Use :meth:`capture` around the forward pass, then
-    :meth:`backward`.
+    :meth:`backward` (the per-task gradients) or :meth:`gram` (their Gram matrix and
+    combinations, without always forming them; ``strategy`` says how for covered layers).
     """
 
-    def __init__(self, modules: Iterable[nn.Module], parameters: Sequence[torch.Tensor]):
+    def __init__(
+        self,
+        modules: Iterable[nn.Module],
+        parameters: Sequence[torch.Tensor],
+        strategy: GramStrategy = "auto",
+    ):
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"strategy: unknown {strategy!r}; choose one of {STRATEGIES}")
+        self.strategy = strategy
         self.parameters = list(parameters)
         wanted = {id(p) for p in self.parameters}
         self._layers: list[nn.Module] = []
@@ -159,6 +232,19 @@ class TaskGradients:
         backward pass stops at the covered layers' outputs instead of computing their weight
         gradients, which the per-task products replace.
         """
+        return self._backward(task_losses, weights, kernels=False).per_task
+
+    def gram(self, task_losses: TaskLosses, weights: torch.Tensor | None = None) -> TaskGram:
+        """Backpropagate as :meth:`backward` does and return the task gradients as a
+        :class:`TaskGram`: ``.matrix`` is their Gram matrix ``[T, T]``, ``.accumulate(c)``
+        adds ``sum_t c_t g_t`` to ``.grad``. Covered layers whose sizes make it cheaper (see
+        ``strategy``) are kept as per-sample terms instead of per-task gradients; under
+        torch.distributed all are per-task (summed across ranks)."""
+        return self._backward(task_losses, weights, kernels=not _distributed())
+
+    def _backward(
+        self, task_losses: TaskLosses, weights: torch.Tensor | None, kernels: bool
+    ) -> TaskGram:
         num_tasks = task_losses.num_tasks
         total = task_losses.total(weights)
         out: dict[torch.Tensor, torch.Tensor] = {}
@@ -175,27 +261,50 @@ class TaskGradients:
                     torch.distributed.all_reduce(param.grad)
         for tensor in outputs:
             tensor.grad = None
-        index = _segments(task_losses.task_ids, num_tasks)
+        task_ids = task_losses.task_ids
+        index = _segments(task_ids, num_tasks)
+        kept: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
         for layer in self._layers:
-            for inputs, grads, _ in self._records.get(layer, []):
-                if inputs is None or grads is None:
+            calls = [(x, g) for x, g, _ in self._records.get(layer, []) if x is not None]
+            for inputs, grads in calls:
+                if grads is None:
                     continue  # the layer's output did not reach the loss
-                parts = _layer_task_grads(layer, inputs, grads, index, task_losses.task_ids)
+                _check_per_sample(layer, inputs, grads, len(task_ids))
+                # A layer called more than once has cross terms between its calls in the
+                # Gram matrix: its per-task gradients are formed instead.
+                if kernels and len(calls) == 1 and self._kernel_pays(layer, inputs, num_tasks):
+                    kept.append((layer, inputs, grads))
+                    parts = _layer_grads(layer, *_promoted(inputs, grads), self._unwanted)
+                    plain = True
+                else:
+                    parts = _layer_task_grads(layer, inputs, grads, index, task_ids)
+                    plain = False
                 for param, value in parts.items():
                     if id(param) in self._wanted:
                         out[param] = out[param] + value if param in out else value
                     else:  # a covered layer's other parameter: the plain gradient
-                        plain = value.sum(0)
+                        total_grad = value if plain else value.sum(0)
                         if _distributed():
-                            torch.distributed.all_reduce(plain)
-                        self.accumulate(param, plain)
+                            torch.distributed.all_reduce(total_grad)
+                        self.accumulate(param, total_grad)
+        in_kernels = {id(p) for layer, _, _ in kept for p in layer.parameters(recurse=False)}
         for param in self.parameters:
+            if id(param) in in_kernels:
+                continue
             if param not in out:
                 out[param] = torch.zeros(num_tasks, *param.shape, device=param.device)
             elif _distributed():
                 torch.distributed.all_reduce(out[param])
         self._release()
-        return out
+        return TaskGram(task_ids, num_tasks, out, kept, self._wanted)
+
+    def _unwanted(self, param_id: int) -> bool:
+        return param_id not in self._wanted
+
+    def _kernel_pays(self, layer: nn.Module, inputs: torch.Tensor, num_tasks: int) -> bool:
+        if self.strategy != "auto":
+            return self.strategy == "kernel"
+        return _kernel_is_cheaper(layer, len(inputs), num_tasks)
 
     def weight_norms(
         self, task_losses: TaskLosses, weights: torch.Tensor | None = None
@@ -298,6 +407,82 @@ def _gather(rows: torch.Tensor, segments: tuple[torch.Tensor, bool]) -> torch.Te
     return padded[index]
 
 
+def _promoted(inputs: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's inputs and output gradients in float32 or wider (bf16 autocast records
+    half-precision ones)."""
+    dtype = torch.promote_types(inputs.dtype, torch.float32)
+    return inputs.to(dtype), grads.to(dtype)
+
+
+def _check_per_sample(
+    layer: nn.Module, inputs: torch.Tensor, grads: torch.Tensor, batch: int
+) -> None:
+    if inputs.ndim != 2 or grads.shape[0] != batch:
+        raise ConfigError(
+            f"{type(layer).__name__}: called on inputs of shape {tuple(inputs.shape)} for a "
+            f"batch of {batch} samples; the one-pass per-task gradients need one row per sample"
+        )
+
+
+def _kernel_is_cheaper(layer: nn.Module, batch: int, num_tasks: int) -> bool:
+    """Whether a Linear layer's Gram terms cost less from the per-sample kernel
+    (``B^2 (D_in + D_out)`` for ``G G^T`` and ``A A^T``, then the weighted weight gradient)
+    than from per-task gradients (segment products, then reading them for the Gram matrix),
+    under the cost model of :data:`SEGMENT_SLOWDOWN` and :data:`PER_TASK_ELEMENT_COST`.
+    LayerNorm parameters are ``[D]`` vectors: their per-task gradients are always cheap."""
+    if not isinstance(layer, nn.Linear):
+        return False
+    d_in, d_out = layer.in_features, layer.out_features
+    kernel = batch * batch * (d_in + d_out) + batch * d_in * d_out
+    per_task = (SEGMENT_SLOWDOWN * batch + PER_TASK_ELEMENT_COST * num_tasks) * d_in * d_out
+    return kernel < per_task
+
+
+def _layer_grads(
+    layer: nn.Module, x: torch.Tensor, g: torch.Tensor, wanted: Callable[[int], bool]
+) -> dict[torch.Tensor, torch.Tensor]:
+    """The gradients of a covered layer's parameters for which ``wanted(id(param))``, from
+    inputs ``x`` and output gradients ``g`` ``[B, D]`` (scale the rows of ``g`` to weight the
+    samples)."""
+    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    out: dict[torch.Tensor, torch.Tensor] = {}
+    if weight is not None and wanted(id(weight)):
+        if isinstance(layer, nn.Linear):
+            out[weight] = g.T @ x
+        else:
+            assert isinstance(layer, nn.LayerNorm)
+            out[weight] = (g * _normalised(layer, x)).sum(0)
+    if bias is not None and wanted(id(bias)):
+        out[bias] = g.sum(0)
+    return out
+
+
+def _sample_kernel(
+    layer: nn.Module, inputs: torch.Tensor, grads: torch.Tensor, wanted: set[int]
+) -> torch.Tensor:
+    """``K [B, B]``: ``K[i, j]`` is the inner product of samples i's and j's gradients of the
+    layer's ``wanted`` parameters (for a Linear weight ``(g_i . g_j)(a_i . a_j)``)."""
+    x, g = _promoted(inputs, grads)
+    outer = g @ g.T
+    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    if isinstance(layer, nn.LayerNorm):
+        kernel = torch.zeros_like(outer)
+        if weight is not None and id(weight) in wanted:
+            scaled = g * _normalised(layer, x)
+            kernel = kernel + scaled @ scaled.T
+        return kernel + outer if bias is not None and id(bias) in wanted else kernel
+    factor = x @ x.T if weight is not None and id(weight) in wanted else torch.zeros_like(outer)
+    if bias is not None and id(bias) in wanted:
+        factor = factor + 1
+    return outer * factor
+
+
+def _normalised(layer: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, unbiased=False, keepdim=True)
+    return (x - mean) * torch.rsqrt(var + layer.eps)
+
+
 def _layer_task_grads(
     layer: nn.Module,
     inputs: torch.Tensor,
@@ -307,13 +492,8 @@ def _layer_task_grads(
 ) -> dict[torch.Tensor, torch.Tensor]:
     """Per-task gradients of one call of a covered layer."""
     num_tasks = index[0].shape[0]
-    dtype = torch.promote_types(inputs.dtype, torch.float32)
-    x, g = inputs.to(dtype), grads.to(dtype)
-    if x.ndim != 2 or g.shape[0] != len(task_ids):
-        raise ConfigError(
-            f"{type(layer).__name__}: called on inputs of shape {tuple(x.shape)} for a batch of "
-            f"{len(task_ids)} samples; the one-pass per-task gradients need one row per sample"
-        )
+    x, g = _promoted(inputs, grads)
+    dtype = x.dtype
     out: dict[torch.Tensor, torch.Tensor] = {}
     if isinstance(layer, nn.Linear):
         weight = torch.bmm(_gather(g, index).transpose(1, 2), _gather(x, index))
@@ -323,9 +503,7 @@ def _layer_task_grads(
             out[layer.bias] = zeros.index_add(0, task_ids, g)
         return out
     assert isinstance(layer, nn.LayerNorm)
-    mean = x.mean(dim=-1, keepdim=True)
-    var = x.var(dim=-1, unbiased=False, keepdim=True)
-    normalised = (x - mean) * torch.rsqrt(var + layer.eps)
+    normalised = _normalised(layer, x)
     zeros = torch.zeros(num_tasks, g.shape[1], dtype=dtype, device=g.device)
     if layer.weight is not None:
         out[layer.weight] = zeros.index_add(0, task_ids, g * normalised)

@@ -106,7 +106,9 @@ class GoalSampler:
         self.random_goal_pool = random_goal_pool
 
     # ----------------------------------------------------------------- public
-    def sample(self, batch_size: int, rows: np.ndarray | None = None) -> dict[str, Any]:
+    def sample(
+        self, batch_size: int, rows: np.ndarray | None = None, *, gather: bool = True
+    ) -> dict[str, Any]:
         """A relabeled batch of ``batch_size`` rows drawn uniformly (or the given ``rows``).
 
         Returns a dict of numpy arrays: ``observations``, ``next_observations`` (dicts when
@@ -114,6 +116,8 @@ class GoalSampler:
         (float32), ``terminals`` (bool), ``masks`` (float32, ``1 - terminals``),
         ``value_goals``, ``actor_goals``, ``task_ids`` (when the data has tasks), ``rows``
         (source row of each sample) and ``relabeled`` (bool: the value goal was relabeled).
+        With ``gather=False`` the first three are left out, for the caller to gather by
+        ``rows`` from its own copy of the data (a training device's, for instance).
         """
         if rows is None:
             rows = self.rng.integers(0, self.data.num_transitions, size=batch_size)
@@ -137,23 +141,26 @@ class GoalSampler:
             actor_goals = self._goal_values(rows, actor_positions, episodes, actor_codes)
 
         data = self.data
-        observations = _gather(data.observations, rows, value_goals)
-        next_observations = _gather(data.next_observations, rows, value_goals)
-        actions = take_rows(data.actions, rows)
         relabeled = positions != KEEP
         success = self._success(rows, states, positions, value_goals, codes)
         terminals = np.where(relabeled, success, take_rows(data.terminals, rows))
+        batch: dict[str, Any] = {}
+        if gather or self.reward_fn is not None:
+            batch["observations"] = _gather(data.observations, rows, value_goals)
+            batch["next_observations"] = _gather(data.next_observations, rows, value_goals)
+            batch["actions"] = take_rows(data.actions, rows)
         if self.reward_fn is not None:
             rewards = check_rewards(
-                self.reward_fn(observations, actions, next_observations), len(rows), "reward_fn"
+                self.reward_fn(batch["observations"], batch["actions"], batch["next_observations"]),
+                len(rows),
+                "reward_fn",
             )
         else:
             rewards = self.reward.rewards(success)
         rewards = np.where(relabeled, rewards, take_rows(data.rewards, rows)).astype(np.float32)
-        batch: dict[str, Any] = {
-            "observations": observations,
-            "next_observations": next_observations,
-            "actions": actions,
+        if not gather:
+            batch = {}
+        batch |= {
             "rewards": rewards,
             "terminals": terminals,
             "masks": (~terminals).astype(np.float32),
@@ -300,10 +307,13 @@ class TaskSampler:
         self.keep_fn = keep_fn
         self.rng = as_generator(seed)
 
-    def sample(self, batch_size: int, rows: np.ndarray | None = None) -> dict[str, Any]:
+    def sample(
+        self, batch_size: int, rows: np.ndarray | None = None, *, gather: bool = True
+    ) -> dict[str, Any]:
         """A batch: ``observations``, ``next_observations``, ``actions``, ``rewards``,
         ``terminals``, ``masks``, ``task_ids`` (the relabeled task where shared), ``rows`` and
-        ``relabeled``; numpy arrays, the data's own where not shared."""
+        ``relabeled``; numpy arrays, the data's own where not shared. With ``gather=False``
+        the first three are left out (see :meth:`GoalSampler.sample`)."""
         data = self.data
         if rows is None:
             rows = self.rng.integers(0, data.num_transitions, size=batch_size)
@@ -318,10 +328,17 @@ class TaskSampler:
         draw = (cdf <= (self.rng.random(len(tried)) * total)[:, None]).sum(axis=1)
         shared = tried[total > 0]
         targets = draw[total > 0]
-        observations = take_observations(data.observations, rows)
-        next_observations = take_observations(data.next_observations, rows)
-        actions = take_rows(data.actions, rows)
+        observations: Observations | None = None
+        next_observations: Observations | None = None
+        actions: np.ndarray | None = None
+        needs_data = self.keep_fn is not None or not isinstance(self.task_rewards, np.ndarray)
+        if gather or needs_data:
+            observations = take_observations(data.observations, rows)
+            next_observations = take_observations(data.next_observations, rows)
+            actions = take_rows(data.actions, rows)
         if self.keep_fn is not None and len(shared):
+            assert observations is not None and next_observations is not None
+            assert actions is not None
             proposal = {
                 "observations": take_observations(observations, shared),
                 "next_observations": take_observations(next_observations, shared),
@@ -341,10 +358,14 @@ class TaskSampler:
         relabeled = np.zeros(len(rows), dtype=bool)
         relabeled[shared] = True
         terminals = take_rows(data.terminals, rows)
-        return {
-            "observations": observations,
-            "next_observations": next_observations,
-            "actions": actions,
+        batch: dict[str, Any] = {}
+        if gather:
+            batch |= {
+                "observations": observations,
+                "next_observations": next_observations,
+                "actions": actions,
+            }
+        return batch | {
             "rewards": rewards,
             "terminals": terminals,
             "masks": (~terminals).astype(np.float32),
@@ -358,12 +379,14 @@ class TaskSampler:
         source_rows: np.ndarray,
         tasks: np.ndarray,
         positions: np.ndarray,
-        observations: Observations,
-        actions: np.ndarray,
-        next_observations: Observations,
+        observations: Observations | None,
+        actions: np.ndarray | None,
+        next_observations: Observations | None,
     ) -> np.ndarray:
         if isinstance(self.task_rewards, np.ndarray):
             return self.task_rewards[source_rows, tasks]
+        assert observations is not None and next_observations is not None
+        assert actions is not None
         out = np.empty(len(tasks), dtype=np.float32)
         for task in np.unique(tasks):
             sel = positions[tasks == task]
