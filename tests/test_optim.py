@@ -154,7 +154,10 @@ def test_gram_matrix_and_combinations_equal_the_reference(num_tasks: int, strate
     reference = reference_task_grads(model, x, y, task_ids, num_tasks)
     sizes = [p.numel() for p in model.parameters()]
     keep = torch.cat(
-        [torch.full((n,), p is not model[3].bias) for p, n in zip(model.parameters(), sizes)]
+        [
+            torch.full((n,), p is not model[3].bias)
+            for p, n in zip(model.parameters(), sizes, strict=True)
+        ]
     )
     wanted = reference[:, keep]
     torch.testing.assert_close(terms.matrix, wanted @ wanted.T, rtol=1e-9, atol=1e-12)

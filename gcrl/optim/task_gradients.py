@@ -333,7 +333,7 @@ class TaskGradients:
             return torch.zeros(task_losses.num_tasks, device=weight.device)
         segments = _segments(task_losses.task_ids, task_losses.num_tasks)
         dtype = torch.promote_types(inputs.dtype, torch.float32)
-        g, x = _gather(grads.to(dtype), segments), _gather(inputs.to(dtype), segments)
+        g, x = _gather(grads.to(dtype), segments), _gather(inputs.to(dtype), segments, False)
         blocks = torch.bmm(g, g.transpose(1, 2)) * torch.bmm(x, x.transpose(1, 2))
         return blocks.sum((1, 2)).clamp(min=0).sqrt()
 
@@ -398,11 +398,17 @@ def _segments(task_ids: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, boo
     return torch.where(valid, order[position], torch.full_like(position, len(task_ids))), False
 
 
-def _gather(rows: torch.Tensor, segments: tuple[torch.Tensor, bool]) -> torch.Tensor:
-    """``rows [B, D]`` grouped into ``[T, Lmax, D]`` (padding rows are zeros)."""
+def _gather(
+    rows: torch.Tensor, segments: tuple[torch.Tensor, bool], zero_padding: bool = True
+) -> torch.Tensor:
+    """``rows [B, D]`` grouped into ``[T, Lmax, D]``. Padding rows are zeros, or, without
+    ``zero_padding``, copies of the last row (for the other factor of a product whose padding
+    rows are zeros already)."""
     index, balanced = segments
     if balanced:
         return rows[index]
+    if not zero_padding:
+        return rows[index.clamp(max=len(rows) - 1)]
     padded = torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
     return padded[index]
 
@@ -496,7 +502,7 @@ def _layer_task_grads(
     dtype = x.dtype
     out: dict[torch.Tensor, torch.Tensor] = {}
     if isinstance(layer, nn.Linear):
-        weight = torch.bmm(_gather(g, index).transpose(1, 2), _gather(x, index))
+        weight = torch.bmm(_gather(g, index).transpose(1, 2), _gather(x, index, False))
         out[layer.weight] = weight
         if layer.bias is not None:
             zeros = torch.zeros(num_tasks, g.shape[1], dtype=dtype, device=g.device)
