@@ -112,11 +112,10 @@ class TaskGram:
         flat = [g.reshape(self.num_tasks, -1) for g in self.per_task.values()]
         terms = [g @ g.T for g in flat]
         if self.kernel_calls:
-            kernels = [
-                _sample_kernel(layer, inputs, grads, self.wanted)
-                for layer, inputs, grads in self.kernel_calls
-            ]
-            kernel = torch.stack(kernels).sum(0) if len(kernels) > 1 else kernels[0]
+            kernel = None
+            for layer, inputs, grads in self.kernel_calls:
+                kernel = _add_sample_kernel(kernel, layer, inputs, grads, self.wanted)
+            assert kernel is not None
             onehot = nn.functional.one_hot(self.task_ids, self.num_tasks).to(kernel.dtype)
             terms.append(onehot.T @ kernel @ onehot)  # block sums by task pair
         if not terms:
@@ -339,9 +338,10 @@ class TaskGradients:
 
     @staticmethod
     def accumulate(param: torch.Tensor, value: torch.Tensor) -> None:
-        """Add ``value`` to ``param.grad`` (creating it), as ``backward`` accumulates."""
+        """Add ``value`` to ``param.grad``, as ``backward`` accumulates. Without a gradient
+        yet, ``value`` itself becomes it (no copy): pass a tensor nothing else holds."""
         value = value.to(param.dtype)
-        param.grad = value.clone() if param.grad is None else param.grad + value
+        param.grad = value if param.grad is None else param.grad + value
 
     def _fallback(
         self, task_losses: TaskLosses, weights: torch.Tensor | None
@@ -463,24 +463,30 @@ def _layer_grads(
     return out
 
 
-def _sample_kernel(
-    layer: nn.Module, inputs: torch.Tensor, grads: torch.Tensor, wanted: set[int]
+def _add_sample_kernel(
+    kernel: torch.Tensor | None,
+    layer: nn.Module,
+    inputs: torch.Tensor,
+    grads: torch.Tensor,
+    wanted: set[int],
 ) -> torch.Tensor:
-    """``K [B, B]``: ``K[i, j]`` is the inner product of samples i's and j's gradients of the
-    layer's ``wanted`` parameters (for a Linear weight ``(g_i . g_j)(a_i . a_j)``)."""
+    """``kernel`` (a new one when None) plus, in place, this layer call's ``K [B, B]``:
+    ``K[i, j]`` is the inner product of samples i's and j's gradients of the layer's
+    ``wanted`` parameters (for a Linear weight ``(g_i . g_j)(a_i . a_j)``)."""
     x, g = _promoted(inputs, grads)
     outer = g @ g.T
-    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
-    if isinstance(layer, nn.LayerNorm):
+    if kernel is None:
         kernel = torch.zeros_like(outer)
-        if weight is not None and id(weight) in wanted:
+    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    if weight is not None and id(weight) in wanted:
+        if isinstance(layer, nn.LayerNorm):
             scaled = g * _normalised(layer, x)
-            kernel = kernel + scaled @ scaled.T
-        return kernel + outer if bias is not None and id(bias) in wanted else kernel
-    factor = x @ x.T if weight is not None and id(weight) in wanted else torch.zeros_like(outer)
+            kernel.addmm_(scaled, scaled.T)
+        else:
+            kernel.addcmul_(outer, x @ x.T)
     if bias is not None and id(bias) in wanted:
-        factor = factor + 1
-    return outer * factor
+        kernel.add_(outer)
+    return kernel
 
 
 def _normalised(layer: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
