@@ -26,7 +26,9 @@ interleaved):
   update), cycling over 16 batches drawn beforehand from the same data module: the model's
   cost alone;
 * plain loop, fresh batches: the same loop drawing each batch from the data module's
-  ``train_dataloader()`` (the numpy goal sampler and the tensor conversion): model + data.
+  ``train_dataloader()`` (the numpy goal sampler for rows, goals and rewards, then the
+  observations and actions gathered from the tensors the data module holds on the device):
+  model + data.
 
 With --compile every method uses ``compile_losses=True`` (the loss computation compiled by
 ``torch.compile`` during the warm-up steps); by default all run eagerly.
