@@ -184,6 +184,13 @@ def test_reward_fn_replaces_rewards_and_is_checked() -> None:
         batch["next_observations"]["achieved_goal"] - batch["value_goals"], axis=1
     )
     np.testing.assert_allclose(batch["rewards"], expected, rtol=1e-6)
+    # Without gathering, the reward function still sees the batch; the rest is unchanged.
+    lean = GoalSampler(
+        data, value_goals=GoalMixture.only("future"), reward_fn=negative_distance, seed=0
+    ).sample(40, gather=False)
+    assert set(lean) == set(batch) - {"observations", "next_observations", "actions"}
+    for key, value in lean.items():
+        np.testing.assert_array_equal(value, batch[key])
     broken = GoalSampler(
         data, value_goals=GoalMixture.only("future"), reward_fn=lambda o, a, n: np.zeros(3), seed=0
     )

@@ -251,12 +251,13 @@ class TrajectoryDataModule(L.LightningDataModule):
             self.relabel != "none" and DESIRED_GOAL in self.observation_keys
         ):
             return None
-        flat = (self.flat(data.observations), self.flat(data.next_observations))
-        size = sum(4 * a.size for a in flat) + data.actions.nbytes
         if self.device_data == "auto" and device.type == "cuda":
+            # Two float32 state columns of the spec's width, and the actions.
+            size = 8 * data.num_transitions * self.spec["observation_dim"] + data.actions.nbytes
             free, _ = torch.cuda.mem_get_info(device)
             if size > DEVICE_SHARE * free:
                 return None
+        flat = (self.flat(data.observations), self.flat(data.next_observations))
         store = DeviceData(*flat, data.actions, self.normalizer, device, self.spec["discrete"])
         self._device_data[key] = store
         return store
@@ -330,11 +331,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         out["next_observations"] = _tensor(
             scale.observations(self.flat(batch["next_observations"]))
         )
-        actions = batch["actions"]
-        if self.spec["discrete"]:
-            out["actions"] = torch.from_numpy(np.asarray(actions, dtype=np.int64).reshape(-1))
-        else:
-            out["actions"] = _tensor(actions.reshape(len(rows), -1))
+        out["actions"] = _action_tensor(batch["actions"], self.spec["discrete"])
         return out
 
 
@@ -382,11 +379,7 @@ class DeviceData:
         self.device = device
         self.observations = _tensor(observations).to(device)
         self.next_observations = _tensor(next_observations).to(device)
-        if discrete:
-            self.actions = torch.from_numpy(np.asarray(actions, dtype=np.int64).reshape(-1))
-        else:
-            self.actions = _tensor(actions.reshape(len(actions), -1))
-        self.actions = self.actions.to(device)
+        self.actions = _action_tensor(actions, discrete).to(device)
         stats = normalizer.statistics("observation")
         self.scale = None if stats is None else tuple(_tensor(v).to(device) for v in stats)
 
@@ -495,3 +488,10 @@ def _float32(array: np.ndarray) -> np.ndarray:
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(_float32(array))
+
+
+def _action_tensor(actions: np.ndarray, discrete: bool) -> torch.Tensor:
+    """Actions as the networks take them: int64 ``[N]`` indices, or float32 ``[N, dim]``."""
+    if discrete:
+        return torch.from_numpy(np.asarray(actions, dtype=np.int64).reshape(-1))
+    return _tensor(actions.reshape(len(actions), -1))

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ COVERED = (nn.Linear, nn.LayerNorm)
 #: How :meth:`TaskGradients.gram` treats a covered layer: per-sample kernels, per-task
 #: gradients, or whichever :func:`_kernel_is_cheaper` picks for its sizes.
 GramStrategy = Literal["auto", "kernel", "per-task"]
-STRATEGIES = ("auto", "kernel", "per-task")
+STRATEGIES: tuple[str, ...] = get_args(GramStrategy)
 #: The cost model of :func:`_kernel_is_cheaper`, in multiply-adds at full matmul speed,
 #: measured on a 2-core AVX2 machine at batch 256 and widths 256: per-task products over
 #: segments of B/T rows run at about half that speed, and reading the per-task gradients for

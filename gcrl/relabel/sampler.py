@@ -144,22 +144,23 @@ class GoalSampler:
         relabeled = positions != KEEP
         success = self._success(rows, states, positions, value_goals, codes)
         terminals = np.where(relabeled, success, take_rows(data.terminals, rows))
-        batch: dict[str, Any] = {}
+        gathered: dict[str, Any] = {}
         if gather or self.reward_fn is not None:
-            batch["observations"] = _gather(data.observations, rows, value_goals)
-            batch["next_observations"] = _gather(data.next_observations, rows, value_goals)
-            batch["actions"] = take_rows(data.actions, rows)
+            gathered["observations"] = _gather(data.observations, rows, value_goals)
+            gathered["next_observations"] = _gather(data.next_observations, rows, value_goals)
+            gathered["actions"] = take_rows(data.actions, rows)
         if self.reward_fn is not None:
             rewards = check_rewards(
-                self.reward_fn(batch["observations"], batch["actions"], batch["next_observations"]),
+                self.reward_fn(
+                    gathered["observations"], gathered["actions"], gathered["next_observations"]
+                ),
                 len(rows),
                 "reward_fn",
             )
         else:
             rewards = self.reward.rewards(success)
         rewards = np.where(relabeled, rewards, take_rows(data.rewards, rows)).astype(np.float32)
-        if not gather:
-            batch = {}
+        batch = gathered if gather else {}
         batch |= {
             "rewards": rewards,
             "terminals": terminals,
