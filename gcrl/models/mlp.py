@@ -125,8 +125,23 @@ class ConditionedMLP(nn.Module):
         return out.gather(-2, index).squeeze(-2)
 
 
+#: Input widths below this get their weight stored column-major (see :func:`_linear`).
+THIN_INPUT = 16
+
+
 def _linear(in_dim: int, out_dim: int) -> nn.Linear:
+    """A Xavier-initialised Linear layer with zero bias.
+
+    A layer over a narrow input (fewer than :data:`THIN_INPUT` features, e.g. a 4-d state
+    with a 2-d goal) keeps its ``[out, in]`` weight as the transpose of a contiguous
+    ``[in, out]`` tensor: same shape, values and ``state_dict``, but the backward pass's
+    products then take MKL's fast path. At batch 1024 into 512 units with 6 inputs we
+    measured the weight gradient at 0.16 ms instead of 1.0 ms, the input gradient at 0.25
+    instead of 0.62 (2 threads).
+    """
     layer = nn.Linear(in_dim, out_dim)
     nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
+    if in_dim < THIN_INPUT:  # after the init, so the drawn values do not depend on the layout
+        layer.weight = nn.Parameter(layer.weight.detach().t().contiguous().t())
     return layer
