@@ -209,6 +209,24 @@ def test_two_conflicting_tasks_give_the_closed_form_projection() -> None:
     torch.testing.assert_close(layer.weight.grad, torch.tensor([[0.25, 0.75]]))
 
 
+@pytest.mark.parametrize("num_tasks", [4, 12, 30])
+def test_projection_loops_and_vectors_agree(num_tasks: int) -> None:
+    """Both routes of project_conflicts (Python loops for few tasks, numpy beyond) give the
+    same coefficients, a zero gradient among the tasks included."""
+    from gcrl.optim.pcgrad import _project_loops, _project_vectors
+
+    torch.manual_seed(num_tasks)
+    grads = torch.randn(num_tasks, 40, dtype=torch.float64)
+    grads[1] = 0.0
+    gram = grads @ grads.T
+    orders = random_orders(num_tasks, torch.Generator().manual_seed(1))
+    loops = torch.tensor(_project_loops(gram.tolist(), orders.tolist()), dtype=torch.float64)
+    vectors = torch.from_numpy(_project_vectors(gram.numpy(), orders.numpy()))
+    torch.testing.assert_close(loops, vectors)
+    expected = reference_pcgrad(grads, orders)
+    torch.testing.assert_close(loops.sum(0) @ grads, expected)
+
+
 def test_the_shuffle_is_used_and_seeded() -> None:
     """With three tasks the visiting order changes the result; the seed fixes it."""
 
