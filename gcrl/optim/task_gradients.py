@@ -474,19 +474,25 @@ def _add_sample_kernel(
     ``K[i, j]`` is the inner product of samples i's and j's gradients of the layer's
     ``wanted`` parameters (for a Linear weight ``(g_i . g_j)(a_i . a_j)``)."""
     x, g = _promoted(inputs, grads)
-    outer = g @ g.T
-    if kernel is None:
-        kernel = torch.zeros_like(outer)
     weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
-    if weight is not None and id(weight) in wanted:
-        if isinstance(layer, nn.LayerNorm):
+    with_weight = weight is not None and id(weight) in wanted
+    with_bias = bias is not None and id(bias) in wanted
+    if isinstance(layer, nn.LayerNorm):
+        term = g @ g.T if with_bias else None
+        if with_weight:
             scaled = g * _normalised(layer, x)
-            kernel.addmm_(scaled, scaled.T)
-        else:
-            kernel.addcmul_(outer, x @ x.T)
-    if bias is not None and id(bias) in wanted:
-        kernel.add_(outer)
-    return kernel
+            term = scaled @ scaled.T if term is None else term.addmm_(scaled, scaled.T)
+    elif with_weight:
+        # (g_i . g_j)(a_i . a_j) + (g_i . g_j) for the bias: one product of the two kernels.
+        term = x @ x.T
+        if with_bias:
+            term.add_(1.0)
+        term.mul_(g @ g.T)
+    else:
+        term = g @ g.T if with_bias else None
+    if term is None:
+        return kernel if kernel is not None else g.new_zeros(len(g), len(g))
+    return term if kernel is None else kernel.add_(term)
 
 
 def _normalised(layer: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
