@@ -3,7 +3,7 @@ logging, checkpoint metadata and acting."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import lightning as L
@@ -32,7 +32,7 @@ CHECKPOINT_KEY = "gcrl"
 _FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda", "mps", "xpu"})
 
 
-def fused_adam_supported(params: list[torch.Tensor]) -> bool:
+def fused_adam_supported(params: Sequence[torch.Tensor]) -> bool:
     """Whether ``torch.optim.Adam(params, fused=True)`` applies: all floating point, on one
     device that has the fused kernel."""
     devices = {p.device for p in params}

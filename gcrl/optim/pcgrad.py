@@ -39,6 +39,7 @@ def project_conflicts(gram: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
     visit costs O(T) (in float64 on the CPU: the matrix is tiny).
     """
     g = gram.detach().cpu().double()
+    coefficients: list[list[float]] | np.ndarray
     if len(g) <= PYTHON_LOOP_TASKS:
         coefficients = _project_loops(g.tolist(), orders.cpu().tolist())
     else:
