@@ -25,6 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DATA = RESULTS / "data"
 
+
+def _pointmaze_iql(relabel: str) -> tuple[str, list[str], str, int]:
+    """IQL on the PointMaze data (256-wide networks, 5k steps) with the given relabeling."""
+    overrides = [
+        f"--data.path={DATA}/pointmaze-medium.hdf5",
+        f"--data.relabel={relabel}",
+        "--data.normalize=true",
+        "--data.batch_size=256",
+        "--data.val_fraction=0",
+        "--model.init_args.actor_hidden_dims=[256,256]",
+        "--model.init_args.value_hidden_dims=[256,256]",
+        "--trainer.max_steps=5000",
+    ]
+    return ("pointmaze-gciql.yaml", overrides, "pointmaze-medium", 10)
+
+
 # name -> (config, overrides, evaluation suite, evaluation episodes per task)
 EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
     "pointmaze": {
@@ -51,36 +67,8 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
             "pointmaze-medium",
             10,
         ),
-        "pm-iql": (
-            "pointmaze-gciql.yaml",
-            [
-                f"--data.path={DATA}/pointmaze-medium.hdf5",
-                "--data.relabel=none",
-                "--data.normalize=true",
-                "--data.batch_size=256",
-                "--data.val_fraction=0",
-                "--model.init_args.actor_hidden_dims=[256,256]",
-                "--model.init_args.value_hidden_dims=[256,256]",
-                "--trainer.max_steps=5000",
-            ],
-            "pointmaze-medium",
-            10,
-        ),
-        "pm-iql-her": (
-            "pointmaze-gciql.yaml",
-            [
-                f"--data.path={DATA}/pointmaze-medium.hdf5",
-                "--data.relabel=ogbench",
-                "--data.normalize=true",
-                "--data.batch_size=256",
-                "--data.val_fraction=0",
-                "--model.init_args.actor_hidden_dims=[256,256]",
-                "--model.init_args.value_hidden_dims=[256,256]",
-                "--trainer.max_steps=5000",
-            ],
-            "pointmaze-medium",
-            10,
-        ),
+        "pm-iql": _pointmaze_iql(relabel="none"),
+        "pm-iql-her": _pointmaze_iql(relabel="ogbench"),
     },
     "mt10": {
         "mt10-bc-onehot": ("mt10-bc.yaml", [f"--data.path={DATA}/mt10.hdf5"], "metaworld-mt10", 5),
