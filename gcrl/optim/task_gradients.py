@@ -477,12 +477,8 @@ def _add_sample_kernel(
     weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
     with_weight = weight is not None and id(weight) in wanted
     with_bias = bias is not None and id(bias) in wanted
-    if isinstance(layer, nn.LayerNorm):
-        term = g @ g.T if with_bias else None
-        if with_weight:
-            scaled = g * _normalised(layer, x)
-            term = scaled @ scaled.T if term is None else term.addmm_(scaled, scaled.T)
-    elif with_weight:
+    term: torch.Tensor | None
+    if isinstance(layer, nn.Linear) and with_weight:
         # (g_i . g_j)(a_i . a_j) + (g_i . g_j) for the bias: one product of the two kernels.
         term = x @ x.T
         if with_bias:
@@ -490,6 +486,10 @@ def _add_sample_kernel(
         term.mul_(g @ g.T)
     else:
         term = g @ g.T if with_bias else None
+        if with_weight:  # LayerNorm: its weight's per-sample gradient is g * normalised(x)
+            assert isinstance(layer, nn.LayerNorm)
+            scaled = g * _normalised(layer, x)
+            term = scaled @ scaled.T if term is None else term.addmm_(scaled, scaled.T)
     if term is None:
         return kernel if kernel is not None else g.new_zeros(len(g), len(g))
     return term if kernel is None else kernel.add_(term)
