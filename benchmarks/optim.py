@@ -79,6 +79,17 @@ def methods(num_tasks: int, batch: int, width: int) -> dict[str, Callable[[], No
 
     out["plain Adam"] = plain
 
+    # The kernels' multiply-adds alone: each wide trunk layer's A A^T and G G^T ([B, B] from
+    # [B, width]), on top of a plain step. The one-pass PCGrad cannot go below this.
+    factors = [torch.randn(batch, width) for _ in range(4)]
+
+    def plain_and_kernels() -> None:
+        plain()
+        for factor in factors:
+            factor @ factor.T
+
+    out["plain Adam + the kernel products alone (floor)"] = plain_and_kernels
+
     def one_pass(make: Callable[[MultiHeadMLP], PCGrad | GradNorm]) -> Callable[[], None]:
         """A step of ``make(model)`` (PCGrad or GradNorm) on its own model and Adam."""
         model, x, y, t = setup(num_tasks, batch, width, 0)

@@ -28,6 +28,10 @@ interleaved):
   Trainer), ``zero_grad``, ``backward``, ``step``, and ``on_train_batch_end`` (IQL's target
   update), cycling over 16 batches drawn beforehand from the same data module: the model's
   cost alone;
+* bare PyTorch MLP, no gcrl (GCBC only): the floor for any PyTorch implementation, a
+  hand-written ``nn.Sequential`` of the same sizes (exact GELU), fused Adam and the
+  unit-variance Gaussian's negative log-likelihood (up to its constant), on the same
+  pre-drawn batches: no gcrl code at all;
 * plain loop, fresh batches: the same loop drawing each batch from the data module's
   ``train_dataloader()`` (the numpy goal sampler for rows, goals and rewards, then the
   observations and actions gathered from the tensors the data module holds on the device):
@@ -62,11 +66,12 @@ from typing import Any
 #: --jax-python.
 OGBENCH_JAX: dict[str, float] = {"GCBC": 48.0, "GCIQL": 6.0}
 ALGORITHMS = ("GCBC", "GCIQL")
+BARE = "bare PyTorch MLP, no gcrl"
 PLAIN = "plain loop, pre-drawn batches"
 FRESH = "plain loop, fresh batches"
 LIGHTNING = "gcrl via Lightning"
 REFERENCE = "OGBench JAX (reference)"
-METHODS = (PLAIN, FRESH, LIGHTNING)
+METHODS = (BARE, PLAIN, FRESH, LIGHTNING)
 #: Batches drawn beforehand for the plain loop, reused cyclically.
 PREDRAWN = 16
 #: Targets: Lightning / plain loop, and Lightning / OGBench JAX.
@@ -106,6 +111,32 @@ def make_module(algorithm: str, spec: dict[str, Any], compile_losses: bool) -> A
 
 
 # --------------------------------------------------------------------------- measuring
+def bare_gcbc(dims: list[int], batches: Iterator[Any], warmup: int, steps: int) -> float:
+    """Steps per second of GCBC written directly in PyTorch (no gcrl module): the same
+    sizes, exact GELU, fused Adam and a unit-variance Gaussian's log-likelihood."""
+    import torch
+    from torch import nn
+
+    obs_dim, goal_dim, action_dim = dims
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for width_in in (obs_dim + goal_dim, 512, 512):
+        layers += [nn.Linear(width_in, 512), nn.GELU()]
+    actor = nn.Sequential(*layers, nn.Linear(512, action_dim))
+    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, fused=True)
+    start = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            start = time.perf_counter()
+        batch = next(batches)
+        mean = actor(torch.cat([batch["observations"], batch["actor_goals"]], -1))
+        loss = 0.5 * ((mean - batch["actions"]) ** 2).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return steps / (time.perf_counter() - start)
+
+
 def plain_loop(module: Any, batches: Iterator[Any], warmup: int, steps: int) -> float:
     """Steps per second of a hand-written loop over ``module`` (after ``warmup`` steps)."""
     optimizer = module.configure_optimizers()
@@ -186,6 +217,10 @@ def measure(
         FRESH: lambda: plain_loop(plain_module, iter(dm.train_dataloader()), warmup, steps),
         LIGHTNING: lambda: lightning_fit(lightning_module, dm, warmup, steps),
     }
+    dims = [dm.spec["observation_dim"], dm.spec["goal_dim"], dm.spec["action_dim"]]
+    if algorithm == "GCBC":
+        runs[BARE] = lambda: bare_gcbc(dims, predrawn, warmup, steps)
+    methods = [m for m in methods if m in runs]
     rates: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(repeats):
         for method in methods:
@@ -202,7 +237,7 @@ def measure(
         "threads": torch.get_num_threads(),
         "data_ms": data_ms,
         "parameters": sum(p.numel() for p in plain_module.parameters()),
-        "dims": [dm.spec["observation_dim"], dm.spec["goal_dim"], dm.spec["action_dim"]],
+        "dims": dims,
     }
 
 

@@ -227,6 +227,25 @@ def test_projection_loops_and_vectors_agree(num_tasks: int) -> None:
     torch.testing.assert_close(loops.sum(0) @ grads, expected)
 
 
+@pytest.mark.parametrize(
+    "task_ids, balanced",
+    [([2, 0, 1, 0, 2, 1], True), ([1, 0, 1, 3, 1, 0], False)],
+)
+def test_task_segments_group_the_samples_in_batch_order(
+    task_ids: list[int], balanced: bool
+) -> None:
+    """Each task's row lists its samples in batch order, padded with the batch size (read as
+    a zero row) when tasks differ in size; an absent task is all padding."""
+    from gcrl.optim.task_gradients import _segments
+
+    index, is_balanced = _segments(torch.tensor(task_ids), 4 if not balanced else 3)
+    assert is_balanced == balanced
+    for task, row in enumerate(index.tolist()):
+        members = [i for i, t in enumerate(task_ids) if t == task]
+        assert row[: len(members)] == members
+        assert all(i == len(task_ids) for i in row[len(members) :])
+
+
 def test_the_shuffle_is_used_and_seeded() -> None:
     """With three tasks the visiting order changes the result; the seed fixes it."""
 
