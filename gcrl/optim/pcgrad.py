@@ -38,11 +38,11 @@ def project_conflicts(gram: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
     ``dots[i, k] = g'_i . g_k``, updated by a multiple of ``gram[j]`` at each projection, so a
     visit costs O(T) (in float64 on the CPU: the matrix is tiny).
     """
-    g = gram.detach().cpu().double()
     coefficients: list[list[float]] | np.ndarray
-    if len(g) <= PYTHON_LOOP_TASKS:
-        coefficients = _project_loops(g.tolist(), orders.cpu().tolist())
+    if len(gram) <= PYTHON_LOOP_TASKS:  # tolist gives Python floats: float64 already
+        coefficients = _project_loops(gram.tolist(), orders.tolist())
     else:
+        g = gram.detach().cpu().double()
         coefficients = _project_vectors(g.numpy(), orders.cpu().numpy())
     return torch.tensor(coefficients, dtype=gram.dtype, device=gram.device)
 

@@ -485,10 +485,12 @@ def _add_sample_kernel(
     term: torch.Tensor | None
     if isinstance(layer, nn.Linear) and with_weight:
         # (g_i . g_j)(a_i . a_j) + (g_i . g_j) for the bias: one product of the two kernels.
-        term = x @ x.T
+        inputs_kernel = x @ x.T
         if with_bias:
-            term.add_(1.0)
-        term.mul_(g @ g.T)
+            inputs_kernel.add_(1.0)
+        if kernel is not None:
+            return kernel.addcmul_(inputs_kernel, g @ g.T)
+        term = inputs_kernel.mul_(g @ g.T)
     else:
         term = g @ g.T if with_bias else None
         if with_weight:  # LayerNorm: its weight's per-sample gradient is g * normalised(x)
@@ -519,8 +521,10 @@ def _layer_task_grads(
     dtype = x.dtype
     out: dict[torch.Tensor, torch.Tensor] = {}
     if isinstance(layer, nn.Linear):
-        weight = torch.bmm(_gather(g, index).transpose(1, 2), _gather(x, index, False))
-        out[layer.weight] = weight
+        # Padding rows must be zero in one factor only: pad the narrower one with zeros.
+        pad_g = g.shape[1] <= x.shape[1]
+        g_tasks, x_tasks = _gather(g, index, pad_g), _gather(x, index, not pad_g)
+        out[layer.weight] = torch.bmm(g_tasks.transpose(1, 2), x_tasks)
         if layer.bias is not None:
             zeros = torch.zeros(num_tasks, g.shape[1], dtype=dtype, device=g.device)
             out[layer.bias] = zeros.index_add(0, task_ids, g)
