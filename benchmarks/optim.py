@@ -80,7 +80,7 @@ def methods(num_tasks: int, batch: int, width: int) -> dict[str, Callable[[], No
     out["plain Adam"] = plain
 
     # The kernels' multiply-adds alone: each wide trunk layer's A A^T and G G^T ([B, B] from
-    # [B, width]), on top of a plain step. The one-pass PCGrad cannot go below this.
+    # [B, width]), on top of a plain step: the least the kernel route can add.
     factors = [torch.randn(batch, width) for _ in range(4)]
 
     def plain_and_kernels() -> None:

@@ -228,17 +228,18 @@ def test_projection_loops_and_vectors_agree(num_tasks: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "task_ids, balanced",
-    [([2, 0, 1, 0, 2, 1], True), ([1, 0, 1, 3, 1, 0], False)],
+    "task_ids, num_tasks, balanced",
+    [([2, 0, 1, 0, 2, 1], 3, True), ([1, 0, 1, 3, 1, 0], 4, False)],
 )
 def test_task_segments_group_the_samples_in_batch_order(
-    task_ids: list[int], balanced: bool
+    task_ids: list[int], num_tasks: int, balanced: bool
 ) -> None:
     """Each task's row lists its samples in batch order, padded with the batch size (read as
     a zero row) when tasks differ in size; an absent task is all padding."""
     from gcrl.optim.task_gradients import _segments
 
-    index, is_balanced = _segments(torch.tensor(task_ids), 4 if not balanced else 3)
+    index, is_balanced = _segments(torch.tensor(task_ids), num_tasks)
+    assert index.shape[0] == num_tasks
     assert is_balanced == balanced
     for task, row in enumerate(index.tolist()):
         members = [i for i, t in enumerate(task_ids) if t == task]

@@ -277,7 +277,8 @@ class TaskGradients:
                     parts = _layer_grads(layer, *_promoted(inputs, grads), self._unwanted)
                     plain = True
                 else:
-                    index = index or _segments(task_ids, num_tasks)
+                    if index is None:
+                        index = _segments(task_ids, num_tasks)
                     parts = _layer_task_grads(layer, inputs, grads, index, task_ids)
                     plain = False
                 for param, value in parts.items():
