@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("metaworld")
 
+from gcrl.cli.collect import reported
 from gcrl.datasets.trajectories import Trajectories, concatenate
 from gcrl.envs.base import Step
 from gcrl.envs.metaworld import (
@@ -35,9 +36,9 @@ def recipe_options(*args: str) -> argparse.Namespace:
 
 
 def collect(*args: str) -> tuple[list[Trajectories], int]:
-    """The recipe's parts and the transitions reported to ``progress``."""
+    """The recipe's parts and the transitions ``gcrl collect`` reports to its progress bar."""
     counted: list[int] = []
-    parts = list(RECIPE.collect(recipe_options(*args), progress=counted.append))
+    parts = list(reported(RECIPE.collect(recipe_options(*args)), counted.append))
     return parts, sum(counted)
 
 

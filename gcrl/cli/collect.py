@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from gcrl.datasets.native_format import COMPRESSIONS, NativeWriter
+from gcrl.datasets.trajectories import Trajectories
 from gcrl.envs import RECIPES, recipe
 from gcrl.errors import ConfigError
 
@@ -64,7 +66,7 @@ def run(options: argparse.Namespace) -> int:
     }
     bar = tqdm(desc=f"collecting {options.recipe}", unit="step", unit_scale=True)
     try:
-        parts = found.collect(options, progress=bar.update)
+        parts = reported(found.collect(options), bar.update)
         if options.minari_id:
             from gcrl.datasets.minari_format import save_minari
 
@@ -89,6 +91,15 @@ def run(options: argparse.Namespace) -> int:
         f"wrote {writer.num_transitions:,} transitions in {episodes:,} episodes to {options.output}"
     )
     return 0
+
+
+def reported(
+    parts: Iterable[Trajectories], progress: Callable[[int], None]
+) -> Iterator[Trajectories]:
+    """``parts`` as they come, each one's number of transitions passed to ``progress`` first."""
+    for part in parts:
+        progress(len(part))
+        yield part
 
 
 def _command_line(options: argparse.Namespace) -> str:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from gcrl.datasets.trajectories import Task, TaskTable, Trajectories
-from gcrl.envs.base import Progress, Step, episode_to_trajectories
+from gcrl.envs.base import Step, episode_to_trajectories
 from gcrl.errors import ConfigError
 
 GOTOLOCAL_ID = "BabyAI-GoToLocal-v0"
@@ -242,9 +242,7 @@ class BabyAIRecipe:
             "reward": "level reward: 1 - 0.9 * steps / max_steps on success, else 0",
         }
 
-    def collect(
-        self, options: argparse.Namespace, progress: Progress | None = None
-    ) -> Iterator[Trajectories]:
+    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
         """Yields one part per episode, each with the task table of the missions so far."""
         phrases = tuple(options.hold_out or ())
         for phrase in phrases:
@@ -261,10 +259,7 @@ class BabyAIRecipe:
             bot = NoisyBot(env, float(options.noise), np.random.default_rng(action_stream))
             table = TaskTable()
             for _ in range(options.episodes):
-                part = self._episode(env, bot, seeds, phrases, table)
-                if progress is not None:
-                    progress(len(part))
-                yield part
+                yield self._episode(env, bot, seeds, phrases, table)
         finally:
             env.close()
 

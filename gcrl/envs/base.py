@@ -9,16 +9,13 @@ in lockstep so that the policy sees one batch per step.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from gcrl.datasets.trajectories import Observations, Task, Trajectories
-
-#: Reports progress: called with the number of transitions just recorded.
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -83,9 +80,7 @@ class Recipe(Protocol):
         """Recipe-specific options (``--episodes``, ``--noise`` and ``--seed`` exist already)."""
         ...
 
-    def collect(
-        self, options: argparse.Namespace, progress: Progress | None = None
-    ) -> Iterator[Trajectories]:
+    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
         """Play ``options.episodes`` episodes; yields parts of whole episodes, in order, each
         with the dataset's full task table. Every random choice is drawn from
         ``options.seed``."""

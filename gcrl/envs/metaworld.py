@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
-from gcrl.envs.base import Progress, Step, episode_to_trajectories
+from gcrl.envs.base import Step, episode_to_trajectories
 from gcrl.errors import ConfigError, RenderError
 
 #: The MT10 tasks, in Meta-World's MT10 order, with one-sentence instructions.
@@ -210,9 +210,7 @@ class MetaWorldRecipe:
             "reward": "Meta-World's dense reward (v2 reward functions, 0..10 per step, as given)",
         }
 
-    def collect(
-        self, options: argparse.Namespace, progress: Progress | None = None
-    ) -> Iterator[Trajectories]:
+    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
         """Plays ``options.episodes`` episodes of every task, tasks taking turns; yields one
         part per episode, each with the full task table."""
         if options.max_steps < 1:
@@ -227,10 +225,7 @@ class MetaWorldRecipe:
                 players.append(_Player(task_id, options.noise, options.max_steps, stream))
             for _ in range(options.episodes):
                 for player in players:
-                    part = player.episode()
-                    if progress is not None:
-                        progress(len(part))
-                    yield part
+                    yield player.episode()
         finally:
             for player in players:
                 player.close()

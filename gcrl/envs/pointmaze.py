@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
-from gcrl.envs.base import Progress, Step, episode_to_trajectories
+from gcrl.envs.base import Step, episode_to_trajectories
 from gcrl.errors import ConfigError
 
 MAZES = ("arena", "medium", "large", "giant")
@@ -205,13 +205,11 @@ class PointMazeRecipe:
             "reward": "1 when s' is within success_radius of the pursued goal, else 0",
         }
 
-    def collect(
-        self, options: argparse.Namespace, progress: Progress | None = None
-    ) -> Iterator[Trajectories]:
+    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
         if options.max_steps < 1:
             raise ConfigError(f"--max-steps: must be at least 1, got {options.max_steps}")
         if options.backend == "gymnasium-robotics":
-            yield from _collect_robotics(options, self.task, progress)
+            yield from _collect_robotics(options, self.task)
             return
         env = make_ogbench_env(options.maze)
         try:
@@ -219,10 +217,7 @@ class PointMazeRecipe:
             expert = WaypointExpert(env, options.noise, rng)
             cells = free_cells(env.maze_map)
             for _ in range(options.episodes):
-                part = self._episode(env, expert, cells, options.max_steps, rng)
-                if progress is not None:
-                    progress(len(part))
-                yield part
+                yield self._episode(env, expert, cells, options.max_steps, rng)
         finally:
             env.close()
 
@@ -279,9 +274,7 @@ def _robotics_id(maze: str) -> str:
     return f"PointMaze_{maze.capitalize()}-v3"
 
 
-def _collect_robotics(
-    options: argparse.Namespace, task: Task, progress: Progress | None
-) -> Iterator[Trajectories]:
+def _collect_robotics(options: argparse.Namespace, task: Task) -> Iterator[Trajectories]:
     """Navigate-style play in gymnasium-robotics' PointMaze: the environment itself draws a
     new goal when the ball reaches the current one (``continuing_task``, ``reset_target``)."""
     import gymnasium as gym
@@ -315,12 +308,9 @@ def _collect_robotics(
                 actions.append(action)
                 rewards.append(float(reward))
                 successes.append(bool(info["success"]))
-            part = episode_to_trajectories(
+            yield episode_to_trajectories(
                 observations, actions, rewards, False, {"success": successes}, 0, (task,)
             )
-            if progress is not None:
-                progress(len(part))
-            yield part
     finally:
         env.close()
 
