@@ -24,6 +24,7 @@ import numpy as np
 from gcrl.datasets.trajectories import Task
 from gcrl.envs.base import Suite, TaskEnv
 from gcrl.errors import ConfigError
+from gcrl.io import atomic_path
 
 
 class TaskPolicy(Protocol):
@@ -102,8 +103,6 @@ class EvaluationReport:
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` as indented JSON (atomically)."""
-        from gcrl.datasets.native_format import atomic_path
-
         with atomic_path(path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from gcrl.errors import ConfigError, DatasetNotFoundError
 from gcrl.evaluation import EvaluationReport
+from gcrl.io import atomic_path
 
 
 def _pyplot() -> Any:
@@ -30,8 +31,6 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
-    from gcrl.datasets.native_format import atomic_path
-
     out = Path(path)
     with atomic_path(out, overwrite=True) as tmp:
         figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gcrl.datasets import load, load_minari, save
-from gcrl.datasets.minari_format import _episodes_decoded, open_minari
+from gcrl.datasets.minari_reader import _episodes_decoded, open_minari
 
 minari = pytest.importorskip("minari")
 

@@ -68,7 +68,7 @@ def run(options: argparse.Namespace) -> int:
     try:
         parts = reported(found.collect(options), bar.update)
         if options.minari_id:
-            from gcrl.datasets.minari_format import save_minari
+            from gcrl.datasets.minari_writer import save_minari
 
             path = save_minari(
                 parts, options.output, options.minari_id, attrs, overwrite=options.force

@@ -13,11 +13,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from gcrl.cli.sources import Source, refuse_output_among_inputs
-from gcrl.datasets.loading import FORMATS, detect_format
+from gcrl.datasets.loading import detect_format, format_names
 from gcrl.datasets.native_format import COMPRESSIONS, NativeWriter
+from gcrl.datasets.sources import Source
 from gcrl.datasets.trajectories import Task
 from gcrl.errors import DataError
+from gcrl.io import refuse_output_among_inputs
 
 
 def add_parser(commands: Any) -> None:
@@ -30,7 +31,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="input datasets")
     parser.add_argument("output", metavar="OUT.hdf5", help="output file (native format)")
     parser.add_argument(
-        "--format", choices=FORMATS, help="format of every source (default: detect)"
+        "--format", choices=format_names(), help="format of every source (default: detect)"
     )
     parser.add_argument(
         "--task", action="append", default=[], metavar="NAME", help="task of each source, in order"

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from gcrl.datasets.loading import FORMATS
+from gcrl.datasets.loading import format_names
 
 
 def add_parser(commands: Any) -> None:
@@ -17,7 +17,7 @@ def add_parser(commands: Any) -> None:
         description="Summarise a dataset: sizes, shapes, episode lengths, returns and tasks.",
     )
     parser.add_argument("source", help="file, Minari dataset directory or local Minari id")
-    parser.add_argument("--format", choices=FORMATS, help="override format detection")
+    parser.add_argument("--format", choices=format_names(), help="override format detection")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run)
 

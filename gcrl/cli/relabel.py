@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from gcrl.cli.sources import CHUNK_ROWS, Source, refuse_output_among_inputs
-from gcrl.datasets.loading import FORMATS
+from gcrl.datasets.loading import format_names
 from gcrl.datasets.native_format import COMPRESSIONS, NativeWriter
+from gcrl.datasets.sources import CHUNK_ROWS, Source
 from gcrl.datasets.trajectories import Trajectories
 from gcrl.errors import ConfigError, DataError, GcrlError, MissingKeyError, RewardFunctionError
+from gcrl.io import refuse_output_among_inputs
 from gcrl.relabel.expand import (
     GOAL_EXPANSIONS,
     RELABEL_STRATEGIES,
@@ -130,7 +131,9 @@ def add_parser(commands: Any) -> None:
         default=True,
         help="also write the source rows (default: yes)",
     )
-    parser.add_argument("--format", choices=FORMATS, help="format of SOURCE (default: detect)")
+    parser.add_argument(
+        "--format", choices=format_names(), help="format of SOURCE (default: detect)"
+    )
     parser.add_argument("--compression", choices=COMPRESSIONS, default="lzf")
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=argparse.SUPPRESS)
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")

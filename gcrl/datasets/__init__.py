@@ -1,4 +1,4 @@
-"""Loading, saving and combining trajectory datasets.
+"""Loading, saving and combining trajectory datasets (numpy and h5py; no torch).
 
 >>> import numpy as np
 >>> from gcrl.datasets import Trajectories
@@ -20,9 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gcrl.datasets.d4rl_format import load_d4rl, qlearning_dataset
-    from gcrl.datasets.datamodule import TrajectoryDataModule
-    from gcrl.datasets.loading import FORMATS, detect_format, load
-    from gcrl.datasets.minari_format import load_minari
+    from gcrl.datasets.loading import (
+        DatasetFormat,
+        detect_format,
+        format_names,
+        formats,
+        load,
+        register_format,
+    )
+    from gcrl.datasets.minari_reader import load_minari
     from gcrl.datasets.native_format import (
         NativeReader,
         NativeWriter,
@@ -34,13 +40,15 @@ if TYPE_CHECKING:
     from gcrl.datasets.trajectories import Observations, Task, Trajectories, concatenate
 
 _HOMES = {
-    "TrajectoryDataModule": "datamodule",
     "load_d4rl": "d4rl_format",
     "qlearning_dataset": "d4rl_format",
-    "FORMATS": "loading",
+    "DatasetFormat": "loading",
     "detect_format": "loading",
+    "format_names": "loading",
+    "formats": "loading",
     "load": "loading",
-    "load_minari": "minari_format",
+    "register_format": "loading",
+    "load_minari": "minari_reader",
     "NativeReader": "native_format",
     "NativeWriter": "native_format",
     "load_native": "native_format",
@@ -54,15 +62,16 @@ _HOMES = {
 }
 
 __all__ = [
-    "FORMATS",
+    "DatasetFormat",
     "NativeReader",
     "NativeWriter",
     "Observations",
     "Task",
     "Trajectories",
-    "TrajectoryDataModule",
     "concatenate",
     "detect_format",
+    "format_names",
+    "formats",
     "load",
     "load_d4rl",
     "load_minari",
@@ -70,6 +79,7 @@ __all__ = [
     "load_ogbench",
     "open_native",
     "qlearning_dataset",
+    "register_format",
     "save",
 ]
 

@@ -31,14 +31,17 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from gcrl.datasets.loading import DatasetFormat, SourceProbe
 from gcrl.datasets.trajectories import Trajectories, check_columns, episode_starts_from_ends
 from gcrl.errors import (
     DataError,
+    DatasetNotFoundError,
     EmptyDatasetError,
     GcrlError,
     MissingKeyError,
@@ -97,6 +100,8 @@ def load_d4rl(
     ``goal=False`` ignores ``infos/goal``; ``achieved_goal_dims`` picks the observation
     dimensions compared with the goal (default: the first ``goal_dim``).
     """
+    if not Path(path).is_file():
+        raise DatasetNotFoundError(f"{path}: no such file")
     try:
         with h5py.File(path, "r") as f:
             # Columns are read one at a time (lazily), so peak memory stays near the output's.
@@ -297,6 +302,15 @@ def qlearning_dataset(
     }
 
 
-def is_d4rl(file: h5py.File) -> bool:
-    """True when an open HDF5 file has D4RL's root keys."""
-    return all(key in file for key in ("observations", "actions"))
+def _recognises(probe: SourceProbe) -> bool:
+    return probe.is_hdf5 and {"observations", "actions"} <= probe.hdf5_keys
+
+
+FORMAT = DatasetFormat(
+    name="d4rl",
+    kind="HDF5",
+    signature="root keys 'observations' and 'actions'",
+    recognises=_recognises,
+    load=load_d4rl,
+    options=("max_episode_steps", "goal", "achieved_goal_dims"),
+)

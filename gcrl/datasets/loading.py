@@ -1,85 +1,174 @@
-"""One entry point, :func:`load`, that detects a source's format and dispatches to its loader."""
+"""The format registry and one entry point, :func:`load`, that detects a source's format.
+
+Each format module declares a :class:`DatasetFormat`: its name, how it recognises a source
+(from a :class:`SourceProbe`, which reads each fact about the source at most once) and its
+loader. :func:`formats` imports the built-in format modules on first use; a new format is one
+module with a ``FORMAT`` and one line in :data:`BUILTIN_FORMATS` (or a call to
+:func:`register_format` from outside the package).
+
+>>> list(formats())
+['gcrl', 'd4rl', 'ogbench', 'minari']
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from gcrl.datasets.trajectories import Trajectories
 from gcrl.errors import DatasetNotFoundError, UnknownFormatError
+from gcrl.io import resolve_source
 
-FORMATS = ("gcrl", "d4rl", "minari", "ogbench")
+#: Modules declaring the built-in formats, in the order detection tries them.
+BUILTIN_FORMATS = (
+    "gcrl.datasets.native_format",
+    "gcrl.datasets.d4rl_format",
+    "gcrl.datasets.ogbench_format",
+    "gcrl.datasets.minari_reader",
+)
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK"
 
 
-#: ``bundled:NAME`` names a dataset shipped inside the package (``gcrl/data/NAME.hdf5``).
-BUNDLED_PREFIX = "bundled:"
+class SourceProbe:
+    """Facts about a source path for format detection, each read at most once."""
+
+    def __init__(self, source: str | os.PathLike[str]) -> None:
+        self.source = source
+        self.path = Path(source)
+
+    @cached_property
+    def exists(self) -> bool:
+        """Whether the path exists."""
+        return self.path.exists()
+
+    @cached_property
+    def is_dir(self) -> bool:
+        """Whether the path is a directory."""
+        return self.path.is_dir()
+
+    @cached_property
+    def head(self) -> bytes:
+        """The file's first 8 bytes (empty for a directory or a missing path)."""
+        if not self.path.is_file():
+            return b""
+        with open(self.path, "rb") as f:
+            return f.read(8)
+
+    @property
+    def is_hdf5(self) -> bool:
+        """The file starts with HDF5's signature."""
+        return self.head == _HDF5_MAGIC
+
+    @property
+    def is_zip(self) -> bool:
+        """The file starts with a zip signature (npz files are zip archives)."""
+        return self.head.startswith(_ZIP_MAGIC)
+
+    @cached_property
+    def _hdf5_root(self) -> tuple[frozenset[str], dict[str, Any]]:
+        import h5py
+
+        try:
+            with h5py.File(self.path, "r") as f:
+                return frozenset(f), dict(f.attrs)
+        except OSError as err:
+            raise UnknownFormatError(f"{self.path}: an unreadable HDF5 file ({err})") from None
+
+    @property
+    def hdf5_keys(self) -> frozenset[str]:
+        """Root keys of an HDF5 file (empty for anything else)."""
+        return self._hdf5_root[0] if self.is_hdf5 else frozenset()
+
+    @property
+    def hdf5_attrs(self) -> dict[str, Any]:
+        """Root attributes of an HDF5 file (empty for anything else)."""
+        return self._hdf5_root[1] if self.is_hdf5 else {}
 
 
-def bundled_datasets() -> list[str]:
-    """The names of the datasets shipped inside the package."""
-    return sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "data").glob("*.hdf5"))
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One readable format: declared by its module as ``FORMAT``."""
+
+    #: The name ``load(format=...)`` and ``--format`` take.
+    name: str
+    #: What holds the data: ``HDF5``, ``npz`` or ``Minari dataset`` (for error messages).
+    kind: str
+    #: What tells it apart within its kind (for error messages).
+    signature: str
+    #: True when the probed source is in this format. May raise a one-line error for a source
+    #: that is clearly meant for it but unusable (a Minari episode file, for instance).
+    recognises: Callable[[SourceProbe], bool]
+    #: ``load(source, **options) -> Trajectories``.
+    load: Callable[..., Trajectories]
+    #: The options ``load`` takes, for documentation.
+    options: tuple[str, ...] = ()
+    #: Whether its sources can be directories.
+    takes_directories: bool = False
 
 
-def resolve_source(source: str | os.PathLike[str]) -> str | os.PathLike[str]:
-    """``source`` itself, or for ``bundled:NAME`` the path of that bundled dataset."""
-    text = str(source)
-    if not text.startswith(BUNDLED_PREFIX):
-        return source
-    name = text[len(BUNDLED_PREFIX) :]
-    path = Path(__file__).resolve().parents[1] / "data" / f"{name}.hdf5"
-    if not path.is_file():
-        raise DatasetNotFoundError(
-            f"{source}: no such bundled dataset; bundled: {', '.join(bundled_datasets())}"
-        )
-    return path
+_REGISTRY: dict[str, DatasetFormat] = {}
+
+
+def register_format(fmt: DatasetFormat) -> None:
+    """Add a format after the built-in ones (detection tries formats in registration order)."""
+    registry = formats()
+    if fmt.name in registry:
+        raise UnknownFormatError(f"format: {fmt.name!r} is registered already")
+    registry[fmt.name] = fmt
+
+
+def formats() -> dict[str, DatasetFormat]:
+    """Every format by name, in detection order (the built-in modules imported on first use)."""
+    if not _REGISTRY:
+        for module in BUILTIN_FORMATS:
+            fmt: DatasetFormat = importlib.import_module(module).FORMAT
+            _REGISTRY[fmt.name] = fmt
+    return _REGISTRY
+
+
+def format_names() -> tuple[str, ...]:
+    """The registered format names, in detection order."""
+    return tuple(formats())
 
 
 def detect_format(source: str | os.PathLike[str]) -> str:
-    """The format name of ``source``: ``gcrl``, ``d4rl``, ``minari`` or ``ogbench``.
+    """The format name of ``source`` (see :func:`formats`).
 
     Files are recognised by content, not extension: HDF5 files by gcrl's root attribute
     (native) or D4RL's root keys; zip files as OGBench npz; directories and bare ids
     (``namespace/name-v0``) as Minari datasets. ``bundled:NAME`` is a bundled native file.
     """
-    from gcrl.datasets.minari_format import is_minari_dir
+    probe = SourceProbe(resolve_source(source))
+    for fmt in formats().values():
+        if fmt.recognises(probe):
+            return fmt.name
+    raise _unrecognised(probe)
 
-    source = resolve_source(source)
-    path = Path(source)
-    if path.is_dir():
-        if is_minari_dir(path):
-            return "minari"
-        raise UnknownFormatError(f"{path}: a directory but not a Minari dataset")
-    if not path.exists():
-        if "/" in str(source) or "-v" in str(source):
-            return "minari"  # a Minari dataset id; resolved (or refused) by the loader
-        raise DatasetNotFoundError(f"{source}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == _HDF5_MAGIC:
-        import h5py
 
-        from gcrl.datasets.d4rl_format import is_d4rl
-        from gcrl.datasets.native_format import is_native
+def _unrecognised(probe: SourceProbe) -> Exception:
+    path = probe.path
+    registered = list(formats().values())
+    if probe.is_dir:
+        kinds = _distinct(f.kind for f in registered if f.takes_directories)
+        return UnknownFormatError(f"{path}: a directory but not a {' or '.join(kinds)}")
+    if not probe.exists:
+        return DatasetNotFoundError(f"{probe.source}: no such file")
+    if probe.is_hdf5:
+        known = " nor ".join(f"{f.name} ({f.signature})" for f in registered if f.kind == "HDF5")
+        return UnknownFormatError(f"{path}: HDF5 but neither {known}")
+    kinds = _distinct(f.kind for f in registered)
+    listed = ", ".join(kinds[:-1]) + (f" or {kinds[-1]}" if len(kinds) > 1 else kinds[0])
+    return UnknownFormatError(f"{path}: not an {listed}")
 
-        with h5py.File(path, "r") as f:
-            if is_native(f):
-                return "gcrl"
-            if any(name.startswith("episode_") for name in f):
-                raise UnknownFormatError(
-                    f"{path}: a Minari episode file; load its dataset directory instead"
-                )
-            if is_d4rl(f):
-                return "d4rl"
-        raise UnknownFormatError(
-            f"{path}: HDF5 but neither gcrl (root attribute 'format') "
-            "nor D4RL (root keys 'observations' and 'actions')"
-        )
-    if head.startswith(_ZIP_MAGIC):
-        return "ogbench"
-    raise UnknownFormatError(f"{path}: not an HDF5, npz or Minari dataset")
+
+def _distinct(values: Any) -> list[str]:
+    return list(dict.fromkeys(values))
 
 
 def load(source: str | os.PathLike[str], format: str | None = None, **options: Any) -> Trajectories:
@@ -91,24 +180,10 @@ def load(source: str | os.PathLike[str], format: str | None = None, **options: A
     a dataset shipped inside the package.
     """
     source = resolve_source(source)
-    if format is None:
-        format = detect_format(source)
-    if format == "gcrl":
-        from gcrl.datasets.native_format import load_native
-
-        return load_native(source, **options)
-    if format == "d4rl":
-        from gcrl.datasets.d4rl_format import load_d4rl
-
-        if not Path(source).is_file():
-            raise DatasetNotFoundError(f"{source}: no such file")
-        return load_d4rl(source, **options)
-    if format == "minari":
-        from gcrl.datasets.minari_format import load_minari
-
-        return load_minari(source, **options)
-    if format == "ogbench":
-        from gcrl.datasets.ogbench_format import load_ogbench
-
-        return load_ogbench(source, **options)
-    raise UnknownFormatError(f"format: unknown {format!r}; choose one of {', '.join(FORMATS)}")
+    name = format or detect_format(source)
+    fmt = formats().get(name)
+    if fmt is None:
+        raise UnknownFormatError(
+            f"format: unknown {name!r}; choose one of {', '.join(format_names())}"
+        )
+    return fmt.load(source, **options)

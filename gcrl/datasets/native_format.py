@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,6 +19,7 @@ import h5py
 import numpy as np
 
 from gcrl import __version__
+from gcrl.datasets.loading import DatasetFormat, SourceProbe
 from gcrl.datasets.trajectories import (
     Observations,
     Task,
@@ -34,9 +33,9 @@ from gcrl.errors import (
     DatasetNotFoundError,
     GcrlError,
     MissingKeyError,
-    OutputExistsError,
     UnknownFormatError,
 )
+from gcrl.io import atomic_path, resolve_source
 
 FORMAT_NAME = "gcrl"
 FORMAT_VERSION = 1
@@ -44,30 +43,6 @@ FORMAT_VERSION = 1
 CHUNK_BYTES = 1 << 20
 COMPRESSIONS = ("lzf", "gzip", "none")
 _ROW_COLUMNS = ("actions", "rewards", "terminals", "timeouts")
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete on error.
-
-    Raises :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is false.
-    """
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{target}: output exists; pass --force (overwrite=True) to replace"
-        )
-    if not target.parent.is_dir():
-        raise DatasetNotFoundError(f"{target}: output directory {target.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _chunk_rows(row_shape: tuple[int, ...], itemsize: int) -> int:
@@ -241,6 +216,10 @@ def is_native(file: h5py.File) -> bool:
     return bool(file.attrs.get("format") == FORMAT_NAME)
 
 
+def _recognises(probe: SourceProbe) -> bool:
+    return probe.is_hdf5 and probe.hdf5_attrs.get("format") == FORMAT_NAME
+
+
 class NativeReader:
     """Lazy reader of a native file: metadata at once, rows only when asked.
 
@@ -250,8 +229,6 @@ class NativeReader:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        from gcrl.datasets.loading import resolve_source
-
         self.path = Path(resolve_source(path))
         if not self.path.is_file():
             raise DatasetNotFoundError(f"{self.path}: no such file")
@@ -411,3 +388,12 @@ def load_native(path: str | os.PathLike[str]) -> Trajectories:
     """Read a whole native file."""
     with NativeReader(path) as reader:
         return reader.load()
+
+
+FORMAT = DatasetFormat(
+    name=FORMAT_NAME,
+    kind="HDF5",
+    signature="root attribute 'format'",
+    recognises=_recognises,
+    load=load_native,
+)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gcrl.datasets.loading import DatasetFormat, SourceProbe
 from gcrl.datasets.trajectories import Trajectories, check_columns, episode_starts_from_ends
 from gcrl.errors import (
     DatasetNotFoundError,
@@ -94,3 +95,17 @@ def _load(path: Path, terminals_are_timeouts: bool) -> Trajectories:
         infos=infos,
         attrs={"source": str(path), "source_format": "ogbench", "ogbench_layout": layout},
     )
+
+
+def _recognises(probe: SourceProbe) -> bool:
+    return probe.is_zip
+
+
+FORMAT = DatasetFormat(
+    name="ogbench",
+    kind="npz",
+    signature="a zip archive of arrays",
+    recognises=_recognises,
+    load=load_ogbench,
+    options=("terminals_are_timeouts",),
+)

@@ -1,31 +1,21 @@
-"""Reading command-line sources chunk by chunk, and the checks every writing command makes."""
+"""Any dataset opened for streaming whole episodes: native files lazily, others loaded."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from gcrl.datasets.loading import detect_format, load, resolve_source
+from gcrl.datasets.loading import detect_format, load
 from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Task, Trajectories
-from gcrl.errors import DataError, MissingKeyError
+from gcrl.errors import MissingKeyError
+from gcrl.io import resolve_source
 
 #: Rows per chunk when streaming (whole episodes; about 10-30 MB per chunk for typical rows).
 CHUNK_ROWS = 1 << 16
-
-
-def refuse_output_among_inputs(
-    sources: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]
-) -> None:
-    """Raise when ``output`` is one of ``sources`` (writing would destroy an input)."""
-    target = Path(output).resolve()
-    for source in sources:
-        if Path(source).exists() and Path(source).resolve() == target:
-            raise DataError(f"{output}: the output is also an input")
 
 
 class Source:

@@ -18,25 +18,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from gcrl.datasets.loading import DatasetFormat, SourceProbe
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.errors import (
     DatasetNotFoundError,
-    EmptyDatasetError,
     EmptyEpisodeError,
     GcrlError,
     LengthMismatchError,
     MissingKeyError,
-    OutputExistsError,
     UnknownFormatError,
 )
 
@@ -44,7 +42,7 @@ _STEP_KEYS = ("actions", "rewards", "terminations", "truncations")
 _EPISODES_PER_OPEN = 50
 
 
-def _import_minari() -> Any:
+def import_minari() -> Any:
     try:
         import minari
     except ImportError:
@@ -59,9 +57,22 @@ def is_minari_dir(path: Path) -> bool:
     return (path / "metadata.json").is_file() or (path / "data" / "metadata.json").is_file()
 
 
+def _recognises(probe: SourceProbe) -> bool:
+    """A dataset directory, or a path that does not exist but looks like a dataset id
+    (``namespace/name-v0``: resolved, or refused, by the loader)."""
+    if probe.is_dir:
+        return is_minari_dir(probe.path)
+    if probe.is_hdf5 and any(key.startswith("episode_") for key in probe.hdf5_keys):
+        raise UnknownFormatError(
+            f"{probe.path}: a Minari episode file; load its dataset directory instead"
+        )
+    text = str(probe.source)
+    return not probe.exists and ("/" in text or "-v" in text)
+
+
 def open_minari(source: str | os.PathLike[str]) -> Any:
     """The ``minari.MinariDataset`` for a dataset directory or a local dataset id."""
-    minari = _import_minari()
+    minari = import_minari()
     path = Path(source)
     if path.is_dir():
         data_path = path / "data" if (path / "data" / "metadata.json").is_file() else path
@@ -186,105 +197,6 @@ def _task_table(description: str) -> tuple[Task, ...]:
     return ()
 
 
-def save_minari(
-    parts: Iterable[Trajectories],
-    root: str | os.PathLike[str],
-    dataset_id: str,
-    attrs: Mapping[str, Any],
-    *,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``parts`` as the Minari dataset ``dataset_id`` under the directory ``root`` (used
-    as ``MINARI_DATASETS_PATH``); returns the dataset's directory.
-
-    Each episode stores T+1 observations, and infos with T+1 entries (the first repeats the
-    first step's, as Minari has no reset info here); task ids go to ``infos/task_id`` and the
-    task table into the description, so :func:`load_minari` restores both. The dataset is
-    built in a temporary directory beside ``root`` and renamed into place.
-    """
-    minari = _import_minari()
-    from gymnasium import spaces
-    from minari.data_collector.episode_buffer import EpisodeBuffer
-
-    target = Path(root) / dataset_id
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target}: exists; pass --force to replace it")
-    Path(root).mkdir(parents=True, exist_ok=True)
-    buffers: list[Any] = []
-    tasks: tuple[Task, ...] = ()
-    first: Trajectories | None = None
-    for part in parts:
-        first = first or part
-        tasks = part.tasks if len(part.tasks) > len(tasks) else tasks
-        for episode in part.episodes():
-            buffers.append(_episode_buffer(EpisodeBuffer, episode, len(buffers)))
-    if first is None:
-        raise EmptyDatasetError(f"{dataset_id}: nothing to write, no episode recorded")
-    description = "\n".join(
-        [f"{k}: {v}" for k, v in attrs.items()]
-        + [TASKS_MARKER + json.dumps([[t.name, t.text] for t in tasks])]
-    )
-    with tempfile.TemporaryDirectory(dir=Path(root), prefix=".tmp-minari-") as tmp:
-        previous = os.environ.get("MINARI_DATASETS_PATH")
-        os.environ["MINARI_DATASETS_PATH"] = tmp
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                minari.create_dataset_from_buffers(
-                    dataset_id,
-                    buffers,
-                    observation_space=_space_of(spaces, first.observations),
-                    action_space=_action_space(spaces, first.actions),
-                    algorithm_name=str(attrs.get("expert", "gcrl collect")),
-                    author="gcrl",
-                    author_email="gcrl@example.invalid",
-                    code_permalink="https://example.invalid/gcrl",
-                    description=description,
-                )
-        finally:
-            if previous is None:
-                os.environ.pop("MINARI_DATASETS_PATH", None)
-            else:
-                os.environ["MINARI_DATASETS_PATH"] = previous
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(Path(tmp) / dataset_id, target)
-    return target
-
-
-def _episode_buffer(cls: Any, episode: Trajectories, index: int) -> Any:
-    def states(obs: Any, nxt: Any) -> Any:
-        if isinstance(obs, dict):
-            return {k: np.concatenate([obs[k], nxt[k][-1:]]) for k in obs}
-        return np.concatenate([obs, nxt[-1:]])
-
-    infos = dict(episode.infos)
-    if episode.task_ids is not None:
-        infos["task_id"] = episode.task_ids
-    return cls(
-        id=index,
-        observations=states(episode.observations, episode.next_observations),
-        actions=episode.actions,
-        rewards=list(episode.rewards),
-        terminations=list(episode.terminals),
-        truncations=list(episode.timeouts),
-        infos={k: np.concatenate([v[:1], v]) for k, v in infos.items()},
-    )
-
-
-def _space_of(spaces: Any, observations: Any) -> Any:
-    if isinstance(observations, dict):
-        return spaces.Dict({k: _space_of(spaces, v) for k, v in observations.items()})
-    return spaces.Box(-np.inf, np.inf, shape=observations.shape[1:], dtype=observations.dtype)
-
-
-def _action_space(spaces: Any, actions: np.ndarray) -> Any:
-    if np.issubdtype(actions.dtype, np.integer) and actions.ndim == 1:
-        return spaces.Discrete(int(actions.max()) + 1)
-    return spaces.Box(-1.0, 1.0, shape=actions.shape[1:], dtype=actions.dtype)
-
-
 def _per_step_info(path: str, shape: tuple[int, ...], dtype: Any, steps: int) -> bool:
     """True for an info array with T or T+1 numeric entries; warns and returns False otherwise."""
     if np.dtype(dtype).kind in "OUSV" or len(shape) == 0 or shape[0] not in (steps, steps + 1):
@@ -294,18 +206,50 @@ def _per_step_info(path: str, shape: tuple[int, ...], dtype: Any, steps: int) ->
 
 
 class _Columns:
-    """Preallocated output columns and the running row count, shared by both readers."""
+    """Preallocated output columns and the running row count, shared by both readers; each
+    episode's array lengths pass :meth:`accept`, the one per-episode check."""
 
-    def __init__(self, total: int, layout: dict[str, tuple[tuple[int, ...], Any]]) -> None:
+    def __init__(
+        self, total: int, layout: dict[str, tuple[tuple[int, ...], Any]], obs_paths: list[str]
+    ) -> None:
         self.total = total
         self.arrays = {k: np.empty((total, *shape), dtype) for k, (shape, dtype) in layout.items()}
+        self.obs_paths = obs_paths
+        self.info_paths = [p for p in self.arrays if p.startswith("infos/")]
         self.starts: list[int] = []
         self.row = 0
 
-    def claim(self, name: str, steps: int) -> tuple[int, int]:
-        """Rows ``[start, stop)`` for the next episode of ``steps`` transitions."""
+    def accept(self, name: str, lengths: Mapping[str, int | None]) -> Episode:
+        """Check the stored lengths (None: absent) of episode ``name`` and claim its rows.
+
+        Raises for missing or misaligned actions, rewards, flags and observations (T + 1
+        observations for T actions); drops, with a warning, an info key that is missing or has
+        neither T nor T + 1 entries.
+        """
+        steps = lengths.get("actions")
+        if steps is None:
+            raise MissingKeyError(f"{name}/actions: missing key")
         if steps == 0:
             raise EmptyEpisodeError(f"{name}: the episode holds no transition")
+        for key in _STEP_KEYS:
+            if lengths.get(key) != steps:
+                raise LengthMismatchError(f"{name}/{key}: length differs from actions")
+        for path in self.obs_paths:
+            if lengths.get(path) != steps + 1:
+                raise LengthMismatchError(
+                    f"{name}/{path}: {lengths.get(path)} rows, expected {steps + 1} (actions + 1)"
+                )
+        infos: dict[str, int] = {}
+        for path in list(self.info_paths):
+            length = lengths.get(path)
+            if length in (steps, steps + 1):
+                infos[path] = int(length == steps + 1)  # skip the reset info when stored
+            else:
+                warnings.warn(
+                    f"{name}/{path}: missing or misaligned, infos key dropped", stacklevel=4
+                )
+                del self.arrays[path]
+                self.info_paths.remove(path)
         start, stop = self.row, self.row + steps
         if stop > self.total:
             raise LengthMismatchError(
@@ -313,11 +257,7 @@ class _Columns:
             )
         self.starts.append(start)
         self.row = stop
-        return start, stop
-
-    def drop(self, path: str, name: str) -> None:
-        warnings.warn(f"{name}/{path}: missing or misaligned, infos key dropped", stacklevel=4)
-        del self.arrays[path]
+        return Episode(start, stop, infos)
 
     def done(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         if self.row != self.total:
@@ -325,6 +265,21 @@ class _Columns:
                 f"episodes hold {self.row} steps but total_steps={self.total} in the metadata"
             )
         return self.arrays, np.asarray(self.starts, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Where an accepted episode goes: output rows ``[start, stop)``, and for each info key
+    kept the first stored entry to copy (1 when the reset info is stored first)."""
+
+    start: int
+    stop: int
+    infos: dict[str, int]
+
+    @property
+    def steps(self) -> int:
+        """T."""
+        return self.stop - self.start
 
 
 def _layout(
@@ -364,29 +319,25 @@ def _read_hdf5(
             )
         )
         columns = _Columns(
-            int(dataset.total_steps), _layout(first, obs_paths, first["actions"][0][0])
+            int(dataset.total_steps), _layout(first, obs_paths, first["actions"][0][0]), obs_paths
         )
-        info_paths = [p for p in columns.arrays if p.startswith("infos/")]
 
-    def read(group: Any, path: str, out: np.ndarray, rows: tuple[int, int] | None) -> int:
-        """Read ``path`` (all rows, or file rows ``rows``) into ``out``; returns its length."""
+    def open_array(group: Any, path: str) -> Any:
+        """The low-level dataset at ``path`` under ``group``, or None when absent."""
         node = group
         *parents, leaf = path.split("/")
-        for parent in parents:
-            node = h5g.open(node, parent.encode())
-        data = h5d.open(node, leaf.encode())
-        length = int(data.shape[0])
+        try:
+            for parent in parents:
+                node = h5g.open(node, parent.encode())
+            return h5d.open(node, leaf.encode())
+        except KeyError:
+            return None
+
+    def read(data: Any, out: np.ndarray, first_row: int) -> None:
+        """Read ``len(out)`` rows of ``data`` from ``first_row`` into ``out``."""
         file_space = data.get_space()
-        if rows is not None:
-            if rows[1] > length:
-                return length
-            file_space.select_hyperslab(
-                (rows[0],) + (0,) * (out.ndim - 1), (rows[1] - rows[0], *out.shape[1:])
-            )
-        elif length != len(out):
-            return length
+        file_space.select_hyperslab((first_row,) + (0,) * (out.ndim - 1), out.shape)
         data.read(h5s.create_simple(out.shape), file_space, out)
-        return length
 
     arrays = columns.arrays
     indices = [int(i) for i in dataset.episode_indices]
@@ -398,31 +349,21 @@ def _read_hdf5(
                 name = f"episode_{index}"
                 try:
                     group = h5g.open(f.id, name.encode())
-                    steps = int(h5d.open(group, b"actions").shape[0])
                 except KeyError:
                     raise MissingKeyError(f"{name}/actions: missing key") from None
-                start, stop = columns.claim(name, steps)
+                paths = [*_STEP_KEYS, *obs_paths, *columns.info_paths]
+                stored = {path: open_array(group, path) for path in paths}
+                episode = columns.accept(
+                    name, {p: None if d is None else int(d.shape[0]) for p, d in stored.items()}
+                )
+                rows = slice(episode.start, episode.stop)
                 for key in _STEP_KEYS:
-                    if read(group, key, arrays[key][start:stop], None) != steps:
-                        raise LengthMismatchError(f"{name}/{key}: length differs from actions")
+                    read(stored[key], arrays[key][rows], 0)
                 for path in obs_paths:
-                    length = read(group, path, arrays[path][start:stop], (0, steps))
-                    if length != steps + 1:
-                        raise LengthMismatchError(
-                            f"{name}/{path}: {length} rows, expected {steps + 1} (actions + 1)"
-                        )
-                    read(group, path, arrays["next_" + path][start:stop], (1, steps + 1))
-                for path in list(info_paths):
-                    out = arrays[path][start:stop]
-                    try:
-                        length = read(group, path, out, (1, steps + 1))  # skip the reset info
-                        if length == steps:  # stored without the reset info
-                            read(group, path, out, None)
-                    except KeyError:
-                        length = -1
-                    if length not in (steps, steps + 1):
-                        columns.drop(path, name)
-                        info_paths.remove(path)
+                    read(stored[path], arrays[path][rows], 0)
+                    read(stored[path], arrays["next_" + path][rows], 1)
+                for path, offset in episode.infos.items():
+                    read(stored[path], arrays[path][rows], offset)
                 advance(1)
     return columns.done()
 
@@ -432,35 +373,22 @@ def _read_decoded(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Read every episode through ``minari``'s decoding (any storage backend)."""
     columns: _Columns | None = None
-    info_paths: list[str] = []
-    for episode in _episodes_decoded(dataset):
-        name = f"episode_{int(episode['id'])}"
-        steps = len(episode["actions"])
+    for raw in _episodes_decoded(dataset):
+        name = f"episode_{int(raw['id'])}"
         if columns is None:
-            first = {k: (v.shape, v.dtype) for k, v in episode.items() if k != "id"}
-            columns = _Columns(int(dataset.total_steps), _layout(first, obs_paths, steps))
-            info_paths = [p for p in columns.arrays if p.startswith("infos/")]
-        start, stop = columns.claim(name, steps)
-        arrays = columns.arrays
+            first = {k: (v.shape, v.dtype) for k, v in raw.items() if k != "id"}
+            layout = _layout(first, obs_paths, len(raw["actions"]))
+            columns = _Columns(int(dataset.total_steps), layout, obs_paths)
+        paths = [*_STEP_KEYS, *obs_paths, *columns.info_paths]
+        episode = columns.accept(name, {p: len(raw[p]) if p in raw else None for p in paths})
+        rows, arrays = slice(episode.start, episode.stop), columns.arrays
         for key in _STEP_KEYS:
-            if len(episode[key]) != steps:
-                raise LengthMismatchError(f"{name}/{key}: length differs from actions")
-            arrays[key][start:stop] = episode[key]
+            arrays[key][rows] = raw[key]
         for path in obs_paths:
-            obs = episode[path]
-            if len(obs) != steps + 1:
-                raise LengthMismatchError(
-                    f"{name}/{path}: {len(obs)} rows, expected {steps + 1} (actions + 1)"
-                )
-            arrays[path][start:stop] = obs[:-1]
-            arrays["next_" + path][start:stop] = obs[1:]
-        for path in list(info_paths):
-            info = episode.get(path)
-            if info is None or len(info) not in (steps, steps + 1):
-                columns.drop(path, name)
-                info_paths.remove(path)
-                continue
-            arrays[path][start:stop] = info[1:] if len(info) == steps + 1 else info
+            arrays[path][rows] = raw[path][:-1]
+            arrays["next_" + path][rows] = raw[path][1:]
+        for path, offset in episode.infos.items():
+            arrays[path][rows] = raw[path][offset : offset + episode.steps]
         advance(1)
     assert columns is not None
     return columns.done()
@@ -501,3 +429,14 @@ def _trajectories(
         },
         attrs=attrs,
     )
+
+
+FORMAT = DatasetFormat(
+    name="minari",
+    kind="Minari dataset",
+    signature="a directory with metadata.json, or a local dataset id",
+    recognises=_recognises,
+    load=load_minari,
+    options=("progress",),
+    takes_directories=True,
+)
