@@ -7,6 +7,35 @@ and exit code 2.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_COMMAND_LINE = ContextVar("gcrl_command_line_names", default=False)
+
+
+def option(name: str) -> str:
+    """How an error message names the parameter ``name``: as is from Python (``goal_key``),
+    as its option (``--goal-key``) inside :func:`command_line_names`.
+
+    >>> option("goal_key")
+    'goal_key'
+    >>> with command_line_names():
+    ...     option("goal_key")
+    '--goal-key'
+    """
+    return "--" + name.replace("_", "-") if _COMMAND_LINE.get() else name
+
+
+@contextmanager
+def command_line_names() -> Iterator[None]:
+    """Within this block, :func:`option` names parameters as command-line options."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
 
 class GcrlError(Exception):
     """Base class of every error gcrl raises on purpose."""

@@ -12,7 +12,7 @@ import pytest
 
 from gcrl.cli.main import main
 from gcrl.datasets import Task, concatenate, load, save
-from gcrl.relabel.expand import RELABEL_STRATEGIES
+from gcrl.relabel.codes import RELABEL_CODES, code_table
 
 from .conftest import make_trajectories
 
@@ -78,7 +78,7 @@ def test_goal_strategies_write_originals_and_k_copies_with_provenance(
     code = result.infos["relabel_strategy"]
     index = result.infos["source_index"]
     original = code == 0
-    assert original.sum() == n and (code[~original] == RELABEL_STRATEGIES.index(strategy)).all()
+    assert original.sum() == n and (code[~original] == RELABEL_CODES[strategy]).all()
     np.testing.assert_array_equal(np.bincount(index), np.full(n, 4))
     # Every row copies its source row: state, action, next state (goal aside).
     for key in ("observation", "achieved_goal"):
@@ -104,7 +104,7 @@ def test_goal_strategies_write_originals_and_k_copies_with_provenance(
     np.testing.assert_array_equal(result.timeouts[~original], ~reached)
     with h5py.File(out) as f:
         assert f.attrs["relabel_strategy"] == strategy
-        assert json.loads(f.attrs["relabel_strategies"]) == list(RELABEL_STRATEGIES)
+        assert json.loads(f.attrs["relabel_strategies"]) == code_table()
         assert json.loads(f.attrs["relabel_options"])["k"] == 3
 
 

@@ -146,7 +146,10 @@ def test_geometric_chi_square_rejects_a_wrong_gamma() -> None:
 def test_mixture_proportions_follow_the_weights() -> None:
     mixture = GoalMixture.ogbench_value()
     codes = mixture.choose(100_000, np.random.default_rng(3))
-    counts = np.bincount(codes, minlength=len(GOAL_STRATEGIES))
+    names = list(GOAL_STRATEGIES)  # codes index the mixture's strategies, in registry order
+    counts = np.bincount(
+        [names.index(mixture.strategies[c].name) for c in codes], minlength=len(names)
+    )
     weights = np.array([mixture.weights.get(s, 0.0) for s in GOAL_STRATEGIES])
     used = weights > 0
     assert (counts[~used] == 0).all()
@@ -159,9 +162,10 @@ def test_mixture_proportions_follow_the_weights() -> None:
     rng = np.random.default_rng(5)
     codes = mixture.choose(len(rows), rng)
     goals = mixture.sample(states, index.first_state[e], index.last_state[e], 102, rng, codes)
-    current = codes == GOAL_STRATEGIES.index("current")
+    chosen = [s.name for s in mixture.strategies]
+    current = codes == chosen.index("current")
     assert np.array_equal(goals[current], states[current])
-    geometric = codes == GOAL_STRATEGIES.index("geometric")
+    geometric = codes == chosen.index("geometric")
     assert (goals[geometric] > states[geometric])[
         states[geometric] < index.last_state[e][geometric]
     ].all()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gcrl import __version__
-from gcrl.errors import GcrlError
+from gcrl.errors import GcrlError, command_line_names
 
 EXIT_USAGE = 2
 #: Subcommands handed to LightningCLI (``gcrl fit --config CONFIG.yaml``).
@@ -46,7 +46,8 @@ def main(args: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        return int(options.handler(options))
+        with command_line_names():
+            return int(options.handler(options))
     except GcrlError as err:
         print(f"gcrl {options.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,10 +1,11 @@
 """Offline expansion: a chunk of whole episodes in, the originals plus relabeled copies out.
 
 Each output row records where it came from in two info columns: ``source_index`` (the row of
-the source file it copies, int64) and ``relabel_strategy`` (a code into
-:data:`RELABEL_STRATEGIES`, uint8; 0 is an original row).
+the source file it copies, int64) and ``relabel_strategy`` (its strategy's code in the frozen
+table of :mod:`gcrl.relabel.codes`, uint8; 0 is an original row).
 
-Goal relabeling (``final``, ``future``, ``geometric``, ``episode``, ``random``) writes ``k``
+Goal relabeling (:func:`gcrl.relabel.goals.goal_expansions`: ``final``, ``future``,
+``geometric``, ``episode``, ``random``) writes ``k``
 copies of every row, each with its own goal, as single-transition episodes: ``terminals``
 where the goal is reached, ``timeouts`` otherwise (the episode was cut, so value learning
 bootstraps from ``s'``). Task relabeling (``random-task``, ``high-reward``, ``zero-reward``)
@@ -20,16 +21,13 @@ import numpy as np
 
 from gcrl.datasets.trajectories import Trajectories, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
-from gcrl.relabel.goals import GOAL_STRATEGIES, GoalMixture
+from gcrl.relabel.codes import relabel_code
+from gcrl.relabel.goals import GoalMixture, goal_expansions
 from gcrl.relabel.rewards import GoalReward, goal_success
 from gcrl.relabel.sampler import DESIRED_GOAL, GoalSampler, RewardFn
 
-#: Hindsight goal strategies for offline expansion.
-GOAL_EXPANSIONS = ("final", "future", "geometric", "episode", "random")
 #: Task sharing strategies for offline expansion.
 TASK_EXPANSIONS = ("random-task", "high-reward", "zero-reward")
-#: Every ``relabel_strategy`` code, in order (stored in the output's attributes).
-RELABEL_STRATEGIES = (*GOAL_STRATEGIES, *TASK_EXPANSIONS)
 
 SOURCE_INDEX = "source_index"
 RELABEL_STRATEGY = "relabel_strategy"
@@ -85,8 +83,8 @@ def expand_goals(
     Observations must be a dict with ``desired_goal``; it is replaced in both ``observations``
     and ``next_observations``. Rewards come from ``reward`` (or ``reward_fn``).
     """
-    if strategy not in GOAL_EXPANSIONS:
-        raise ConfigError(f"strategy: {strategy!r} is not a goal strategy ({GOAL_EXPANSIONS})")
+    if strategy not in goal_expansions():
+        raise ConfigError(f"strategy: {strategy!r} is not a goal strategy ({goal_expansions()})")
     if k < 1:
         raise ConfigError(f"k: must be >= 1, got {k}")
     if not isinstance(chunk.observations, dict) or DESIRED_GOAL not in chunk.observations:
@@ -110,7 +108,7 @@ def expand_goals(
     terminals = batch["terminals"]
     infos = {name: take_rows(values, rows) for name, values in chunk.infos.items()}
     infos[SOURCE_INDEX] = rows + first_row
-    infos[RELABEL_STRATEGY] = np.full(len(rows), RELABEL_STRATEGIES.index(strategy), dtype=np.uint8)
+    infos[RELABEL_STRATEGY] = np.full(len(rows), relabel_code(strategy), dtype=np.uint8)
     copies = Trajectories._trusted(
         observations=batch["observations"],
         actions=batch["actions"],
@@ -170,7 +168,7 @@ def expand_tasks(
         rewards = task_rewards(chunk)[rows, task_ids]
     infos = dict(copies.infos)
     infos[SOURCE_INDEX] = rows + first_row
-    infos[RELABEL_STRATEGY] = np.full(len(rows), RELABEL_STRATEGIES.index(strategy), dtype=np.uint8)
+    infos[RELABEL_STRATEGY] = np.full(len(rows), relabel_code(strategy), dtype=np.uint8)
     if stats is not None:
         stats.relabeled += len(rows)
         stats.reward_after += float(rewards.sum(dtype=np.float64))

@@ -6,6 +6,10 @@ a new int64 array; ``index`` is never modified. Positions are state positions
 (:mod:`gcrl.relabel.episodes`): ``first`` is ``s_0``, ``last`` is the state after the last
 action. Random choices come from the ``numpy.random.Generator`` passed in.
 
+:data:`GOAL_STRATEGIES` registers each strategy by name behind one signature
+(:class:`GoalStrategy`); :class:`GoalMixture` draws from any of them, and a new strategy is one
+:func:`register_goal_strategy` call (its file code comes from :mod:`gcrl.relabel.codes`).
+
 >>> rng = np.random.default_rng(0)
 >>> index, first, last = np.array([0, 2, 5]), np.array([0, 0, 5]), np.array([4, 4, 5])
 >>> final_goals(index, first, last).tolist()
@@ -18,19 +22,18 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
 
 from gcrl.errors import ConfigError
+from gcrl.relabel.codes import RELABEL_CODES, register_code
 
-#: Goal position meaning "keep the goal stored in the data" (see :data:`ORIGINAL`).
+#: Goal position meaning "keep the goal stored in the data" (the ``original`` strategy).
 KEEP = -1
-
-#: Strategy names, in the order of their codes in a :class:`GoalMixture` draw.
-GOAL_STRATEGIES = ("original", "current", "final", "future", "geometric", "episode", "random")
 
 Truncation = Literal["renormalise", "clip"]
 
@@ -113,6 +116,115 @@ def random_goals(num_states: int, size: int, rng: np.random.Generator) -> np.nda
 
 
 @dataclass(frozen=True)
+class GoalQuery:
+    """The samples a strategy draws goals for: their state positions and, per sample, the
+    first and last state of its episode (inclusive); ``num_states`` in the whole dataset."""
+
+    index: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    num_states: int
+
+
+@dataclass(frozen=True)
+class GoalOptions:
+    """Options of the strategies that have some: ``gamma`` and ``truncation`` (geometric),
+    ``inclusive`` (future)."""
+
+    gamma: float = 0.99
+    truncation: Truncation = "renormalise"
+    inclusive: bool = False
+
+
+#: ``draw(query, rng, options) -> goal positions [len(query.index)]`` (int64; :data:`KEEP`
+#: keeps the stored goal).
+GoalDraw = Callable[[GoalQuery, np.random.Generator, GoalOptions], np.ndarray]
+
+
+@dataclass(frozen=True)
+class GoalStrategy:
+    """One hindsight goal strategy."""
+
+    name: str
+    draw: GoalDraw
+    #: Its goals may be states of another episode (``random``): their episode is looked up
+    #: from the position, and a streamed offline expansion draws them from a pool of the
+    #: whole file's goals.
+    any_episode: bool = False
+    #: Offline expansion (``gcrl relabel --strategy``) may use it.
+    expands: bool = True
+
+
+_strategies: dict[str, GoalStrategy] = {}
+#: Every goal strategy by name, in registration order.
+GOAL_STRATEGIES: Mapping[str, GoalStrategy] = MappingProxyType(_strategies)
+
+
+def register_goal_strategy(strategy: GoalStrategy, code: int | None = None) -> None:
+    """Add ``strategy`` (its file code: ``code``, or the next free one)."""
+    if strategy.name in _strategies:
+        raise ConfigError(f"goal strategy {strategy.name!r}: registered already")
+    if strategy.name not in RELABEL_CODES:
+        register_code(strategy.name, code)
+    _strategies[strategy.name] = strategy
+
+
+def goal_strategy(name: str) -> GoalStrategy:
+    """The registered strategy called ``name``."""
+    try:
+        return _strategies[name]
+    except KeyError:
+        raise ConfigError(
+            f"goal strategy: unknown {name!r}; choose from {', '.join(_strategies)}"
+        ) from None
+
+
+def goal_expansions() -> tuple[str, ...]:
+    """The strategies offline expansion may use."""
+    return tuple(name for name, s in _strategies.items() if s.expands)
+
+
+def _keep(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
+    return np.full(len(q.index), KEEP, dtype=np.int64)
+
+
+def _current(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
+    return current_goals(q.index, q.first, q.last)
+
+
+def _final(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
+    return final_goals(q.index, q.first, q.last)
+
+
+def _future(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
+    return future_goals(q.index, q.first, q.last, rng, inclusive=o.inclusive)
+
+
+def _geometric(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
+    return geometric_goals(q.index, q.first, q.last, rng, gamma=o.gamma, truncation=o.truncation)
+
+
+def _episode(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
+    return episode_goals(q.index, q.first, q.last, rng)
+
+
+def _random(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
+    return random_goals(q.num_states, len(q.index), rng)
+
+
+for _builtin in (
+    GoalStrategy("original", _keep, expands=False),
+    GoalStrategy("current", _current, expands=False),
+    GoalStrategy("final", _final),
+    GoalStrategy("future", _future),
+    GoalStrategy("geometric", _geometric),
+    GoalStrategy("episode", _episode),
+    GoalStrategy("random", _random, any_episode=True),
+):
+    register_goal_strategy(_builtin)
+
+
+@dataclass(frozen=True)
 class GoalMixture:
     """A mixture of goal strategies, drawn independently per sample.
 
@@ -130,6 +242,8 @@ class GoalMixture:
     gamma: float = 0.99
     truncation: Truncation = "renormalise"
     inclusive: bool = False
+    #: The strategies with a weight, in registration order; :meth:`choose` indexes them.
+    strategies: tuple[GoalStrategy, ...] = field(init=False, repr=False, compare=False)
     _cdf: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -142,8 +256,10 @@ class GoalMixture:
             )
         if any(v < 0 for v in weights.values()) or not math.isclose(sum(weights.values()), 1):
             raise ConfigError(f"goal mixture: weights must be >= 0 and sum to 1, got {weights}")
-        probabilities = np.array([weights.get(name, 0.0) for name in GOAL_STRATEGIES])
+        chosen = tuple(s for name, s in GOAL_STRATEGIES.items() if name in weights)
+        probabilities = np.array([weights[s.name] for s in chosen])
         object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "strategies", chosen)
         object.__setattr__(self, "_cdf", np.cumsum(probabilities / probabilities.sum()))
 
     # ----------------------------------------------------------------- presets
@@ -178,13 +294,23 @@ class GoalMixture:
         """True when some samples keep the stored goal."""
         return "original" in self.weights
 
+    @property
+    def options(self) -> GoalOptions:
+        """The strategies' options."""
+        return GoalOptions(self.gamma, self.truncation, self.inclusive)
+
     def choose(self, size: int, rng: np.random.Generator) -> np.ndarray:
-        """Strategy code (index into :data:`GOAL_STRATEGIES`) of each of ``size`` samples."""
-        if len(self.weights) == 1:
-            code = GOAL_STRATEGIES.index(next(iter(self.weights)))
-            return np.full(size, code, dtype=np.int8)
+        """Which strategy (index into :attr:`strategies`) each of ``size`` samples uses."""
+        if len(self.strategies) == 1:
+            return np.zeros(size, dtype=np.int8)
         codes = np.searchsorted(self._cdf, rng.random(size) * self._cdf[-1], side="right")
-        return np.minimum(codes, len(GOAL_STRATEGIES) - 1).astype(np.int8)
+        return np.minimum(codes, len(self.strategies) - 1).astype(np.int8)
+
+    def any_episode(self, codes: np.ndarray) -> np.ndarray:
+        """Which samples (by their :meth:`choose` index) use a strategy whose goals may lie in
+        another episode; bool ``[B]``."""
+        flags = np.array([s.any_episode for s in self.strategies])
+        return flags[codes]
 
     def sample(
         self,
@@ -204,34 +330,9 @@ class GoalMixture:
         if codes is None:
             codes = self.choose(len(index), rng)
         goals = np.empty(len(index), dtype=np.int64)
-        for code, name in enumerate(GOAL_STRATEGIES):
-            if name not in self.weights:
-                continue
-            sel = slice(None) if len(self.weights) == 1 else np.nonzero(codes == code)[0]
-            goals[sel] = self._strategy(name, index[sel], first[sel], last[sel], num_states, rng)
+        options = self.options
+        for code, strategy in enumerate(self.strategies):
+            sel = slice(None) if len(self.strategies) == 1 else np.nonzero(codes == code)[0]
+            query = GoalQuery(index[sel], first[sel], last[sel], num_states)
+            goals[sel] = strategy.draw(query, rng, options)
         return goals
-
-    def _strategy(
-        self,
-        name: str,
-        index: np.ndarray,
-        first: np.ndarray,
-        last: np.ndarray,
-        num_states: int,
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        if name == "original":
-            return np.full(len(index), KEEP, dtype=np.int64)
-        if name == "current":
-            return current_goals(index, first, last)
-        if name == "final":
-            return final_goals(index, first, last)
-        if name == "future":
-            return future_goals(index, first, last, rng, inclusive=self.inclusive)
-        if name == "geometric":
-            return geometric_goals(
-                index, first, last, rng, gamma=self.gamma, truncation=self.truncation
-            )
-        if name == "episode":
-            return episode_goals(index, first, last, rng)
-        return random_goals(num_states, len(index), rng)

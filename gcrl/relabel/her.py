@@ -19,7 +19,7 @@ import numpy as np
 from gcrl.datasets.trajectories import take_rows
 from gcrl.errors import ConfigError
 from gcrl.relabel.episodes import EpisodeIndex
-from gcrl.relabel.goals import GoalMixture
+from gcrl.relabel.goals import GoalMixture, goal_strategy
 from gcrl.relabel.rewards import GoalReward
 
 
@@ -54,6 +54,7 @@ def her_relabel(
         raise ConfigError(f"ratio: must lie in [0, 1], got {ratio}")
     if strategy == "original":
         raise ConfigError("strategy: 'original' relabels nothing; choose a goal strategy")
+    any_episode = goal_strategy(strategy).any_episode
     reward = reward or GoalReward()
     rows = np.asarray(rows, dtype=np.int64)
     size = len(rows)
@@ -68,10 +69,10 @@ def her_relabel(
         index.num_states,
         rng,
     )
-    if strategy != "random":
-        new_goals = index.gather_states(achieved, next_achieved, targets, episodes)
-    else:
-        new_goals = index.gather_states(achieved, next_achieved, targets)
+    # Goals of a strategy that may leave the episode find their own episode.
+    new_goals = index.gather_states(
+        achieved, next_achieved, targets, None if any_episode else episodes
+    )
     judged = next_achieved if reward.judged_on == "next" else achieved
     success = reward.success(new_goals, targets, states, lambda: take_rows(judged, rows[chosen]))
 

@@ -18,7 +18,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from gcrl.datasets.trajectories import take_observations, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
-from gcrl.relabel.goals import GOAL_STRATEGIES, KEEP, GoalMixture
+from gcrl.relabel.goals import KEEP, GoalMixture
 from gcrl.relabel.rewards import GoalReward, check_rewards
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 #: the relabeled goal under ``desired_goal``.
 RewardFn = Callable[[Any, np.ndarray, Any], np.ndarray]
 
-_RANDOM = GOAL_STRATEGIES.index("random")
 DESIRED_GOAL = "desired_goal"
 
 
@@ -48,20 +48,28 @@ def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
 class GoalSampler:
     """Samples goal-relabeled batches from trajectories held in memory.
 
+    A batch carries one or more named **goal sets**, each drawn by its own
+    :class:`GoalMixture` (OGBench's value and actor goals are two); rewards, terminals and
+    masks belong to one of them, the ``reward_goals`` set.
+
     Args:
         data: the trajectories; observations are a dict holding ``goal_key`` (and
-            ``desired_goal`` when the mixtures keep stored goals), or an array whose
+            ``desired_goal`` when a mixture keeps stored goals), or an array whose
             ``goal_dims`` (default: all) are the goal.
         goal_key: the dict observation key holding the achieved goal.
         goal_dims: for array observations, the dimensions that form the goal.
-        value_goals: strategies of the goals rewards are computed for (default: OGBench's).
-        actor_goals: strategies of the goals for the policy, drawn independently; None uses
-            the value goals.
+        value_goals, actor_goals: shorthand for ``goal_sets={"value": value_goals, "actor":
+            actor_goals}`` (default: OGBench's value goals; actor goals default to the value
+            goals themselves).
+        goal_sets: set name -> the mixture its goals are drawn from, or the name of an earlier
+            set whose goals it shares. Sets are drawn in the order given.
+        reward_goals: the set whose goals rewards are computed for (``value``).
         reward: how relabeled rows are rewarded (tolerance, ``s`` or ``s'``, 0/1 or -1/0).
         reward_fn: replaces the reward values (success, hence ``terminals``, still follows
             ``reward``); called on the batch with relabeled ``desired_goal``.
-        random_goal_pool: goal values to draw ``random`` goals from instead of this data's
-            states (the offline expansion passes the whole file's when streaming chunks).
+        random_goal_pool: goal values to draw any-episode goals (``random``) from instead of
+            this data's states (the offline expansion passes the whole file's when streaming
+            chunks).
         seed: an int or a ``numpy.random.Generator``; every draw comes from it.
 
     Rows keeping their stored goal (``"original"`` in a mixture) keep their stored rewards
@@ -77,15 +85,30 @@ class GoalSampler:
         goal_dims: Sequence[int] | slice | None = None,
         value_goals: GoalMixture | None = None,
         actor_goals: GoalMixture | None = None,
+        goal_sets: Mapping[str, GoalMixture | str] | None = None,
+        reward_goals: str = "value",
         reward: GoalReward | None = None,
         reward_fn: RewardFn | None = None,
         random_goal_pool: np.ndarray | None = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
+        if goal_sets is None:
+            goal_sets = {
+                "value": value_goals or GoalMixture.ogbench_value(),
+                "actor": actor_goals or "value",
+            }
+        elif value_goals is not None or actor_goals is not None:
+            raise ConfigError("goal_sets: give either goal_sets or value_goals/actor_goals")
+        self.goal_sets = dict(goal_sets)
+        for name, mixture in self.goal_sets.items():
+            earlier = list(self.goal_sets)[: list(self.goal_sets).index(name)]
+            if isinstance(mixture, str) and mixture not in earlier:
+                raise ConfigError(f"goal_sets: {name!r} shares {mixture!r}, not an earlier set")
+        if reward_goals not in self.goal_sets:
+            raise ConfigError(f"reward_goals: {reward_goals!r} is not among the goal sets")
+        self.reward_goals = reward_goals
         self.data = data
         self.index = EpisodeIndex.from_starts(data.episode_starts, data.num_transitions)
-        self.value_goals = value_goals or GoalMixture.ogbench_value()
-        self.actor_goals = actor_goals
         self.reward = reward or GoalReward()
         self.reward_fn = reward_fn
         self.rng = as_generator(seed)
@@ -95,8 +118,8 @@ class GoalSampler:
             if isinstance(data.observations, dict) and DESIRED_GOAL in data.observations
             else None
         )
-        uses_original = self.value_goals.uses_original or (
-            actor_goals is not None and actor_goals.uses_original
+        uses_original = any(
+            isinstance(m, GoalMixture) and m.uses_original for m in self.goal_sets.values()
         )
         if uses_original and self.stored_goals is None:
             raise MissingKeyError(
@@ -112,12 +135,13 @@ class GoalSampler:
         """A relabeled batch of ``batch_size`` rows drawn uniformly (or the given ``rows``).
 
         Returns a dict of numpy arrays: ``observations``, ``next_observations`` (dicts when
-        the data's are; their ``desired_goal`` is the value goal), ``actions``, ``rewards``
-        (float32), ``terminals`` (bool), ``masks`` (float32, ``1 - terminals``),
-        ``value_goals``, ``actor_goals``, ``task_ids`` (when the data has tasks), ``rows``
-        (source row of each sample) and ``relabeled`` (bool: the value goal was relabeled).
-        With ``gather=False`` the first three are left out, for the caller to gather by
-        ``rows`` from its own copy of the data (a training device's, for instance).
+        the data's are; their ``desired_goal`` is the reward set's goal), ``actions``,
+        ``rewards`` (float32), ``terminals`` (bool), ``masks`` (float32, ``1 - terminals``),
+        ``<set>_goals`` for each goal set (``value_goals``, ``actor_goals``...), ``task_ids``
+        (when the data has tasks), ``rows`` (source row of each sample) and ``relabeled``
+        (bool: the reward set's goal was relabeled). With ``gather=False`` the first three are
+        left out, for the caller to gather by ``rows`` from its own copy of the data (a
+        training device's, for instance).
         """
         if rows is None:
             rows = self.rng.integers(0, self.data.num_transitions, size=batch_size)
@@ -126,28 +150,26 @@ class GoalSampler:
         states = rows + episodes
         first, last = self.index.first_state[episodes], self.index.last_state[episodes]
 
-        codes = self.value_goals.choose(len(rows), self.rng)
-        positions = self.value_goals.sample(
-            states, first, last, self.index.num_states, self.rng, codes
-        )
-        value_goals = self._goal_values(rows, positions, episodes, codes)
-        if self.actor_goals is None:
-            actor_goals = value_goals
-        else:
-            actor_codes = self.actor_goals.choose(len(rows), self.rng)
-            actor_positions = self.actor_goals.sample(
-                states, first, last, self.index.num_states, self.rng, actor_codes
-            )
-            actor_goals = self._goal_values(rows, actor_positions, episodes, actor_codes)
+        draws: dict[str, _Draw] = {}
+        for name, mixture in self.goal_sets.items():
+            if isinstance(mixture, str):
+                draws[name] = draws[mixture]
+                continue
+            codes = mixture.choose(len(rows), self.rng)
+            positions = mixture.sample(states, first, last, self.index.num_states, self.rng, codes)
+            any_episode = mixture.any_episode(codes)
+            goals = self._goal_values(rows, positions, episodes, any_episode)
+            draws[name] = _Draw(goals, positions, any_episode)
 
         data = self.data
-        relabeled = positions != KEEP
-        success = self._success(rows, states, positions, value_goals, codes)
+        rewarded = draws[self.reward_goals]
+        relabeled = rewarded.positions != KEEP
+        success = self._success(rows, states, rewarded)
         terminals = np.where(relabeled, success, take_rows(data.terminals, rows))
         gathered: dict[str, Any] = {}
         if gather or self.reward_fn is not None:
-            gathered["observations"] = _gather(data.observations, rows, value_goals)
-            gathered["next_observations"] = _gather(data.next_observations, rows, value_goals)
+            gathered["observations"] = _gather(data.observations, rows, rewarded.goals)
+            gathered["next_observations"] = _gather(data.next_observations, rows, rewarded.goals)
             gathered["actions"] = take_rows(data.actions, rows)
         if self.reward_fn is not None:
             rewards = check_rewards(
@@ -165,54 +187,60 @@ class GoalSampler:
             "rewards": rewards,
             "terminals": terminals,
             "masks": (~terminals).astype(np.float32),
-            "value_goals": value_goals,
-            "actor_goals": actor_goals,
-            "rows": rows,
-            "relabeled": relabeled,
         }
+        batch |= {f"{name}_goals": draw.goals for name, draw in draws.items()}
+        batch |= {"rows": rows, "relabeled": relabeled}
         if data.task_ids is not None:
             batch["task_ids"] = take_rows(data.task_ids, rows)
         return batch
 
     # ----------------------------------------------------------------- internals
     def _goal_values(
-        self, rows: np.ndarray, positions: np.ndarray, episodes: np.ndarray, codes: np.ndarray
+        self,
+        rows: np.ndarray,
+        positions: np.ndarray,
+        episodes: np.ndarray,
+        any_episode: np.ndarray,
     ) -> np.ndarray:
         """Goal vectors at ``positions``; stored goals where :data:`KEEP`."""
         keep = positions == KEEP
-        random = codes == _RANDOM
-        if not keep.any() and not random.any():
+        if not keep.any() and not any_episode.any():
             return self.index.gather_states(self.achieved, self.next_achieved, positions, episodes)
         out = np.empty((len(rows), *self.achieved.shape[1:]), dtype=self.achieved.dtype)
         if keep.any():
             assert self.stored_goals is not None
             out[keep] = self.stored_goals[rows[keep]]
-        if random.any() and self.random_goal_pool is not None:
-            draw = self.rng.integers(0, len(self.random_goal_pool), size=int(random.sum()))
-            out[random] = self.random_goal_pool[draw]
-            inside = ~(keep | random)
+        if any_episode.any() and self.random_goal_pool is not None:
+            draw = self.rng.integers(0, len(self.random_goal_pool), size=int(any_episode.sum()))
+            out[any_episode] = self.random_goal_pool[draw]
+            inside = ~(keep | any_episode)
         else:
             inside = ~keep
             episodes = episodes.copy()
-            episodes[random] = self.index.episode_of_state(positions[random])
+            episodes[any_episode] = self.index.episode_of_state(positions[any_episode])
         out[inside] = self.index.gather_states(
             self.achieved, self.next_achieved, positions[inside], episodes[inside]
         )
         return out
 
-    def _success(
-        self,
-        rows: np.ndarray,
-        states: np.ndarray,
-        positions: np.ndarray,
-        goals: np.ndarray,
-        codes: np.ndarray,
-    ) -> np.ndarray:
+    def _success(self, rows: np.ndarray, states: np.ndarray, draw: _Draw) -> np.ndarray:
         judged = self.next_achieved if self.reward.judged_on == "next" else self.achieved
-        success = self.reward.success(goals, positions, states, lambda: take_rows(judged, rows))
+        success = self.reward.success(
+            draw.goals, draw.positions, states, lambda: take_rows(judged, rows)
+        )
         if self.reward.tolerance is None and self.random_goal_pool is not None:
-            success &= codes != _RANDOM  # goals drawn from the pool carry no position
+            success &= ~draw.any_episode  # goals drawn from the pool carry no position
         return success
+
+
+@dataclass(frozen=True)
+class _Draw:
+    """One goal set's draw: goal values, state positions (:data:`KEEP`: stored goal), and
+    which came from a strategy whose goals may lie in another episode."""
+
+    goals: np.ndarray
+    positions: np.ndarray
+    any_episode: np.ndarray
 
 
 def goal_columns(
@@ -243,6 +271,40 @@ def _gather(observations: Observations, rows: np.ndarray, goals: np.ndarray) -> 
     if DESIRED_GOAL in observations:
         out[DESIRED_GOAL] = goals.astype(observations[DESIRED_GOAL].dtype, copy=False)
     return out
+
+
+class RowSampler:
+    """Uniform rows with their stored rewards; ``masks`` are ``1 - terminals``.
+
+    :meth:`sample` returns ``rewards``, ``terminals``, ``masks``, ``rows``, ``task_ids``
+    (when the data has tasks) and, unless ``gather=False``, ``observations``,
+    ``next_observations`` and ``actions``.
+    """
+
+    def __init__(self, data: Trajectories, seed: int | np.random.Generator | None = None) -> None:
+        self.data = data
+        self.rng = as_generator(seed)
+
+    def sample(
+        self, batch_size: int, rows: np.ndarray | None = None, *, gather: bool = True
+    ) -> dict[str, Any]:
+        """A batch of ``batch_size`` uniform rows (or the given ``rows``)."""
+        if rows is None:
+            rows = self.rng.integers(0, self.data.num_transitions, size=batch_size)
+        terminals = take_rows(self.data.terminals, rows)
+        batch: dict[str, Any] = {
+            "rows": rows,
+            "rewards": take_rows(self.data.rewards, rows),
+            "terminals": terminals,
+            "masks": (~terminals).astype(np.float32),
+        }
+        if gather:
+            batch["observations"] = take_observations(self.data.observations, rows)
+            batch["next_observations"] = take_observations(self.data.next_observations, rows)
+            batch["actions"] = take_rows(self.data.actions, rows)
+        if self.data.task_ids is not None:
+            batch["task_ids"] = take_rows(self.data.task_ids, rows)
+        return batch
 
 
 class TaskSampler:

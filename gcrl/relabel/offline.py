@@ -1,0 +1,417 @@
+"""Offline relabeling of a whole file: :func:`relabel_file` (numpy and h5py only).
+
+Reads any supported format chunk by chunk (native files are streamed, so files larger than
+memory work), writes the original rows (unless ``keep_original=False``) and the relabeled
+copies with their provenance (``infos/source_index``, ``infos/relabel_strategy``) to a native
+file, and returns a :class:`RelabelSummary`. The output appears only once complete; the input
+is only read. ``gcrl relabel`` is this function behind an argument parser.
+
+>>> from gcrl.relabel import relabel_file                                # doctest: +SKIP
+>>> summary = relabel_file("play.hdf5", "her.hdf5", strategy="future", k=4)  # doctest: +SKIP
+>>> print("\\n".join(summary.lines()))                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from gcrl.datasets.native_format import NativeWriter
+from gcrl.datasets.sources import CHUNK_ROWS, Source
+from gcrl.datasets.trajectories import Trajectories
+from gcrl.errors import ConfigError, DataError, MissingKeyError, option
+from gcrl.io import refuse_output_among_inputs
+from gcrl.relabel.codes import code_table
+from gcrl.relabel.expand import (
+    TASK_EXPANSIONS,
+    ExpansionStats,
+    expand_goals,
+    expand_tasks,
+    with_provenance,
+)
+from gcrl.relabel.goals import Truncation, goal_expansions
+from gcrl.relabel.reward_fns import TaskRewards, goal_reward_fn, task_rewards_from
+from gcrl.relabel.rewards import GoalReward
+from gcrl.relabel.tasks import (
+    draw_tasks,
+    episode_returns,
+    hipi_probabilities,
+    percentile_tasks,
+    top_k_tasks,
+    uniform_other_tasks,
+)
+
+#: Info column holding per-task rewards ``[N, M]`` when no reward function is given.
+TASK_REWARDS_KEY = "task_rewards"
+
+
+def relabel_strategies() -> tuple[str, ...]:
+    """Every strategy :func:`relabel_file` takes: the goal ones, then the task ones."""
+    return (*goal_expansions(), *TASK_EXPANSIONS)
+
+
+@dataclass(frozen=True)
+class TaskSelection:
+    """The ``high-reward`` rule, exactly one of: ``top_k`` (the K highest-return tasks),
+    ``percentile`` (Generalized Hindsight's AIR: tasks under which the episode ranks at or
+    above P among all episodes; with ``top_k``, the K best ranked) or ``temperature`` (HIPI's
+    softmax, drawing ``k`` tasks)."""
+
+    top_k: int | None = None
+    percentile: float | None = None
+    temperature: float | None = None
+
+
+@dataclass
+class RelabelSummary:
+    """What :func:`relabel_file` did. Shares are fractions in [0, 1]."""
+
+    strategy: str
+    output: Path
+    keep_original: bool
+    stats: ExpansionStats = field(default_factory=ExpansionStats)
+    #: Goal strategies: how success was judged.
+    reward: GoalReward | None = None
+    #: Task strategies: the task names, by id.
+    task_names: tuple[str, ...] = ()
+
+    @property
+    def success_before(self) -> float:
+        """Goal strategies: share of source rows that reach their stored goal."""
+        return self.stats.share(self.stats.successes_before, self.stats.rows_in)
+
+    @property
+    def success_after(self) -> float:
+        """Goal strategies: share of relabeled rows that reach their new goal."""
+        return self.stats.share(self.stats.successes_after, self.stats.relabeled)
+
+    @property
+    def shared_per_task(self) -> dict[str, int]:
+        """Task strategies: episodes shared with each task, by task name."""
+        return {self.task_names[t]: n for t, n in sorted(self.stats.per_task.items())}
+
+    def lines(self) -> list[str]:
+        """The summary ``gcrl relabel`` prints."""
+        s = self.stats
+        original = s.rows_in if self.keep_original else 0
+        out = [
+            f"relabel {self.strategy}: {s.rows_in:,} rows in -> {s.rows_out:,} rows out "
+            f"({original:,} original, {s.relabeled:,} relabeled)"
+        ]
+        if self.reward is not None:
+            state = "s'" if self.reward.judged_on == "next" else "s"
+            rule = "index" if self.reward.tolerance is None else f"within {self.reward.tolerance}"
+            out.append(
+                f"goal reached ({rule} on {state}): {self.success_before:.1%} of source rows, "
+                f"{self.success_after:.1%} of relabeled rows"
+            )
+        else:
+            out.append(
+                f"mean reward: {s.share(s.reward_before, s.rows_in):.4g} per source "
+                f"row, {s.share(s.reward_after, s.relabeled):.4g} per relabeled row; "
+                f"episodes shared per task: {json.dumps(self.shared_per_task)}"
+            )
+        out.append(f"wrote {self.output}")
+        return out
+
+
+def relabel_file(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    strategy: str,
+    k: int = 4,
+    seed: int = 0,
+    keep_original: bool = True,
+    format: str | None = None,
+    goal_key: str = "achieved_goal",
+    reward: GoalReward | None = None,
+    gamma: float = 0.99,
+    truncation: Truncation = "renormalise",
+    reward_fn: Any = None,
+    selection: TaskSelection | None = None,
+    compression: str = "lzf",
+    chunk_rows: int = CHUNK_ROWS,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> RelabelSummary:
+    """Relabel ``source`` (any supported format) into the native file ``output``.
+
+    Args:
+        strategy: a goal strategy (``final``, ``future``, ``geometric``, ``episode``,
+            ``random``: every row gets ``k`` new goals) or a task strategy (``random-task``,
+            ``zero-reward``: each episode is shared with ``k`` other tasks; ``high-reward``:
+            with the tasks ``selection`` picks).
+        k: copies per row (goal strategies) or tasks per episode.
+        seed: seeds the one generator every draw comes from.
+        keep_original: also write the source rows.
+        format: the source's format (default: detected).
+        goal_key: the observation key of the achieved goal.
+        reward: how goal success is judged (default ``GoalReward()``: within 0.5 on s').
+        gamma, truncation: the ``geometric`` strategy's.
+        reward_fn: ``MODULE:NAME`` or the object itself. Goal strategies: a function of
+            ``(observations, actions, next_observations)`` returning ``[n]`` (it replaces the
+            reward values; success still follows ``reward``). Task strategies: one returning
+            ``[n, tasks]``, or a list (or dict by task name) of per-task functions; default:
+            the ``infos/task_rewards`` column.
+        selection: the ``high-reward`` rule.
+        compression, chunk_rows, overwrite: output compression (``lzf``, ``gzip``, ``none``),
+            rows read per chunk, and whether an existing output may be replaced.
+        progress: show a progress bar (default: only on a terminal).
+
+    Returns the summary; raises a one-line :class:`gcrl.errors.GcrlError` for bad input, and
+    then writes nothing.
+    """
+    if strategy not in relabel_strategies():
+        raise ConfigError(
+            f"{option('strategy')}: unknown {strategy!r}; choose one of "
+            f"{', '.join(relabel_strategies())}"
+        )
+    if k < 1:
+        raise ConfigError(f"{option('k')}: must be >= 1, got {k}")
+    refuse_output_among_inputs([source], output)
+    is_goal = strategy in goal_expansions()
+    reward = reward or GoalReward()
+    selection = selection or TaskSelection()
+    options: dict[str, Any] = {
+        "k": k,
+        "seed": seed,
+        "keep_original": keep_original,
+        "reward_fn": reward_fn
+        if reward_fn is None or isinstance(reward_fn, str)
+        else repr(reward_fn),
+    }
+    if is_goal:
+        options |= {
+            "gamma": gamma,
+            "truncation": truncation,
+            "goal_key": goal_key,
+            "tolerance": reward.tolerance,
+            "judged_on": reward.judged_on,
+            "negative_rewards": reward.negative,
+        }
+    else:
+        options |= {
+            "top_k": selection.top_k,
+            "percentile": selection.percentile,
+            "temperature": selection.temperature,
+        }
+    rng = np.random.default_rng(seed)
+    with Source(source, format) as opened:
+        summary = RelabelSummary(
+            strategy,
+            Path(output),
+            keep_original,
+            reward=reward if is_goal else None,
+            task_names=tuple(t.name for t in opened.tasks),
+        )
+        attrs = {
+            "source": str(source),
+            "source_format": opened.format,
+            "relabel_strategy": strategy,
+            "relabel_strategies": code_table(),
+            "relabel_options": options,
+        }
+        run = _Run(opened, strategy, k, keep_original, chunk_rows, rng, summary.stats, progress)
+        with NativeWriter(
+            output, overwrite=overwrite, compression=compression, attrs=attrs
+        ) as writer:
+            if is_goal:
+                run.goals(writer, goal_key, reward, reward_fn, gamma, truncation)
+            else:
+                run.tasks(writer, reward_fn, selection)
+            summary.stats.rows_out = writer.num_transitions
+    return summary
+
+
+@dataclass
+class _Run:
+    """One relabeling pass over an opened source."""
+
+    source: Source
+    strategy: str
+    k: int
+    keep_original: bool
+    chunk_rows: int
+    rng: np.random.Generator
+    stats: ExpansionStats
+    progress: bool | None
+
+    def chunks(self, label: str) -> Iterator[tuple[int, Trajectories]]:
+        """The source's chunks, counted on a progress bar."""
+        bar = tqdm(
+            total=self.source.num_transitions,
+            unit="row",
+            unit_scale=True,
+            desc=label,
+            disable=None if self.progress is None else not self.progress,
+        )
+        with bar:
+            for first_row, chunk in self.source.chunks(self.chunk_rows):
+                yield first_row, chunk
+                bar.update(len(chunk))
+
+    def write(self, writer: NativeWriter, chunk: Trajectories, first_row: int) -> None:
+        """The original rows of ``chunk``, when they are kept."""
+        if self.keep_original:
+            writer.append(with_provenance(chunk, first_row))
+        self.stats.rows_in += len(chunk)
+
+    # ----------------------------------------------------------------- goals
+    def goals(
+        self,
+        writer: NativeWriter,
+        goal_key: str,
+        reward: GoalReward,
+        reward_fn: Any,
+        gamma: float,
+        truncation: Truncation,
+    ) -> None:
+        fn = None if reward_fn is None else goal_reward_fn(reward_fn)
+        pool = self.source.goal_states(goal_key) if self.strategy == "random" else None
+        for first_row, chunk in self.chunks(self.strategy):
+            _check_goal_key(self.source, chunk, goal_key)
+            copies = expand_goals(
+                chunk,
+                first_row=first_row,
+                strategy=self.strategy,
+                k=self.k,
+                rng=self.rng,
+                goal_key=goal_key,
+                reward=reward,
+                reward_fn=fn,
+                gamma=gamma,
+                truncation=truncation,
+                random_goal_pool=pool,
+                stats=self.stats,
+            )
+            self.write(writer, chunk, first_row)
+            writer.append(copies)
+
+    # ----------------------------------------------------------------- tasks
+    def tasks(self, writer: NativeWriter, reward_fn: Any, selection: TaskSelection) -> None:
+        source = self.source
+        num_tasks = len(source.tasks)
+        if num_tasks < 2:
+            raise DataError(
+                f"{source.path}: tasks: {option('strategy')} {self.strategy} shares episodes "
+                f"between tasks, but the dataset has {num_tasks}"
+            )
+        stored = _stored_task_rewards(source, zeros=self.strategy == "zero-reward")
+        rewards = task_rewards_from(reward_fn, source.tasks, stored)
+        targets: np.ndarray | None = None
+        if self.strategy == "high-reward":
+            targets = self._high_reward_targets(rewards, selection)
+        first_episode = 0
+        for first_row, chunk in self.chunks(self.strategy):
+            episode_tasks = _episode_tasks(chunk)
+            if targets is None:  # random-task, zero-reward: k other tasks, uniformly
+                chosen = draw_tasks(
+                    uniform_other_tasks(episode_tasks, num_tasks),
+                    self.k,
+                    self.rng,
+                    exclude=episode_tasks,
+                )
+            else:
+                chosen = targets[first_episode : first_episode + chunk.num_episodes]
+            copies = expand_tasks(
+                chunk,
+                first_row=first_row,
+                strategy=self.strategy,
+                targets=chosen,
+                task_rewards=rewards,
+                stats=self.stats,
+            )
+            self.write(writer, chunk, first_row)
+            if copies is not None:
+                writer.append(copies)
+            first_episode += chunk.num_episodes
+        if writer.num_transitions == 0:
+            raise DataError(
+                f"{source.path}: no episode was shared and {option('keep_original')} is off"
+            )
+
+    def _high_reward_targets(self, rewards: TaskRewards, selection: TaskSelection) -> np.ndarray:
+        """First pass: every episode's return under every task, then the selection rule."""
+        rules = [
+            r for r in ("top_k", "percentile", "temperature") if getattr(selection, r) is not None
+        ]
+        if not rules or (selection.temperature is not None and len(rules) > 1):
+            raise ConfigError(
+                f"{option('strategy')} high-reward: choose the selection rule with "
+                f"{option('top_k')} K, {option('percentile')} P or {option('temperature')} T "
+                f"(one of them; {option('top_k')} may go with {option('percentile')})"
+            )
+        returns, tasks = [], []
+        for _, chunk in self.chunks("returns"):
+            returns.append(episode_returns(rewards(chunk), chunk.episode_starts))
+            tasks.append(_episode_tasks(chunk))
+        all_returns, episode_tasks = np.concatenate(returns), np.concatenate(tasks)
+        num_tasks = all_returns.shape[1]
+        if selection.temperature is not None:
+            q, draws = hipi_probabilities(all_returns, selection.temperature), self.k
+        elif selection.percentile is not None:
+            if not 0 <= selection.percentile <= 100:
+                raise ConfigError(
+                    f"{option('percentile')}: must lie in [0, 100], got {selection.percentile}"
+                )
+            q = percentile_tasks(
+                all_returns, k=selection.top_k, min_percentile=selection.percentile
+            )
+            draws = num_tasks
+        else:
+            assert selection.top_k is not None
+            if selection.top_k < 1:
+                raise ConfigError(f"{option('top_k')}: must be >= 1, got {selection.top_k}")
+            q, draws = top_k_tasks(all_returns, selection.top_k), num_tasks
+        return draw_tasks(q, draws, self.rng, exclude=episode_tasks)
+
+
+def _check_goal_key(source: Source, chunk: Trajectories, key: str) -> None:
+    observations = chunk.observations
+    if not isinstance(observations, dict):
+        raise MissingKeyError(
+            f"{source.path}: observations: goal relabeling needs dict observations with "
+            f"{key!r} and 'desired_goal', found an array"
+        )
+    for needed, name in ((key, option("goal_key")), ("desired_goal", "")):
+        if needed not in observations:
+            raise MissingKeyError(
+                f"{source.path}: observations/{needed}: no such key{f' ({name})' * bool(name)}"
+                f"; the observations hold {', '.join(sorted(observations))}"
+            )
+
+
+def _episode_tasks(chunk: Trajectories) -> np.ndarray:
+    assert chunk.task_ids is not None
+    return chunk.task_ids[chunk.episode_starts]
+
+
+def _stored_task_rewards(source: Source, zeros: bool) -> TaskRewards:
+    """The ``[n, M]`` rewards of a chunk from its ``infos/task_rewards`` column (zeros for
+    ``zero-reward`` when the column is absent)."""
+    num_tasks = len(source.tasks)
+
+    def stored(chunk: Trajectories) -> np.ndarray:
+        if TASK_REWARDS_KEY not in chunk.infos:
+            if zeros:
+                return np.zeros((len(chunk), num_tasks), dtype=np.float32)
+            raise MissingKeyError(
+                f"{source.path}: infos/{TASK_REWARDS_KEY}: no such key; give {option('reward_fn')}"
+            )
+        matrix = chunk.infos[TASK_REWARDS_KEY]
+        if matrix.shape != (len(chunk), num_tasks):
+            raise DataError(
+                f"{source.path}: infos/{TASK_REWARDS_KEY}: shape {matrix.shape}, "
+                f"expected ({len(chunk)}, {num_tasks}) (rows x tasks)"
+            )
+        return matrix.astype(np.float32, copy=False)
+
+    return stored

@@ -1,0 +1,135 @@
+"""Reward functions named by ``MODULE:NAME`` (or given as objects) for offline relabeling.
+
+A goal strategy takes one function ``fn(observations, actions, next_observations) -> [n]``; a
+task strategy takes one returning ``[n, tasks]``, or a list (or dict by task name) of per-task
+functions. Every exception a function raises becomes a one-line
+:class:`~gcrl.errors.RewardFunctionError` naming the function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gcrl.datasets.trajectories import Task, Trajectories
+from gcrl.errors import GcrlError, RewardFunctionError, option
+from gcrl.relabel.rewards import check_rewards
+from gcrl.relabel.sampler import RewardFn
+from gcrl.relabel.tasks import task_reward_matrix
+
+#: ``rewards(chunk) -> [n, tasks]`` float32: every row's reward under every task.
+TaskRewards = Callable[[Trajectories], np.ndarray]
+
+
+def import_object(spec: str) -> Any:
+    """The object named by ``module:name`` (``module`` may be a dotted name or a .py path)."""
+    label = f"{option('reward_fn')} {spec}"
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise RewardFunctionError(f"{label}: expected MODULE:NAME")
+    try:
+        if module_name.endswith(".py") or "/" in module_name:
+            path = Path(module_name)
+            if not path.is_file():
+                raise RewardFunctionError(f"{label}: no such file {path}")
+            loaded = importlib.util.spec_from_file_location(path.stem, path)
+            assert loaded is not None and loaded.loader is not None
+            module = importlib.util.module_from_spec(loaded)
+            loaded.loader.exec_module(module)
+        else:
+            if "" not in sys.path:
+                sys.path.insert(0, "")  # modules beside the caller, as `python -m` would find
+            module = importlib.import_module(module_name)
+    except GcrlError:
+        raise
+    except Exception as err:
+        raise RewardFunctionError(
+            f"{label}: cannot import {module_name!r}: {type(err).__name__}: {err}"
+        ) from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise RewardFunctionError(
+            f"{label}: module {module_name!r} has no attribute {name!r}"
+        ) from None
+
+
+def _label(spec: Any) -> str:
+    name = spec if isinstance(spec, str) else getattr(spec, "__name__", type(spec).__name__)
+    return f"{option('reward_fn')} {name}"
+
+
+def _callable(label: str, obj: Any) -> Callable[..., Any]:
+    if not callable(obj):
+        raise RewardFunctionError(f"{label}: {obj!r} is not callable")
+    return obj
+
+
+def guarded(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose exceptions become one-line RewardFunctionErrors naming ``label``."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except GcrlError as err:
+            raise RewardFunctionError(f"{label}: {err}") from None
+        except Exception as err:
+            raise RewardFunctionError(f"{label}: raised {type(err).__name__}: {err}") from None
+
+    return call
+
+
+def resolve(spec: Any) -> tuple[str, Any]:
+    """``(label for errors, object)``: a ``MODULE:NAME`` string is imported."""
+    return _label(spec), import_object(spec) if isinstance(spec, str) else spec
+
+
+def goal_reward_fn(spec: Any) -> RewardFn:
+    """The reward function of a goal strategy, guarded."""
+    label, obj = resolve(spec)
+    return guarded(label, _callable(label, obj))
+
+
+def task_rewards_from(
+    spec: Any, tasks: Sequence[Task], stored: TaskRewards | None = None
+) -> TaskRewards:
+    """Every row's reward under every task, from the function(s) ``spec`` names or is; the
+    ``stored`` column when ``spec`` is None."""
+    if spec is None:
+        if stored is None:
+            raise RewardFunctionError(f"{option('reward_fn')}: no task rewards given")
+        return stored
+    label, obj = resolve(spec)
+    num_tasks = len(tasks)
+    if isinstance(obj, Mapping):
+        missing = [t.name for t in tasks if t.name not in obj]
+        if missing:
+            raise RewardFunctionError(f"{label}: no function for tasks {missing}")
+        obj = [obj[t.name] for t in tasks]
+    if isinstance(obj, Sequence) and not isinstance(obj, str):
+        if len(obj) != num_tasks:
+            raise RewardFunctionError(f"{label}: {len(obj)} functions for {num_tasks} tasks")
+        fns = [_callable(label, fn) for fn in obj]
+        return lambda chunk: guarded(label, task_reward_matrix)(
+            chunk.observations, chunk.actions, chunk.next_observations, fns
+        )
+    fn = guarded(label, _callable(label, obj))
+
+    def matrix(chunk: Trajectories) -> np.ndarray:
+        out = np.asarray(
+            fn(chunk.observations, chunk.actions, chunk.next_observations), dtype=np.float32
+        )
+        if out.shape != (len(chunk), num_tasks):
+            raise RewardFunctionError(
+                f"{label}: returned shape {out.shape}, expected "
+                f"({len(chunk)}, {num_tasks}) (rows x tasks)"
+            )
+        return check_rewards(out.reshape(-1), out.size, label).reshape(out.shape)
+
+    return matrix
