@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gcrl.datasets.trajectories import Task
+from gcrl.datasets.trajectories import Task, stack_observations
 from gcrl.envs.base import Suite, TaskEnv
 from gcrl.errors import ConfigError
 from gcrl.io import atomic_path
@@ -188,7 +188,7 @@ def evaluate(
             start(slot)
         while any(slot.job is not None for slot in slots):
             active = [slot for slot in slots if slot.job is not None]
-            batch = _stack([slot.observation for slot in active])
+            batch = stack_observations([slot.observation for slot in active])
             actions = policy(batch, [suite.tasks[slot.job[0]] for slot in active])  # type: ignore[index]
             for slot, action in zip(active, actions, strict=True):
                 step = slot.env.step(action)
@@ -247,12 +247,6 @@ def _task_result(
         mean_length=float(lengths.mean()),
         seen=None if seen is None else task.name in seen,
     )
-
-
-def _stack(observations: list[Any]) -> dict[str, np.ndarray] | np.ndarray:
-    if isinstance(observations[0], dict):
-        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
-    return np.stack(observations)
 
 
 def _progress_bar(total: int, name: str) -> Any:

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gcrl.algorithms import ALGORITHMS
 from gcrl.algorithms.base import CHECKPOINT_KEY, GCRLModule
-from gcrl.datasets.datamodule import Normalizer
-from gcrl.datasets.trajectories import Task
+from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
-from gcrl.tasks.signals import EmbeddingSignal, NoSignal, OneHotSignal, TextSignal
+from gcrl.tasks.signals import EmbeddingSignal, OneHotSignal, TextSignal
+
+#: Checkpoints naming a class in this package are imported; any other module must have been
+#: imported by the caller already, so that loading a checkpoint never runs code it names.
+_OWN_PACKAGE = "gcrl"
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -52,15 +56,41 @@ def load_module(
     algorithm an error instead of a surprise.
     """
     meta = read_checkpoint_metadata(path)
-    name = str(meta.get("algorithm", "")).rsplit(".", 1)[-1]
-    cls = ALGORITHMS.get(name)
-    if cls is None:
-        raise DataError(f"{path}: unknown algorithm {meta.get('algorithm')!r}")
+    cls = algorithm_class(str(meta.get("algorithm", "")), path)
     if expected is not None and not issubclass(cls, expected):
-        raise ConfigError(f"{path}: a {name} checkpoint, not {expected.__name__}")
+        raise ConfigError(f"{path}: a {cls.__name__} checkpoint, not {expected.__name__}")
     module = cls.load_from_checkpoint(Path(path), map_location=map_location, weights_only=True)
     module.eval()
     return module
+
+
+def algorithm_class(class_path: str, source: str | os.PathLike[str]) -> type[GCRLModule]:
+    """The algorithm class a checkpoint names (``package.module.Class``).
+
+    Only subclasses of :class:`~gcrl.algorithms.base.GCRLModule` are accepted. A module of
+    gcrl itself is imported; any other must be imported already (import your own algorithm's
+    module before loading its checkpoints), so a checkpoint naming ``os.system`` or an unknown
+    module is refused without importing anything.
+    """
+    module_name, _, class_name = class_path.rpartition(".")
+    if not module_name or not class_name.isidentifier():
+        raise DataError(f"{source}: algorithm {class_path!r} is not a class path")
+    own = module_name == _OWN_PACKAGE or module_name.startswith(_OWN_PACKAGE + ".")
+    module = sys.modules.get(module_name)
+    if module is None and own:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            module = None
+    if module is None:
+        raise DataError(
+            f"{source}: algorithm {class_path!r}: module {module_name!r} is "
+            + ("not in this gcrl" if own else "not gcrl's and not imported; import it first")
+        )
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, GCRLModule)):
+        raise DataError(f"{source}: algorithm {class_path!r} is not a gcrl algorithm class")
+    return cls
 
 
 class LoadedPolicy:
@@ -77,12 +107,11 @@ class LoadedPolicy:
         self.module = module
         self.spec = module.spec
         self._embedder: Any = None
-        self.normalizer = Normalizer.from_spec(self.spec)
 
     @property
     def task_names(self) -> list[str]:
         """The names of the tasks the policy was trained on, in task-id order."""
-        return [str(t["name"]) for t in self.spec.get("tasks", [])]
+        return self.spec.task_names
 
     def on_tasks(
         self, observations: np.ndarray | Mapping[str, np.ndarray], tasks: Sequence[Task]
@@ -119,51 +148,32 @@ class LoadedPolicy:
         task_ids: np.ndarray | Sequence[int] | int | None = None,
         texts: Sequence[str] | str | None = None,
     ) -> np.ndarray:
-        obs, single = self._state(observations)
-        batch = len(obs)
+        spec = self.spec
+        single = spec.is_single(observations)
+        state = spec.network_state(observations)
+        batch = len(state)
         device = self.module.device
-        if goals is None and isinstance(observations, Mapping) and "desired_goal" in observations:
-            goals = np.asarray(observations["desired_goal"])
+        if goals is None and isinstance(observations, Mapping) and DESIRED_GOAL in observations:
+            goals = np.asarray(observations[DESIRED_GOAL])
         goal_tensor = None
-        if goals is not None:
-            flat_goals = np.asarray(goals, dtype=np.float32).reshape(batch, -1)
-            goal_tensor = torch.as_tensor(self.normalizer.goals(flat_goals), device=device)
+        if goals is not None and spec.goal_dim:
+            goal_tensor = torch.as_tensor(spec.network_goals(goals, batch), device=device)
         id_tensor = None
         if task_ids is not None:
             ids = np.broadcast_to(np.asarray(task_ids), (batch,)).copy()
             id_tensor = torch.as_tensor(ids, device=device).long()
+        embeddings = None if texts is None else self._text_embeddings(texts, batch).to(device)
         with torch.no_grad():
-            if texts is not None:
-                condition = self._text_condition(texts, batch).to(device)
-            elif isinstance(self.module.signal, NoSignal):  # nothing to size the batch by
-                condition = torch.zeros(batch, 0, device=device)
-            else:
-                condition = self.module.signal(goal_tensor, id_tensor)
-            state = torch.as_tensor(obs, device=device)
-            actions = self.module.act(state, condition, id_tensor).cpu().numpy()
-        return actions[0] if single else actions
-
-    def _state(
-        self, observations: np.ndarray | Mapping[str, np.ndarray]
-    ) -> tuple[np.ndarray, bool]:
-        keys = self.spec.get("observation_keys")
-        if isinstance(observations, Mapping):
-            if not keys:
-                raise ConfigError("observations: the model was trained on array observations")
-            parts = [np.asarray(observations[k], dtype=np.float32) for k in keys]
-        else:
-            parts = [np.asarray(observations, dtype=np.float32)]
-        single = parts[0].ndim == 1
-        parts = [p.reshape(1, -1) if single else p.reshape(len(p), -1) for p in parts]
-        obs = np.concatenate(parts, axis=1)
-        if obs.shape[1] != self.spec["observation_dim"]:
-            raise ConfigError(
-                f"observations: {obs.shape[1]} values per observation, the model takes "
-                f"{self.spec['observation_dim']}"
+            actions = self.module.act(
+                torch.as_tensor(state, device=device),
+                goal_tensor,
+                id_tensor,
+                text_embeddings=embeddings,
             )
-        return self.normalizer.observations(obs), single
+        out = actions.cpu().numpy()
+        return out[0] if single else out
 
-    def _text_condition(self, texts: Sequence[str] | str, batch: int) -> torch.Tensor:
+    def _text_embeddings(self, texts: Sequence[str] | str, batch: int) -> torch.Tensor:
         from gcrl.tasks.text import TextEmbedder
 
         signal = self.module.signal

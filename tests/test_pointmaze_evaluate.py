@@ -188,7 +188,7 @@ def test_fit_with_the_evaluation_callback_logs_success(
 
 
 def test_bundled_dataset_is_the_recipe_output_it_records() -> None:
-    from gcrl.datasets.loading import bundled_datasets
+    from gcrl.io import bundled_datasets
 
     assert "pointmaze-medium-navigate" in bundled_datasets()
     data = load("bundled:pointmaze-medium-navigate")

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from gcrl.algorithms import BC
-from gcrl.datasets import Task, TrajectoryDataModule
+from gcrl.datasets import Task
 from gcrl.errors import ConfigError
 from gcrl.policy import LoadedPolicy
+from gcrl.training import TrajectoryDataModule
 
 from .training_data import goal_reaching, two_text_tasks
 
@@ -27,10 +28,11 @@ def test_normalised_batches_and_the_policy_agree(tmp_path: Path) -> None:
     raw.setup("fit")
     batch = next(iter(data.train_dataloader()))
     same = next(iter(raw.train_dataloader()))  # same seed: the same rows
-    mean, std = (np.array(v) for v in data.spec["normalization"]["observation"])
-    expected = (same["observations"].numpy() - mean) / std
-    np.testing.assert_allclose(batch["observations"].numpy(), expected, rtol=1e-5, atol=1e-6)
-    everything = data.flat(data.data.observations)
+    assert data.spec.observation_scale is not None and data.spec.goal_scale is not None
+    mean, std = data.spec.observation_scale.mean, data.spec.observation_scale.std
+    expected = (same.observations.numpy() - mean) / std
+    np.testing.assert_allclose(batch.observations.numpy(), expected, rtol=1e-5, atol=1e-6)
+    everything = data.spec.state(data.data.observations)
     np.testing.assert_allclose(((everything - mean) / std).mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(((everything - mean) / std).std(0), 1, atol=1e-4)
     # The loaded policy normalises raw inputs the same way before the network sees them.
@@ -38,10 +40,10 @@ def test_normalised_batches_and_the_policy_agree(tmp_path: Path) -> None:
     policy = LoadedPolicy(module.eval())
     obs = np.array([[0.3, -0.2]], dtype=np.float32)
     goal = np.array([[0.5, 0.5]], dtype=np.float32)
-    gmean, gstd = (np.array(v) for v in data.spec["normalization"]["goal"])
+    gmean, gstd = data.spec.goal_scale.mean, data.spec.goal_scale.std
     direct = module.act(
         torch.as_tensor((obs - mean) / std, dtype=torch.float32),
-        module.signal(torch.as_tensor((goal - gmean) / gstd, dtype=torch.float32), None),
+        torch.as_tensor((goal - gmean) / gstd, dtype=torch.float32),
     )
     np.testing.assert_allclose(policy(obs, goals=goal), direct.numpy(), rtol=1e-5, atol=1e-6)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,11 +13,12 @@ import pytest
 import torch
 
 from gcrl.algorithms import BC, DQN, IQL
-from gcrl.datasets import TrajectoryDataModule, load
+from gcrl.datasets import load
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
 from gcrl.models import ConditionedMLP, Policy, polyak_update, target_copy
 from gcrl.policy import load_module, load_policy
 from gcrl.tasks.signals import EmbeddingSignal, GoalSignal, OneHotSignal
+from gcrl.training import Batch, TrajectoryDataModule
 
 from .training_data import chain_mdp, goal_reaching, multitask_goal_reaching, two_text_tasks
 
@@ -125,8 +127,8 @@ def test_data_module_batches(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=10, length=8)
     dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=3, val_fraction=0.2)
     assert dm.relabel == "ogbench"
-    assert dm.spec["observation_dim"] == 2 and dm.spec["goal_dim"] == 2
-    assert dm.spec["action_dim"] == 2 and not dm.spec["discrete"]
+    assert dm.spec.observation_dim == 2 and dm.spec.goal_dim == 2
+    assert dm.spec.action_dim == 2 and not dm.spec.discrete
     dm.setup("fit")
     assert dm.val_data is not None
     train_rows = set(map(tuple, dm.train_data.observations["observation"].round(9)))
@@ -136,10 +138,10 @@ def test_data_module_batches(tmp_path: Path) -> None:
     batches = list(dm.train_dataloader())
     assert len(batches) == 3
     batch = batches[0]
-    assert batch["observations"].shape == (32, 2) and batch["observations"].dtype == torch.float32
-    assert batch["actor_goals"].shape == (32, 2) and batch["value_goals"].shape == (32, 2)
-    assert set(batch["rewards"].unique().tolist()) <= {-1.0, 0.0}  # OGBench's -1/0
-    assert torch.equal(batch["masks"], -batch["rewards"])  # success (reward 0) ends it
+    assert batch.observations.shape == (32, 2) and batch.observations.dtype == torch.float32
+    assert batch.goals["actor"].shape == (32, 2) and batch.goals["value"].shape == (32, 2)
+    assert set(batch.rewards.unique().tolist()) <= {-1.0, 0.0}  # OGBench's -1/0
+    assert torch.equal(batch.masks, -batch.rewards)  # success (reward 0) ends it
     again = list(
         TrajectoryDataModule(
             str(path), batch_size=32, steps_per_epoch=3, val_fraction=0.2
@@ -148,14 +150,14 @@ def test_data_module_batches(tmp_path: Path) -> None:
     dm2 = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=3, val_fraction=0.2)
     dm2.setup("fit")
     assert all(
-        torch.equal(a["observations"], b["observations"])
+        torch.equal(a.observations, b.observations)
         for a, b in zip(batches, list(dm2.train_dataloader()), strict=True)
     )
     assert len(again) == 3
     val = list(dm.val_dataloader())
     assert len(val) == dm.val_batches
     assert all(
-        torch.equal(a["actions"], b["actions"])
+        torch.equal(a.actions, b.actions)
         for a, b in zip(val, list(dm.val_dataloader()), strict=True)
     )
 
@@ -192,10 +194,16 @@ def test_batches_gathered_from_device_data_equal_numpy_batches(
         streams = [list(getattr(dm, loader)()) for dm in modules.values()]
         assert len(streams[0]) == len(streams[1]) > 0
         for on_device, in_numpy in zip(*streams, strict=True):
-            assert on_device.keys() == in_numpy.keys()
-            for key, value in in_numpy.items():
-                assert on_device[key].dtype == value.dtype, key
-                assert torch.equal(on_device[key], value), key
+            assert on_device.goals.keys() == in_numpy.goals.keys()
+            for key, value in columns(in_numpy).items():
+                assert columns(on_device)[key].dtype == value.dtype, key
+                assert torch.equal(columns(on_device)[key], value), key
+
+
+def columns(batch: Batch) -> dict[str, torch.Tensor]:
+    """Every tensor of a batch by name (goal sets as ``goals/<set>``)."""
+    out = {f.name: getattr(batch, f.name) for f in fields(batch) if f.name != "goals"}
+    return out | {f"goals/{k}": v for k, v in batch.goals.items()}
 
 
 def test_relabeled_goals_inside_the_state_keep_numpy_batches(tmp_path: Path) -> None:
@@ -222,7 +230,7 @@ def test_each_rank_samples_its_own_indices(tmp_path: Path) -> None:
     firsts = []
     for rank in (0, 1):
         dm.trainer = FakeTrainer(rank)  # type: ignore[assignment]
-        firsts.append(next(iter(dm.train_dataloader()))["observations"])
+        firsts.append(next(iter(dm.train_dataloader())).observations)
     assert not torch.equal(firsts[0], firsts[1])
 
 
@@ -246,7 +254,7 @@ def test_bc_beats_the_mean_action_baseline_on_held_out_episodes(tmp_path: Path) 
     held_out = dm.val_data
     obs = torch.as_tensor(held_out.observations["observation"], dtype=torch.float32)
     goals = torch.as_tensor(held_out.observations["desired_goal"], dtype=torch.float32)
-    predicted = model.act(obs, model.signal(goals, None)).numpy()
+    predicted = model.act(obs, goals).numpy()
     error = ((predicted - held_out.actions) ** 2).mean()
     baseline = ((held_out.actions - dm.train_data.actions.mean(0)) ** 2).mean()
     assert error < 0.2 * baseline, (error, baseline)
@@ -263,7 +271,7 @@ def test_iql_values_rank_states_nearer_the_goal_higher(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     goal = torch.zeros(400, 2)
     states = torch.as_tensor(rng.uniform(-1, 1, size=(400, 2)), dtype=torch.float32)
-    values = model.state_value(states, model.signal(goal, None)).numpy()
+    values = model.state_value(states, goal).numpy()
     distance = states.norm(dim=1).numpy()
     ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
     rho = np.corrcoef(ranks(values), ranks(distance))[0, 1]
@@ -273,7 +281,7 @@ def test_iql_values_rank_states_nearer_the_goal_higher(tmp_path: Path) -> None:
 def test_dqn_picks_the_optimal_action_in_a_chain(tmp_path: Path) -> None:
     path = chain_mdp(tmp_path / "chain.hdf5")
     dm = TrajectoryDataModule(str(path), batch_size=128, steps_per_epoch=100)
-    assert dm.spec["discrete"] and dm.spec["action_dim"] == 2
+    assert dm.spec.discrete and dm.spec.action_dim == 2
     model = DQN(
         spec=dm.spec,
         hidden_dims=[32, 32],
@@ -284,7 +292,7 @@ def test_dqn_picks_the_optimal_action_in_a_chain(tmp_path: Path) -> None:
     )
     fit(model, dm, 600)
     cells = torch.eye(6)[:5]
-    q = model.q_values(cells, model.signal(None, torch.zeros(5, dtype=torch.long)))
+    q = model.q_values(cells, task_ids=torch.zeros(5, dtype=torch.long))
     assert (q.argmax(-1) == 1).all(), q
     # Values grow towards the goal, as discount ** steps-to-go says.
     best = q.max(-1).values.numpy()
@@ -302,10 +310,10 @@ def test_text_conditioning_separates_two_tasks(
     fit(text, dm, 150)
     fit(blind, dm, 150)
     obs = torch.rand(50, 3) * 2 - 1
-    left = text.act(obs, text.signal(None, torch.zeros(50, dtype=torch.long)))
-    right = text.act(obs, text.signal(None, torch.ones(50, dtype=torch.long)))
+    left = text.act(obs, task_ids=torch.zeros(50, dtype=torch.long))
+    right = text.act(obs, task_ids=torch.ones(50, dtype=torch.long))
     assert (left < -0.5).all() and (right > 0.5).all()
-    assert blind.act(obs, blind.signal(None, torch.zeros(50, dtype=torch.long))).abs().mean() < 0.3
+    assert blind.act(obs, task_ids=torch.zeros(50, dtype=torch.long)).abs().mean() < 0.3
 
     # Saved and reloaded without the language model; a policy callable on new wordings.
     trainer = L.Trainer(
@@ -427,7 +435,7 @@ def test_discrete_bc_learns_the_majority_action(tmp_path: Path) -> None:
     model = BC(spec=dm.spec, hidden_dims=[32], learning_rate=3e-3)
     fit(model, dm, 150)
     cells = torch.eye(6)[:5]
-    predicted = model.act(cells, model.signal(None, torch.zeros(5, dtype=torch.long)))
+    predicted = model.act(cells, task_ids=torch.zeros(5, dtype=torch.long))
     assert predicted.dtype == torch.int64
     assert predicted.tolist() == [1] * 5
     probabilities = torch.softmax(model.actor(cells, torch.zeros(5, 0)), -1)[:, 1]

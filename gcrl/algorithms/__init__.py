@@ -3,6 +3,8 @@
 - :class:`BC`: behaviour cloning (Gaussian NLL, MSE, or cross-entropy for discrete actions);
 - :class:`IQL`: goal-conditioned implicit Q-learning with OGBench GCIQL's defaults;
 - :class:`DQN`: double DQN with a conservative regulariser, for discrete actions.
+
+Checkpoints name their class by its import path, so a new algorithm needs no registration.
 """
 
 from gcrl.algorithms.base import GCRLModule
@@ -10,6 +12,4 @@ from gcrl.algorithms.bc import BC
 from gcrl.algorithms.dqn import DQN
 from gcrl.algorithms.iql import IQL
 
-ALGORITHMS: dict[str, type[GCRLModule]] = {"BC": BC, "IQL": IQL, "DQN": DQN}
-
-__all__ = ["ALGORITHMS", "BC", "DQN", "IQL", "GCRLModule"]
+__all__ = ["BC", "DQN", "IQL", "GCRLModule"]

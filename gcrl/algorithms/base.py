@@ -1,5 +1,12 @@
-"""What every algorithm shares: the data spec, the task signal, the optimiser, per-task
-logging, checkpoint metadata and acting."""
+"""What every algorithm shares: the input spec, the task signal, the optimiser, per-task
+logging, checkpoint metadata and acting.
+
+An algorithm is a subclass in its own module: it declares the goal sets its losses read
+(:attr:`GCRLModule.goal_sets`) and the losses whose means it minimises
+(:attr:`GCRLModule.objective`), builds its networks from ``self.spec``
+(:class:`gcrl.spec.InputSpec`) and implements :meth:`GCRLModule.losses` (a plain function of a
+:class:`gcrl.training.Batch`) and :meth:`GCRLModule.act` (raw goals in, actions out).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import torch
 
 from gcrl.errors import ConfigError
 from gcrl.models.mlp import ConditionedMLP
+from gcrl.spec import InputSpec
 from gcrl.tasks.signals import (
     SIGNALS,
     EmbeddingSignal,
@@ -20,8 +28,8 @@ from gcrl.tasks.signals import (
     TaskSignal,
     TextSignal,
 )
+from gcrl.training.batch import Batch
 
-Batch = dict[str, torch.Tensor]
 #: Multi-task optimisers selectable with ``optim``.
 OPTIMS = ("none", "pcgrad", "gradnorm")
 #: Checkpoint key holding gcrl's metadata (algorithm class, data spec).
@@ -47,7 +55,8 @@ class GCRLModule(L.LightningModule):
     """Base class of the algorithms (not used directly).
 
     Args:
-        spec: shapes and tasks of the data; ``gcrl fit`` links it from the data module.
+        spec: the input spec of the data (an :class:`~gcrl.spec.InputSpec`, or its
+            :meth:`~gcrl.spec.InputSpec.to_dict`); ``gcrl fit`` links it from the data module.
         task_signal: one of ``auto`` (goal when the data has goals, onehot when it has
             several tasks, else none), ``none``, ``onehot``, ``embedding``, ``goal``, ``text``.
         task_embedding_dim: width of the ``embedding`` signal.
@@ -72,13 +81,12 @@ class GCRLModule(L.LightningModule):
 
     #: The per-sample losses whose means are summed into the training objective.
     objective: ClassVar[tuple[str, ...]] = ()
-    #: The batch goals the actor and the value functions are conditioned on.
-    actor_goal_key: ClassVar[str] = "actor_goals"
-    value_goal_key: ClassVar[str] = "value_goals"
+    #: The goal sets of a batch (``Batch.goals``) the losses read.
+    goal_sets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
-        spec: Mapping[str, Any] | None = None,
+        spec: InputSpec | Mapping[str, Any] | None = None,
         task_signal: str = "auto",
         task_embedding_dim: int = 32,
         goal_encoder_dims: list[int] | None = None,
@@ -98,8 +106,8 @@ class GCRLModule(L.LightningModule):
                 "spec: the data's shapes are needed; `gcrl fit` links them from the data module, "
                 "or pass TrajectoryDataModule(...).spec"
             )
-        self.spec = dict(spec)
-        self.num_tasks = len(self.spec["tasks"])
+        self.spec = spec if isinstance(spec, InputSpec) else InputSpec.from_dict(spec)
+        self.num_tasks = self.spec.num_tasks
         self.learning_rate = learning_rate
         self._compiled: Any = None
         self.compile_losses = compile_losses
@@ -116,21 +124,22 @@ class GCRLModule(L.LightningModule):
         self.signal = self._build_signal(
             kind, task_embedding_dim, goal_encoder_dims, text_model, text_dim
         )
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["spec"])
+        self.hparams["spec"] = self.spec.to_dict()  # plain data: checkpoints load weights_only
         if isinstance(self.signal, TextSignal):
             self.hparams["text_dim"] = self.signal.dim  # restoring needs no language model
 
     # ----------------------------------------------------------------- task signal
     def _signal_kind(self, task_signal: str) -> str:
         if task_signal == "auto":
-            if self.spec["goal_dim"]:
+            if self.spec.goal_dim:
                 return "goal"
             return "onehot" if self.num_tasks > 1 else "none"
         if task_signal not in SIGNALS:
             raise ConfigError(
                 f"task_signal: unknown {task_signal!r}; choose auto or one of {', '.join(SIGNALS)}"
             )
-        if task_signal == "goal" and not self.spec["goal_dim"]:
+        if task_signal == "goal" and not self.spec.goal_dim:
             raise ConfigError("task_signal goal: the data has no goals")
         return task_signal
 
@@ -149,22 +158,38 @@ class GCRLModule(L.LightningModule):
         if kind == "embedding":
             return EmbeddingSignal(self.num_tasks, embedding_dim)
         if kind == "goal":
-            return GoalSignal(self.spec["goal_dim"], goal_encoder_dims)
+            return GoalSignal(self.spec.goal_dim, goal_encoder_dims)
         if text_dim is not None:
             return TextSignal(text_model, num_tasks=self.num_tasks, dim=text_dim)
         from gcrl.tasks.text import TextEmbedder
 
-        texts = [task["text"] or task["name"] for task in self.spec["tasks"]]
+        texts = [task.text or task.name for task in self.spec.tasks]
         vectors = TextEmbedder(text_model).embed(texts)
         return TextSignal(text_model, torch.from_numpy(vectors))
 
-    def condition(self, batch: Batch, goal_key: str) -> torch.Tensor:
-        """The task vector of each sample: ``[B, signal dim]``."""
-        return self.signal(batch.get(goal_key), batch.get("task_ids"))
+    def condition(
+        self,
+        observations: torch.Tensor,
+        goals: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The task vector of each sample, ``[B, signal dim]``, from its goal, task id or
+        instruction embedding (whichever the signal takes)."""
+        if text_embeddings is not None and not isinstance(self.signal, TextSignal):
+            raise ConfigError("texts: the model is not text-conditioned")
+        if isinstance(self.signal, NoSignal):
+            return observations.new_zeros(len(observations), 0)
+        return self.signal(goals, task_ids, text_embeddings)
+
+    def batch_condition(self, batch: Batch, goal_set: str) -> torch.Tensor:
+        """:meth:`condition` of a batch, with the goals of ``goal_set``."""
+        goals = batch.goal(goal_set) if self.signal.uses_goals else None
+        return self.condition(batch.observations, goals, batch.task_ids)
 
     def heads(self, batch: Batch) -> torch.Tensor | None:
         """Task ids selecting the output heads (None with a single head)."""
-        return self.head_ids(batch["task_ids"])
+        return self.head_ids(batch.task_ids)
 
     def head_ids(self, task_ids: torch.Tensor | None) -> torch.Tensor | None:
         """``task_ids`` when the networks have one head per task, else None."""
@@ -195,7 +220,7 @@ class GCRLModule(L.LightningModule):
             losses = self.compute_losses(batch)
         per_sample = torch.stack([losses[name] for name in self.objective]).sum(0)
         optimizer.zero_grad()
-        multitask.backward(per_sample, batch["task_ids"])
+        multitask.backward(per_sample, batch.task_ids)
         if self.gradient_clip_val is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)  # type: ignore[arg-type]
         optimizer.step()
@@ -204,7 +229,7 @@ class GCRLModule(L.LightningModule):
             schedulers.step()
         self.log_losses("", losses, batch)
         if self.optim == "gradnorm" and self._logging_step():
-            names = [t["name"] for t in self.spec["tasks"]]
+            names = self.spec.task_names
             weights = multitask.weights.detach()
             self.log_dict({f"gradnorm/weight/{n}": w for n, w in zip(names, weights, strict=True)})
         return self.objective_value(losses).detach()
@@ -266,14 +291,15 @@ class GCRLModule(L.LightningModule):
             on_step=training,
             on_epoch=not training,
             prog_bar=False,
+            batch_size=len(batch),
         )
         if self.num_tasks < 2:
             return
-        task_ids = batch["task_ids"]
+        task_ids = batch.task_ids
         counts = torch.bincount(task_ids, minlength=self.num_tasks)
         present = (counts > 0).tolist()
         counts = counts.clamp(min=1)
-        names = [t["name"] for t in self.spec["tasks"]]
+        names = self.spec.task_names
         per_task: dict[str, torch.Tensor] = {}
         for name, values in losses.items():
             if values.ndim != 1:
@@ -285,7 +311,7 @@ class GCRLModule(L.LightningModule):
             for task, (mean, seen) in enumerate(zip(means, present, strict=True)):
                 if seen:
                     per_task[f"{prefix}{name}/task/{names[task]}"] = mean
-        self.log_dict(per_task, on_step=training, on_epoch=not training)
+        self.log_dict(per_task, on_step=training, on_epoch=not training, batch_size=len(batch))
 
     def _logging_step(self) -> bool:
         """True on the training steps whose metrics Lightning writes: ``(step + 1) % every``
@@ -312,10 +338,15 @@ class GCRLModule(L.LightningModule):
     def act(
         self,
         observations: torch.Tensor,
-        condition: torch.Tensor,
+        goals: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
+        *,
+        text_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Greedy actions for flat observations and task vectors (``[B, signal dim]``)."""
+        """Greedy actions for network inputs: flat standardised states ``[B, observation
+        dim]`` and goals ``[B, goal dim]``, task ids ``[B]`` or instruction embeddings, as the
+        task signal needs. The algorithm does its own conditioning (a two-level policy picks a
+        subgoal first)."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- checkpoints
@@ -323,5 +354,5 @@ class GCRLModule(L.LightningModule):
         cls = type(self)
         checkpoint[CHECKPOINT_KEY] = {
             "algorithm": f"{cls.__module__}.{cls.__qualname__}",
-            "spec": self.spec,
+            "spec": self.spec.to_dict(),
         }

@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
-from gcrl.algorithms.base import Batch, GCRLModule
+from gcrl.algorithms.base import GCRLModule
 from gcrl.errors import ConfigError
 from gcrl.models.policies import Policy
+from gcrl.training.batch import Batch
 
 BC_LOSSES = ("nll", "mse")
 
@@ -25,14 +26,14 @@ def bc_losses(
     loss: str,
 ) -> dict[str, torch.Tensor]:
     """``actor/loss`` per sample (``[B]``) and, for continuous actions, ``actor/mse``."""
-    out = actor(batch["observations"], condition, heads)
+    out = actor(batch.observations, condition, heads)
     if actor.kind == "categorical":
-        nll = -actor.log_prob(out, batch["actions"])
+        nll = -actor.log_prob(out, batch.actions)
         return {"actor/loss": nll}
-    mse = ((actor.mode(out) - batch["actions"]) ** 2).mean(-1)
+    mse = ((actor.mode(out) - batch.actions) ** 2).mean(-1)
     if loss == "mse":
         return {"actor/loss": mse}
-    return {"actor/loss": -actor.log_prob(out, batch["actions"]), "actor/mse": mse.detach()}
+    return {"actor/loss": -actor.log_prob(out, batch.actions), "actor/mse": mse.detach()}
 
 
 class BC(GCRLModule):
@@ -48,6 +49,7 @@ class BC(GCRLModule):
     """
 
     objective = ("actor/loss",)
+    goal_sets = ("actor",)
 
     def __init__(
         self,
@@ -62,13 +64,13 @@ class BC(GCRLModule):
         if loss not in BC_LOSSES:
             raise ConfigError(f"loss: unknown {loss!r}; choose one of {', '.join(BC_LOSSES)}")
         self.loss = loss
-        discrete = self.spec["discrete"]
+        discrete = self.spec.discrete
         kind = "categorical" if discrete else ("deterministic" if loss == "mse" else "gaussian")
         self.actor = Policy(
             kind,
-            self.spec["observation_dim"],
+            self.spec.observation_dim,
             self.signal.dim,
-            self.spec["action_dim"],
+            self.spec.action_dim,
             hidden_dims or [512, 512, 512],
             const_std=const_std,
             conditioning=self.conditioning,
@@ -78,14 +80,17 @@ class BC(GCRLModule):
         )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        condition = self.condition(batch, self.actor_goal_key)
+        condition = self.batch_condition(batch, "actor")
         return bc_losses(self.actor, batch, condition, self.heads(batch), self.loss)
 
     @torch.no_grad()
     def act(
         self,
         observations: torch.Tensor,
-        condition: torch.Tensor,
+        goals: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
+        *,
+        text_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        condition = self.condition(observations, goals, task_ids, text_embeddings)
         return self.actor.mode(self.actor(observations, condition, self.head_ids(task_ids)))

@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
-from gcrl.algorithms.base import Batch, GCRLModule
+from gcrl.algorithms.base import GCRLModule
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
+from gcrl.training.batch import Batch
 
 
 def dqn_losses(
@@ -26,13 +27,13 @@ def dqn_losses(
     cql_alpha: float,
 ) -> dict[str, torch.Tensor]:
     """``critic/td`` and ``critic/cql`` per sample, and their sum ``critic/loss``; ``[B]``."""
-    q_all = q_net(batch["observations"], cond, None, heads)[0]
-    actions = batch["actions"]
+    q_all = q_net(batch.observations, cond, None, heads)[0]
+    actions = batch.actions
     q = q_all.gather(-1, actions.view(-1, 1)).squeeze(-1)
     with torch.no_grad():
-        best = q_net(batch["next_observations"], cond, None, heads)[0].argmax(-1, keepdim=True)
-        next_q = target(batch["next_observations"], cond, None, heads)[0].gather(-1, best)
-        y = batch["rewards"] + discount * batch["masks"] * next_q.squeeze(-1)
+        best = q_net(batch.next_observations, cond, None, heads)[0].argmax(-1, keepdim=True)
+        next_q = target(batch.next_observations, cond, None, heads)[0].gather(-1, best)
+        y = batch.rewards + discount * batch.masks * next_q.squeeze(-1)
     td = (q - y) ** 2
     cql = torch.logsumexp(q_all, dim=-1) - q
     return {
@@ -54,8 +55,7 @@ class DQN(GCRLModule):
     """
 
     objective = ("critic/loss",)
-
-    actor_goal_key = "value_goals"  # acting is greedy in the value goals' Q
+    goal_sets = ("value",)  # acting is greedy in the Q of the goal given
 
     def __init__(
         self,
@@ -68,15 +68,15 @@ class DQN(GCRLModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not self.spec["discrete"]:
+        if not self.spec.discrete:
             raise ConfigError("DQN: discrete actions only; use IQL for continuous actions")
         self.discount, self.tau, self.cql_alpha = discount, tau, cql_alpha
         self.q = ValueEnsemble(
             1,
-            self.spec["observation_dim"],
+            self.spec.observation_dim,
             self.signal.dim,
             hidden_dims or [256, 256],
-            self.spec["action_dim"],
+            self.spec.action_dim,
             conditioning=self.conditioning,
             num_heads=self.num_heads,
             activation_name=activation,
@@ -85,7 +85,7 @@ class DQN(GCRLModule):
         self.target_q = target_copy(self.q)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        cond = self.condition(batch, self.value_goal_key)
+        cond = self.batch_condition(batch, "value")
         return dqn_losses(
             self.q, self.target_q, batch, cond, self.heads(batch), self.discount, self.cql_alpha
         )
@@ -97,17 +97,23 @@ class DQN(GCRLModule):
     def q_values(
         self,
         observations: torch.Tensor,
-        condition: torch.Tensor,
+        goals: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
+        *,
+        text_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``Q(s, c, .)``: ``[B, actions]``."""
+        """``Q(s, g or task, .)``: ``[B, actions]``."""
+        condition = self.condition(observations, goals, task_ids, text_embeddings)
         return self.q(observations, condition, None, self.head_ids(task_ids))[0]
 
     @torch.no_grad()
     def act(
         self,
         observations: torch.Tensor,
-        condition: torch.Tensor,
+        goals: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
+        *,
+        text_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.q_values(observations, condition, task_ids).argmax(-1)
+        q = self.q_values(observations, goals, task_ids, text_embeddings=text_embeddings)
+        return q.argmax(-1)

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from gcrl.algorithms.base import Batch, GCRLModule
+from gcrl.algorithms.base import GCRLModule
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
 from gcrl.models.policies import Policy
+from gcrl.training.batch import Batch
 
 ACTOR_LOSSES = ("ddpgbc", "awr")
 
@@ -37,8 +38,8 @@ def value_loss(
 ) -> torch.Tensor:
     """Expectile loss of ``V(s, g)`` against the target critics' minimum; ``[B]``."""
     with torch.no_grad():
-        q = target_critic(batch["observations"], cond, batch["actions"], heads).min(0).values
-    v = value(batch["observations"], cond, None, heads)[0]
+        q = target_critic(batch.observations, cond, batch.actions, heads).min(0).values
+    v = value(batch.observations, cond, None, heads)[0]
     return expectile_loss(q - v, expectile)
 
 
@@ -52,9 +53,9 @@ def critic_loss(
 ) -> torch.Tensor:
     """Squared TD error of each critic against ``r + discount * mask * V(s', g)``; ``[B]``."""
     with torch.no_grad():
-        next_v = value(batch["next_observations"], cond, None, heads)[0]
-        target = batch["rewards"] + discount * batch["masks"] * next_v
-    q = critic(batch["observations"], cond, batch["actions"], heads)
+        next_v = value(batch.next_observations, cond, None, heads)[0]
+        target = batch.rewards + discount * batch.masks * next_v
+    q = critic(batch.observations, cond, batch.actions, heads)
     return ((q - target) ** 2).sum(0)
 
 
@@ -72,6 +73,7 @@ class IQL(GCRLModule):
     """
 
     objective = ("value/loss", "critic/loss", "actor/loss")
+    goal_sets = ("value", "actor")
 
     def __init__(
         self,
@@ -88,13 +90,13 @@ class IQL(GCRLModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if self.spec["discrete"]:
+        if self.spec.discrete:
             raise ConfigError("IQL: continuous actions only; use DQN for discrete actions")
         if actor_loss not in ACTOR_LOSSES:
             raise ConfigError(f"actor_loss: unknown {actor_loss!r}; choose one of {ACTOR_LOSSES}")
         self.discount, self.tau, self.expectile = discount, tau, expectile
         self.actor_loss_kind, self.alpha = actor_loss, alpha
-        obs_dim, act_dim = self.spec["observation_dim"], self.spec["action_dim"]
+        obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
         cond_dim = self.signal.dim
         value_dims = value_hidden_dims or [512, 512, 512]
         common: dict[str, Any] = {
@@ -120,8 +122,8 @@ class IQL(GCRLModule):
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         heads = self.heads(batch)
-        value_cond = self.condition(batch, self.value_goal_key)
-        actor_cond = self.condition(batch, self.actor_goal_key)
+        value_cond = self.batch_condition(batch, "value")
+        actor_cond = self.batch_condition(batch, "actor")
         out = {
             "value/loss": value_loss(
                 self.value, self.target_critic, batch, value_cond, heads, self.expectile
@@ -136,7 +138,7 @@ class IQL(GCRLModule):
     def _actor_losses(
         self, batch: Batch, cond: torch.Tensor, heads: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        obs, actions = batch["observations"], batch["actions"]
+        obs, actions = batch.observations, batch.actions
         dist = self.actor(obs, cond, heads)
         log_prob = self.actor.log_prob(dist, actions)
         if self.actor_loss_kind == "awr":
@@ -164,17 +166,21 @@ class IQL(GCRLModule):
     def act(
         self,
         observations: torch.Tensor,
-        condition: torch.Tensor,
+        goals: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
+        *,
+        text_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        condition = self.condition(observations, goals, task_ids, text_embeddings)
         return self.actor(observations, condition, self.head_ids(task_ids)).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def state_value(
         self,
         observations: torch.Tensor,
-        condition: torch.Tensor,
+        goals: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``V(s, g)``; ``[B]``."""
+        condition = self.condition(observations, goals, task_ids)
         return self.value(observations, condition, None, self.head_ids(task_ids))[0]

@@ -1,7 +1,7 @@
 """``gcrl fit | validate | test --config CONFIG.yaml``: LightningCLI over gcrl's algorithms.
 
 The model is any :class:`gcrl.algorithms.GCRLModule` subclass (``model.class_path``), the
-data a :class:`gcrl.datasets.TrajectoryDataModule`; the data's shapes and tasks
+data a :class:`gcrl.training.TrajectoryDataModule`; the data's shapes and tasks
 (``data.spec``) are linked into the model when both are built. Logs (CSV and TensorBoard) and
 checkpoints go under ``runs/`` (``runs/csv/version_N/`` holds ``metrics.csv``, the
 config and ``checkpoints/``) unless the config says otherwise.
@@ -16,7 +16,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from gcrl.algorithms.base import GCRLModule
-from gcrl.datasets.datamodule import TrajectoryDataModule
+from gcrl.training.datamodule import TrajectoryDataModule
 
 SUBCOMMANDS = ("fit", "validate", "test")
 

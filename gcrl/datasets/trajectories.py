@@ -29,6 +29,8 @@ from gcrl.errors import (
 #: An observation column: one array ``[N, ...]`` or a flat dict of them (for goal-conditioned
 #: data the keys are ``observation``, ``achieved_goal`` and ``desired_goal``).
 Observations = np.ndarray | dict[str, np.ndarray]
+#: The dict observation key holding the goal a row pursues.
+DESIRED_GOAL = "desired_goal"
 
 
 @dataclass(frozen=True)
@@ -277,12 +279,40 @@ def take_observations(observations: Observations, rows: slice | np.ndarray) -> O
     return take_rows(observations, rows)
 
 
+def stack_observations(observations: Sequence[Any]) -> Observations:
+    """One observation column from a list of single observations (dicts or arrays)."""
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
+
+
 def take_rows(array: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
     """``array[rows]``: a view for a slice, else a gather (``np.take``, several times faster
     than fancy indexing for rows of a 2-D array)."""
     if isinstance(rows, slice):
         return array[rows]
     return array.take(rows, axis=0)
+
+
+def goal_columns(
+    data: Trajectories, goal_key: str, goal_dims: Sequence[int] | slice | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The achieved-goal column of ``s`` and of ``s'``: ``observations[goal_key]`` of dict
+    observations, the ``goal_dims`` (default: all) of array observations."""
+    obs, nxt = data.observations, data.next_observations
+    if isinstance(obs, dict):
+        assert isinstance(nxt, dict)
+        if goal_key not in obs:
+            raise MissingKeyError(
+                f"observations/{goal_key}: no such key (the observations hold "
+                f"{', '.join(sorted(obs))}); pass goal_key"
+            )
+        obs, nxt = obs[goal_key], nxt[goal_key]
+    else:
+        assert isinstance(nxt, np.ndarray)
+    if goal_dims is not None:
+        obs, nxt = obs[:, goal_dims], nxt[:, goal_dims]
+    return obs, nxt
 
 
 def _check_same_structure(

@@ -15,7 +15,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gcrl.datasets.trajectories import Observations, Task, Trajectories
+from gcrl.datasets.trajectories import (
+    Task,
+    Trajectories,
+    stack_observations,
+    take_observations,
+)
 
 
 @dataclass(frozen=True)
@@ -110,31 +115,19 @@ def episode_to_trajectories(
     steps = len(actions)
     if len(observations) != steps + 1:
         raise ValueError(f"{len(observations)} observations for {steps} actions; need T + 1")
-    stacked = _stack(observations)
+    stacked = stack_observations(observations)
     end = np.zeros(steps, dtype=bool)
     end[-1] = True
     extras = {k: np.asarray(v) for k, v in (infos or {}).items()}
     return Trajectories(
-        observations=_rows(stacked, slice(0, steps)),
+        observations=take_observations(stacked, slice(0, steps)),
         actions=np.stack(actions),
         rewards=np.asarray(rewards, dtype=np.float32),
         terminals=end & terminated,
         timeouts=end & (not terminated),
-        next_observations=_rows(stacked, slice(1, steps + 1)),
+        next_observations=take_observations(stacked, slice(1, steps + 1)),
         episode_starts=np.zeros(1, dtype=np.int64),
         task_ids=None if task_id is None else np.full(steps, task_id, dtype=np.int64),
         tasks=tasks,
         infos=extras,
     )
-
-
-def _stack(observations: list[Any]) -> Observations:
-    if isinstance(observations[0], dict):
-        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
-    return np.stack(observations)
-
-
-def _rows(observations: Observations, rows: slice) -> Observations:
-    if isinstance(observations, dict):
-        return {k: v[rows] for k, v in observations.items()}
-    return observations[rows]

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gcrl.datasets.trajectories import Trajectories, take_rows
+from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.codes import relabel_code
 from gcrl.relabel.goals import GoalMixture, goal_expansions
 from gcrl.relabel.rewards import GoalReward, goal_success
-from gcrl.relabel.sampler import DESIRED_GOAL, GoalSampler, RewardFn
+from gcrl.relabel.sampler import GoalSampler, RewardFn
 
 #: Task sharing strategies for offline expansion.
 TASK_EXPANSIONS = ("random-task", "high-reward", "zero-reward")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gcrl.datasets.trajectories import take_observations, take_rows
+from gcrl.datasets.trajectories import DESIRED_GOAL, goal_columns, take_observations, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
 from gcrl.relabel.goals import KEEP, GoalMixture
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 #: ``reward_fn(observations, actions, next_observations) -> rewards [B]``; observations carry
 #: the relabeled goal under ``desired_goal``.
 RewardFn = Callable[[Any, np.ndarray, Any], np.ndarray]
-
-DESIRED_GOAL = "desired_goal"
 
 
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
@@ -241,27 +239,6 @@ class _Draw:
     goals: np.ndarray
     positions: np.ndarray
     any_episode: np.ndarray
-
-
-def goal_columns(
-    data: Trajectories, goal_key: str, goal_dims: Sequence[int] | slice | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The achieved-goal column of ``s`` and of ``s'``: ``observations[goal_key]`` of dict
-    observations, the ``goal_dims`` (default: all) of array observations."""
-    obs, nxt = data.observations, data.next_observations
-    if isinstance(obs, dict):
-        assert isinstance(nxt, dict)
-        if goal_key not in obs:
-            raise MissingKeyError(
-                f"observations/{goal_key}: no such key (the observations hold "
-                f"{', '.join(sorted(obs))}); pass goal_key"
-            )
-        obs, nxt = obs[goal_key], nxt[goal_key]
-    else:
-        assert isinstance(nxt, np.ndarray)
-    if goal_dims is not None:
-        obs, nxt = obs[:, goal_dims], nxt[:, goal_dims]
-    return obs, nxt
 
 
 def _gather(observations: Observations, rows: np.ndarray, goals: np.ndarray) -> Observations:

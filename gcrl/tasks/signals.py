@@ -26,12 +26,21 @@ SIGNALS = ("none", "onehot", "embedding", "goal", "text")
 
 
 class TaskSignal(nn.Module):
-    """Base class: ``forward(goals, task_ids) -> [B, dim]``."""
+    """Base class: ``forward(goals, task_ids, text_embeddings=None) -> [B, dim]``.
+
+    ``text_embeddings`` (``[B, dim]``) stand in for the table lookup of the text signal: a
+    policy given instructions it was not trained on.
+    """
 
     dim: int
     uses_goals = False
 
-    def forward(self, goals: torch.Tensor | None, task_ids: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor | None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -42,7 +51,12 @@ class NoSignal(TaskSignal):
         super().__init__()
         self.dim = 0
 
-    def forward(self, goals: torch.Tensor | None, task_ids: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor | None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         reference = goals if goals is not None else task_ids
         batch = 1 if reference is None else len(reference)
         return torch.zeros(batch, 0, device=self._device(reference))
@@ -59,7 +73,12 @@ class OneHotSignal(TaskSignal):
         super().__init__()
         self.dim = num_tasks
 
-    def forward(self, goals: torch.Tensor | None, task_ids: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor | None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return nn.functional.one_hot(_ids(task_ids), self.dim).float()
 
 
@@ -71,7 +90,12 @@ class EmbeddingSignal(TaskSignal):
         self.dim = dim
         self.table = nn.Embedding(num_tasks, dim)
 
-    def forward(self, goals: torch.Tensor | None, task_ids: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor | None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return self.table(_ids(task_ids))
 
 
@@ -90,7 +114,12 @@ class GoalSignal(TaskSignal):
             self.encoder = nn.Identity()
             self.dim = goal_dim
 
-    def forward(self, goals: torch.Tensor | None, task_ids: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor | None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if goals is None:
             raise ConfigError("task_signal goal: the batch holds no goals")
         return self.encoder(goals)
@@ -122,7 +151,14 @@ class TextSignal(TaskSignal):
 
     table: torch.Tensor
 
-    def forward(self, goals: torch.Tensor | None, task_ids: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor | None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if text_embeddings is not None:
+            return text_embeddings.to(self.table.dtype)
         return self.table[_ids(task_ids)]
 
 

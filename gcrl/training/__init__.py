@@ -1,0 +1,9 @@
+"""The training side (torch and Lightning): the data module and the typed batch it yields.
+
+>>> from gcrl.training import Batch, TrajectoryDataModule  # doctest: +SKIP
+"""
+
+from gcrl.training.batch import Batch, DeviceData
+from gcrl.training.datamodule import GOAL_SETS, RELABEL_MODES, TrajectoryDataModule
+
+__all__ = ["GOAL_SETS", "RELABEL_MODES", "Batch", "DeviceData", "TrajectoryDataModule"]

@@ -1,0 +1,324 @@
+"""Trajectories for Lightning: whole relabeled batches drawn by :mod:`gcrl.relabel`.
+
+No per-item ``__getitem__`` plus collate: each step draws a batch of indices at once and
+relabels it with the numpy samplers. The bulky columns (flat observations, next observations,
+actions) are held as tensors on the training device when they fit (:class:`DeviceData`) and
+gathered there by row; only the row numbers and the small relabeled columns (goals, rewards,
+masks, task ids) cross to the device each step. Otherwise the numpy batch becomes tensors
+(``torch.from_numpy``, no copy) that Lightning moves to the device. Either way a step gets a
+:class:`~gcrl.training.batch.Batch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import lightning as L
+import numpy as np
+import torch
+
+from gcrl.datasets.loading import load
+from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
+from gcrl.errors import ConfigError, GcrlError, MissingKeyError
+from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler, TaskSampler
+from gcrl.spec import InputSpec
+from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor
+
+#: ``ogbench``: OGBench's value/actor goal mixtures and reward (index equality on s, -1/0).
+#: ``her``: HER future goals (``her_k`` per kept one), success within ``tolerance`` on s'.
+#: ``none``: stored goals and rewards. ``auto``: ``ogbench`` for goal-conditioned data (dict
+#: observations holding ``goal_key``, or array observations with ``goal_dims``), else ``none``.
+RELABEL_MODES = ("auto", "ogbench", "her", "none")
+#: The goal sets every batch carries (with ``none``, both are the stored goal).
+GOAL_SETS = ("value", "actor")
+#: ``auto``: keep the data on the device when it takes at most :data:`DEVICE_SHARE` of the
+#: device's free memory (always on CPU); ``always`` / ``never``.
+DEVICE_DATA_MODES = ("auto", "always", "never")
+DEVICE_SHARE = 0.5
+
+
+class NumpySampler(Protocol):
+    """What the data module draws batches with (:mod:`gcrl.relabel`'s samplers)."""
+
+    def sample(
+        self, batch_size: int, rows: np.ndarray | None = None, *, gather: bool = True
+    ) -> dict[str, Any]: ...
+
+
+def goal_sets(relabel: str, her_k: int) -> dict[str, GoalMixture | str]:
+    """The goal sets a relabel mode draws (``value`` carries the rewards)."""
+    if relabel == "ogbench":
+        return {"value": GoalMixture.ogbench_value(), "actor": GoalMixture.ogbench_actor()}
+    return {"value": GoalMixture.her(her_k), "actor": "value"}
+
+
+class TrajectoryDataModule(L.LightningDataModule):
+    """Batches of ``batch_size`` transitions from ``path`` (any supported format).
+
+    Args:
+        path: the dataset.
+        batch_size: transitions per batch.
+        relabel: goal relabeling, one of :data:`RELABEL_MODES`.
+        observation_keys: dict observations: the keys concatenated into the state input
+            (default ``["observation"]``).
+        goal_key: dict observations: the achieved-goal key goals are drawn from.
+        goal_dims: array observations: the dimensions forming the goal (default: all, as
+            OGBench does); a goal-free dataset needs neither.
+        her_k, tolerance: ``her`` mode.
+        task_relabel_ratio: share of each batch relabeled to another task (multi-task data,
+            rewards from the ``infos/task_rewards`` column; 0 disables).
+        normalize: standardise observations and goals by the dataset's per-dimension mean
+            and standard deviation (stored in the spec, so checkpoints and
+            :func:`gcrl.load_policy` apply the same); rewards and relabeling see raw values.
+        device_data: hold observations and actions on the training device and gather
+            batches there, one of :data:`DEVICE_DATA_MODES`.
+        val_fraction: share of episodes held out for validation (by episodes, seeded).
+        steps_per_epoch, val_batches: batches per training epoch / per validation run.
+        seed: all sampling is drawn from generators seeded by it (and the rank).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        batch_size: int = 1024,
+        relabel: str = "auto",
+        observation_keys: list[str] | None = None,
+        goal_key: str = "achieved_goal",
+        goal_dims: list[int] | None = None,
+        her_k: int = 4,
+        tolerance: float = 0.5,
+        task_relabel_ratio: float = 0.0,
+        normalize: bool = False,
+        device_data: str = "auto",
+        val_fraction: float = 0.0,
+        steps_per_epoch: int = 1000,
+        val_batches: int = 8,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if relabel not in RELABEL_MODES:
+            raise ConfigError(f"relabel: unknown {relabel!r}; choose one of {RELABEL_MODES}")
+        if device_data not in DEVICE_DATA_MODES:
+            raise ConfigError(
+                f"device_data: unknown {device_data!r}; choose one of {DEVICE_DATA_MODES}"
+            )
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"val_fraction: must lie in [0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.path = path
+        self.batch_size = batch_size
+        self.observation_keys = observation_keys or ["observation"]
+        self.goal_key = goal_key
+        self.goal_dims = goal_dims
+        self.her_k = her_k
+        self.tolerance = tolerance
+        self.task_relabel_ratio = task_relabel_ratio
+        self.device_data = device_data
+        self.val_fraction = val_fraction
+        self.steps_per_epoch = steps_per_epoch
+        self.val_batches = val_batches
+        self.seed = seed
+        self.data = load(path)
+        observations = self.data.observations
+        is_dict = isinstance(observations, dict)
+        if relabel == "auto":
+            # Dict observations with an achieved goal, or array observations with goal_dims.
+            goal_conditioned = self.goal_key in observations if is_dict else goal_dims is not None
+            relabel = "ogbench" if goal_conditioned else "none"
+        self.relabel = relabel
+        if self.relabel != "none" and is_dict and self.goal_key not in observations:
+            raise ConfigError(f"relabel {self.relabel}: {path} holds no goals (goal_key/dims)")
+        try:
+            self.spec = InputSpec.from_data(
+                self.data,
+                observation_keys=self.observation_keys,
+                goal_key=goal_key,
+                goal_dims=goal_dims,
+                goals=self.relabel != "none",
+                normalize=normalize,
+            )
+        except GcrlError as err:
+            raise err.with_source(path) from None
+        self.train_data: Trajectories = self.data
+        self.val_data: Trajectories | None = None
+        self._device_data: dict[tuple[int, torch.device], DeviceData] = {}
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        """Split episodes into training and validation data (seeded, by episodes)."""
+        if self.val_fraction > 0 and self.val_data is None and self.data.num_episodes > 1:
+            rng = np.random.default_rng(self.seed)
+            order = rng.permutation(self.data.num_episodes)
+            held_out = max(1, round(self.val_fraction * self.data.num_episodes))
+            self.val_data = self.data.select_episodes(np.sort(order[:held_out]))
+            self.train_data = self.data.select_episodes(np.sort(order[held_out:]))
+
+    def train_dataloader(self) -> BatchStream:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        # Each rank draws its own indices; epochs continue the same stream.
+        rng = np.random.default_rng([self.seed, rank])
+        data = self.train_data
+        return BatchStream(self, data, self.steps_per_epoch, rng, self.on_device(data))
+
+    def val_dataloader(self) -> FixedBatches:
+        if self.val_data is None:
+            return FixedBatches([])
+        rng = np.random.default_rng([self.seed, 1 << 20])  # the same batches every time
+        stream = BatchStream(
+            self, self.val_data, self.val_batches, rng, self.on_device(self.val_data)
+        )
+        return FixedBatches(list(stream))
+
+    def test_dataloader(self) -> FixedBatches:
+        return self.val_dataloader()
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        return batch.to(device) if isinstance(batch, Batch) else batch
+
+    # ----------------------------------------------------------------- batches
+    @property
+    def device(self) -> torch.device:
+        """The training device: the trainer's, else CPU."""
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def on_device(self, data: Trajectories) -> DeviceData | None:
+        """``data``'s observations and actions on :attr:`device` (built once), or None when
+        ``device_data`` or the memory rule says to gather batches in numpy."""
+        device = self.device
+        key = (id(data), device)
+        if key in self._device_data:
+            return self._device_data[key]
+        if self.device_data == "never" or (
+            # The flat state then holds relabeled goals, which only the numpy batch has.
+            self.relabel != "none" and DESIRED_GOAL in self.observation_keys
+        ):
+            return None
+        if self.device_data == "auto" and device.type == "cuda":
+            # Two float32 state columns of the spec's width, and the actions.
+            size = 8 * data.num_transitions * self.spec.observation_dim + data.actions.nbytes
+            free, _ = torch.cuda.mem_get_info(device)
+            if size > DEVICE_SHARE * free:
+                return None
+        spec = self.spec
+        states = (spec.state(data.observations), spec.state(data.next_observations))
+        store = DeviceData(*states, data.actions, spec, device)
+        self._device_data[key] = store
+        return store
+
+    def sampler(self, data: Trajectories, rng: np.random.Generator) -> NumpySampler:
+        """The numpy sampler for ``data``: a :class:`GoalSampler`, :class:`TaskSampler` or
+        :class:`RowSampler`."""
+        if self.relabel in ("ogbench", "her"):
+            return GoalSampler(
+                data,
+                goal_key=self.goal_key,
+                goal_dims=None if isinstance(data.observations, dict) else self.goal_dims,
+                goal_sets=goal_sets(self.relabel, self.her_k),
+                reward=GoalReward.ogbench()
+                if self.relabel == "ogbench"
+                else GoalReward(self.tolerance),
+                seed=rng,
+            )
+        if self.task_relabel_ratio > 0:
+            if "task_rewards" not in data.infos:
+                raise MissingKeyError(
+                    f"{self.path}: infos/task_rewards: task_relabel_ratio needs per-task rewards"
+                )
+            return TaskSampler(
+                data,
+                task_rewards=data.infos["task_rewards"],
+                ratio=self.task_relabel_ratio,
+                seed=rng,
+            )
+        return RowSampler(data, rng)
+
+    def to_batch(
+        self, data: Trajectories, batch: dict[str, Any], store: DeviceData | None = None
+    ) -> Batch:
+        """The numpy batch as a :class:`Batch`; with a ``store``, observations and actions
+        are gathered from it by ``rows`` (the numpy batch may lack them) and every tensor is
+        on its device."""
+        spec = self.spec
+        rows = batch["rows"]
+        n = len(rows)
+        small = {
+            "rewards": float_tensor(batch["rewards"]),
+            "masks": float_tensor(batch["masks"]),
+            "task_ids": torch.from_numpy(
+                np.asarray(batch["task_ids"], dtype=np.int64)
+                if "task_ids" in batch
+                else np.zeros(n, dtype=np.int64)
+            ),
+        }
+        goals: dict[str, torch.Tensor] = {}
+        if "value_goals" in batch:
+            for name in GOAL_SETS:
+                goals[name] = float_tensor(spec.network_goals(batch[f"{name}_goals"], n))
+        elif spec.goal_dim:
+            assert isinstance(data.observations, dict)
+            stored = data.observations[DESIRED_GOAL].take(rows, axis=0)
+            goals = dict.fromkeys(GOAL_SETS, float_tensor(spec.network_goals(stored, n)))
+        if store is not None:
+            observations, next_observations, actions = store.gather(rows)
+
+            def move(t: torch.Tensor) -> torch.Tensor:
+                return t.to(store.device, non_blocking=True)
+
+            small = {k: move(v) for k, v in small.items()}
+            goals = {k: move(v) for k, v in goals.items()}
+        else:
+            observations = float_tensor(spec.network_state(batch["observations"]))
+            next_observations = float_tensor(spec.network_state(batch["next_observations"]))
+            actions = action_tensor(batch["actions"], spec.discrete)
+        return Batch(
+            observations=observations,
+            actions=actions,
+            next_observations=next_observations,
+            goals=goals,
+            **small,
+        )
+
+
+class BatchStream:
+    """``steps`` batches from ``data``, drawn and relabeled a whole batch at a time."""
+
+    def __init__(
+        self,
+        module: TrajectoryDataModule,
+        data: Trajectories,
+        steps: int,
+        rng: np.random.Generator,
+        store: DeviceData | None = None,
+    ) -> None:
+        self.module = module
+        self.data = data
+        self.steps = steps
+        self.numpy_sampler = module.sampler(data, rng)
+        self.store = store
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[Batch]:
+        gather = self.store is None
+        for _ in range(self.steps):
+            batch = self.numpy_sampler.sample(self.module.batch_size, gather=gather)
+            yield self.module.to_batch(self.data, batch, self.store)
+
+
+class FixedBatches:
+    """Batches drawn once (validation: the same held-out batches every time)."""
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.batches)
