@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gcrl.cli.collect import add_options, options_from
 from gcrl.datasets.native_format import NativeWriter, load_native
 from gcrl.datasets.trajectories import Trajectories, concatenate
 from gcrl.envs.babyai import (
@@ -16,25 +17,26 @@ from gcrl.envs.babyai import (
     OBS_SIZE,
     RECIPE,
     SUITES,
+    BabyAIOptions,
     NoisyBot,
     make_babyai_env,
     mission_is_held_out,
     reset_level,
 )
-from gcrl.errors import ConfigError
+from gcrl.errors import ConfigError, command_line_names
 
 pytest.importorskip("minigrid")
 
 NUM_ACTIONS = 7
 
 
-def options(*args: str) -> argparse.Namespace:
+def options(*args: str) -> BabyAIOptions:
+    """The recipe's options as ``gcrl collect`` builds them from its command line."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--noise", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    RECIPE.add_arguments(parser)
-    return parser.parse_args(list(args))
+    add_options(parser, BabyAIOptions)
+    parser.set_defaults(episodes=10, noise=0.0)
+    with command_line_names():  # errors name options as the command line spells them
+        return options_from(BabyAIOptions, parser.parse_args(list(args)))
 
 
 def collect(*args: str) -> tuple[list[Trajectories], Trajectories]:

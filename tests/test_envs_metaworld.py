@@ -9,30 +9,30 @@ import pytest
 
 pytest.importorskip("metaworld")
 
-from gcrl.cli.collect import reported
+from gcrl.cli.collect import add_options, options_from, reported
 from gcrl.datasets.trajectories import Trajectories, concatenate
 from gcrl.envs.base import Step
 from gcrl.envs.metaworld import (
     RECIPE,
     SUITES,
     TASKS,
+    MetaWorldOptions,
     make_expert,
     make_play_env,
 )
-from gcrl.errors import ConfigError, RenderError
+from gcrl.errors import ConfigError, RenderError, command_line_names
 
 STEPS = 50
 pytestmark = pytest.mark.filterwarnings("ignore:Constant.s. may be too high:UserWarning")
 
 
-def recipe_options(*args: str) -> argparse.Namespace:
-    """Options as ``gcrl collect`` builds them: its own three, then the recipe's."""
+def recipe_options(*args: str) -> MetaWorldOptions:
+    """Options as ``gcrl collect`` builds them from its command line."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--episodes", type=int, default=1)
-    parser.add_argument("--noise", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    RECIPE.add_arguments(parser)
-    return parser.parse_args(list(args))
+    add_options(parser, MetaWorldOptions)
+    parser.set_defaults(episodes=1)
+    with command_line_names():  # errors name options as the command line spells them
+        return options_from(MetaWorldOptions, parser.parse_args(list(args)))
 
 
 def collect(*args: str) -> tuple[list[Trajectories], int]:

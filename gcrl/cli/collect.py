@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from tqdm.auto import tqdm
 from gcrl.datasets.native_format import COMPRESSIONS, NativeWriter
 from gcrl.datasets.trajectories import Trajectories
 from gcrl.envs import RECIPES, recipe
-from gcrl.errors import ConfigError
+from gcrl.envs.base import CollectOptions
 
 
 def add_parser(commands: Any) -> None:
@@ -33,14 +36,7 @@ def add_parser(commands: Any) -> None:
         found = recipe(name)
         sub = recipes.add_parser(name, help=found.summary, description=found.summary)
         sub.add_argument("output", metavar="OUT", help="output file (native HDF5)")
-        sub.add_argument(
-            "--episodes",
-            type=int,
-            default=100,
-            help="episodes to record (per task for multi-task recipes)",
-        )
-        sub.add_argument("--noise", type=float, default=0.1, help="expert noise")
-        sub.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+        add_options(sub, found.options)
         sub.add_argument(
             "--minari-id",
             metavar="ID",
@@ -48,25 +44,47 @@ def add_parser(commands: Any) -> None:
         )
         sub.add_argument("--compression", choices=COMPRESSIONS, default="lzf")
         sub.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-        found.add_arguments(sub)
         sub.set_defaults(handler=run)
+
+
+def add_options(parser: argparse.ArgumentParser, options: type[CollectOptions]) -> None:
+    """One ``--option`` per field of a recipe's options record, from its metadata."""
+    hints = typing.get_type_hints(options)
+    for f in fields(options):
+        kwargs = dict(f.metadata)
+        if kwargs.get("action") == "append":
+            kwargs["default"] = None  # argparse appends to a given default
+        else:
+            kwargs |= {"default": f.default, "type": _scalar(hints[f.name])}
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def _scalar(hint: Any) -> Any:
+    """``int`` for ``int`` and ``int | None``: the type argparse converts values with."""
+    if isinstance(hint, types.UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def options_from(options: type[CollectOptions], namespace: argparse.Namespace) -> Any:
+    """The recipe's options record from parsed arguments (an option not given keeps its
+    field's default)."""
+    values = {f.name: getattr(namespace, f.name) for f in fields(options)}
+    return options(**{k: v for k, v in values.items() if v is not None})
 
 
 def run(options: argparse.Namespace) -> int:
     """Record ``options.episodes`` episodes of ``options.recipe``; prints what was written."""
-    if options.episodes < 1:
-        raise ConfigError(f"--episodes: must be at least 1, got {options.episodes}")
-    if options.noise < 0:
-        raise ConfigError(f"--noise: must be non-negative, got {options.noise}")
     found = recipe(options.recipe)
+    typed = options_from(found.options, options)
     attrs = {
         "source": f"gcrl collect {options.recipe}",
         "collect_command": _command_line(options),
-        **found.attrs(options),
+        **found.attrs(typed),
     }
     bar = tqdm(desc=f"collecting {options.recipe}", unit="step", unit_scale=True)
     try:
-        parts = reported(found.collect(options), bar.update)
+        parts = reported(found.collect(typed), bar.update)
         if options.minari_id:
             from gcrl.datasets.minari_writer import save_minari
 

@@ -37,18 +37,18 @@ minigrid is imported only inside functions, so importing this module does not ne
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gcrl.datasets.trajectories import Task, TaskTable, Trajectories
-from gcrl.envs.base import Step, episode_to_trajectories
-from gcrl.errors import ConfigError
+from gcrl.envs.base import CollectOptions, Step, argument, episode_to_trajectories
+from gcrl.errors import ConfigError, option
 
 GOTOLOCAL_ID = "BabyAI-GoToLocal-v0"
 #: Side of the agent's egocentric view, in cells.
@@ -194,32 +194,50 @@ class NoisyBot:
 
 
 # --------------------------------------------------------------------------- collection
+@dataclass(frozen=True)
+class BabyAIOptions(CollectOptions):
+    """Options of ``gcrl collect babyai``."""
+
+    noise: float = field(
+        default=0.1, metadata=argument("probability of a random action at each step")
+    )
+    env_id: str = field(
+        default=GOTOLOCAL_ID, metadata=argument(f"BabyAI level id (default {GOTOLOCAL_ID})")
+    )
+    max_steps: int | None = field(
+        default=None,
+        metadata=argument("step limit per episode (default: the level's own, 64 for GoToLocal)"),
+    )
+    hold_out: tuple[str, ...] = field(
+        default=(),
+        metadata=argument(
+            "leave out every mission containing PHRASE as whole words, e.g. 'red ball' "
+            "(repeatable)",
+            action="append",
+            metavar="PHRASE",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "hold_out", tuple(self.hold_out))
+        for phrase in self.hold_out:
+            if not _words(phrase):
+                raise ConfigError(f"{option('hold_out')}: {phrase!r} holds no word")
+        if not 0.0 <= self.noise <= 1.0:
+            raise ConfigError(f"{option('noise')}: a probability in [0, 1], got {self.noise}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"{option('max_steps')}: must be at least 1, got {self.max_steps}")
+
+
 class BabyAIRecipe:
     """``gcrl collect babyai``: BabyAIBot play, with random-action noise, in a BabyAI level."""
 
     name = "babyai"
     summary = "BabyAI level (minigrid), text missions as tasks, BabyAIBot with random actions"
+    options = BabyAIOptions
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--env-id", default=GOTOLOCAL_ID, help=f"BabyAI level id (default {GOTOLOCAL_ID})"
-        )
-        parser.add_argument(
-            "--max-steps",
-            type=int,
-            default=None,
-            help="step limit per episode (default: the level's own, 64 for GoToLocal)",
-        )
-        parser.add_argument(
-            "--hold-out",
-            action="append",
-            default=None,
-            metavar="PHRASE",
-            help="leave out every mission containing PHRASE as whole words, e.g. 'red ball' "
-            "(repeatable)",
-        )
-
-    def attrs(self, options: argparse.Namespace) -> dict[str, Any]:
+    def attrs(self, options: BabyAIOptions) -> dict[str, Any]:
         """Provenance: level, expert, noise, seed, held-out phrases, action count, layout."""
         import minigrid
 
@@ -234,7 +252,7 @@ class BabyAIRecipe:
             "action; with probability noise a uniformly random action replaces its action",
             "noise": float(options.noise),
             "seed": int(options.seed),
-            "hold_out": list(options.hold_out or []),
+            "hold_out": list(options.hold_out),
             "num_actions": num_actions,
             "max_steps": "level default" if options.max_steps is None else options.max_steps,
             "observation_layout": "float32 [151]: 7x7x3 egocentric image (object, colour, "
@@ -242,16 +260,9 @@ class BabyAIRecipe:
             "reward": "level reward: 1 - 0.9 * steps / max_steps on success, else 0",
         }
 
-    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
+    def collect(self, options: BabyAIOptions) -> Iterator[Trajectories]:
         """Yields one part per episode, each with the task table of the missions so far."""
-        phrases = tuple(options.hold_out or ())
-        for phrase in phrases:
-            if not _words(phrase):
-                raise ConfigError(f"--hold-out: {phrase!r} holds no word")
-        if not 0.0 <= options.noise <= 1.0:
-            raise ConfigError(f"--noise: a probability in [0, 1], got {options.noise}")
-        if options.max_steps is not None and options.max_steps < 1:
-            raise ConfigError(f"--max-steps: must be at least 1, got {options.max_steps}")
+        phrases = options.hold_out
         env = make_babyai_env(options.env_id, options.max_steps)
         try:
             seed_stream, action_stream = np.random.SeedSequence(options.seed).spawn(2)

@@ -1,16 +1,17 @@
 """What gcrl needs from a real environment: a collection recipe and an evaluation suite.
 
 A *recipe* plays a noisy scripted expert and returns the play as :class:`Trajectories`
-(``collect``). A *suite* makes environment instances for evaluation: each instance is reset to
-one of the suite's tasks and stepped until it is done; the evaluator drives several instances
-in lockstep so that the policy sees one batch per step.
+(``collect``), configured by a typed options record (a :class:`CollectOptions` subclass) that
+Python callers build directly and ``gcrl collect`` builds from its command line. A *suite*
+makes environment instances for evaluation: each instance is reset to one of the suite's tasks
+and stepped until it is done; the evaluator drives several instances in lockstep so that the
+policy sees one batch per step.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +22,31 @@ from gcrl.datasets.trajectories import (
     stack_observations,
     take_observations,
 )
+from gcrl.errors import ConfigError, option
+
+
+def argument(help: str, **argparse_options: Any) -> dict[str, Any]:
+    """A recipe option's field metadata: its ``--help`` line and any other argparse options
+    (``choices``, ``metavar``, ``action``) of the ``gcrl collect`` option made from it."""
+    return {"help": help, **argparse_options}
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """The options every recipe takes; a recipe's own options subclass this. Field metadata
+    (:func:`argument`) becomes the ``gcrl collect`` option of the same name."""
+
+    episodes: int = field(
+        default=100, metadata=argument("episodes to record (per task for multi-task recipes)")
+    )
+    noise: float = field(default=0.1, metadata=argument("expert noise"))
+    seed: int = field(default=0, metadata=argument("seed of every random choice"))
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError(f"{option('episodes')}: must be at least 1, got {self.episodes}")
+        if self.noise < 0:
+            raise ConfigError(f"{option('noise')}: must be non-negative, got {self.noise}")
 
 
 @dataclass(frozen=True)
@@ -80,18 +106,16 @@ class Recipe(Protocol):
     name: str
     #: One line for ``gcrl collect --help``.
     summary: str
+    #: Its options record (a :class:`CollectOptions` subclass).
+    options: type[CollectOptions]
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Recipe-specific options (``--episodes``, ``--noise`` and ``--seed`` exist already)."""
-        ...
-
-    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
+    def collect(self, options: Any) -> Iterator[Trajectories]:
         """Play ``options.episodes`` episodes; yields parts of whole episodes, in order, each
         with the dataset's full task table. Every random choice is drawn from
         ``options.seed``."""
         ...
 
-    def attrs(self, options: argparse.Namespace) -> dict[str, Any]:
+    def attrs(self, options: Any) -> dict[str, Any]:
         """Provenance attributes stored in the dataset (environment id, expert, noise)."""
         ...
 

@@ -28,19 +28,18 @@ need it installed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
-from gcrl.envs.base import Step, episode_to_trajectories
-from gcrl.errors import ConfigError, RenderError
+from gcrl.envs.base import CollectOptions, Step, argument, episode_to_trajectories
+from gcrl.errors import ConfigError, RenderError, option
 
 #: The MT10 tasks, in Meta-World's MT10 order, with one-sentence instructions.
 TASKS: tuple[Task, ...] = (
@@ -178,23 +177,30 @@ class _Player:
         self.env.close()
 
 
+@dataclass(frozen=True)
+class MetaWorldOptions(CollectOptions):
+    """Options of ``gcrl collect metaworld-mt10`` (``episodes`` counts per task)."""
+
+    noise: float = field(default=0.1, metadata=argument("std of the Gaussian action noise"))
+    max_steps: int = field(
+        default=EVAL_STEPS,
+        metadata=argument(f"steps per episode (Meta-World's horizon: {EVAL_STEPS})"),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_steps < 1:
+            raise ConfigError(f"{option('max_steps')}: must be at least 1, got {self.max_steps}")
+
+
 class MetaWorldRecipe:
     """``gcrl collect metaworld-mt10``: Meta-World's scripted experts on the ten MT10 tasks."""
 
     name = "metaworld-mt10"
     summary = "Meta-World MT10, the ten tasks played by Meta-World's noisy scripted policies"
+    options = MetaWorldOptions
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Adds ``--max-steps``; documents ``--episodes`` as per task; noise defaults to 0.1."""
-        parser.add_argument(
-            "--max-steps",
-            type=int,
-            default=EVAL_STEPS,
-            help=f"steps per episode (Meta-World's horizon: {EVAL_STEPS})",
-        )
-        parser.set_defaults(noise=0.1)
-
-    def attrs(self, options: argparse.Namespace) -> dict[str, Any]:
+    def attrs(self, options: MetaWorldOptions) -> dict[str, Any]:
         """Provenance: benchmark, Meta-World version, expert, noise, seed and step limit."""
         return {
             "env": "metaworld MT10",
@@ -210,13 +216,9 @@ class MetaWorldRecipe:
             "reward": "Meta-World's dense reward (v2 reward functions, 0..10 per step, as given)",
         }
 
-    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
+    def collect(self, options: MetaWorldOptions) -> Iterator[Trajectories]:
         """Plays ``options.episodes`` episodes of every task, tasks taking turns; yields one
         part per episode, each with the full task table."""
-        if options.max_steps < 1:
-            raise ConfigError(f"--max-steps: must be at least 1, got {options.max_steps}")
-        if options.noise < 0:
-            raise ConfigError(f"--noise: must not be negative, got {options.noise}")
         _check_installed()
         streams = np.random.SeedSequence(options.seed).spawn(len(TASKS))
         players: list[_Player] = []

@@ -26,17 +26,16 @@ Evaluation (``gcrl evaluate --env pointmaze-medium``) uses OGBench's five fixed 
 
 from __future__ import annotations
 
-import argparse
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
-from gcrl.envs.base import Step, episode_to_trajectories
-from gcrl.errors import ConfigError
+from gcrl.envs.base import CollectOptions, Step, argument, episode_to_trajectories
+from gcrl.errors import ConfigError, option
 
 MAZES = ("arena", "medium", "large", "giant")
 #: OGBench's success radius for the point mass, in maze units.
@@ -163,28 +162,46 @@ def _reached(xy: np.ndarray, goal_xy: np.ndarray) -> bool:
 
 
 # --------------------------------------------------------------------------- collection
+BACKENDS = ("ogbench", "gymnasium-robotics")
+
+
+@dataclass(frozen=True)
+class PointMazeOptions(CollectOptions):
+    """Options of ``gcrl collect pointmaze``."""
+
+    noise: float = field(default=0.2, metadata=argument("expert noise (std of the actions)"))
+    maze: str = field(default="medium", metadata=argument("maze layout", choices=MAZES))
+    backend: str = field(
+        default="ogbench",
+        metadata=argument(
+            "ogbench (default; evaluated by --env pointmaze-MAZE) or gymnasium-robotics "
+            "(PointMaze_<Maze>-v3: 4-d observations with velocity, success within 0.45)",
+            choices=BACKENDS,
+        ),
+    )
+    max_steps: int = field(default=1000, metadata=argument("steps per episode (OGBench: 1000)"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_steps < 1:
+            raise ConfigError(f"{option('max_steps')}: must be at least 1, got {self.max_steps}")
+        if self.maze not in MAZES:
+            raise ConfigError(f"{option('maze')}: unknown {self.maze!r}; choose one of {MAZES}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"{option('backend')}: unknown {self.backend!r}; choose one of {BACKENDS}"
+            )
+
+
 class PointMazeRecipe:
     """``gcrl collect pointmaze``: navigate-style play in an OGBench point maze."""
 
     name = "pointmaze"
     summary = "OGBench point maze, navigate-style play of a noisy waypoint expert"
+    options = PointMazeOptions
     task = Task("reach", "move the ball to the goal")
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--maze", default="medium", choices=MAZES, help="maze layout")
-        parser.add_argument(
-            "--backend",
-            default="ogbench",
-            choices=BACKENDS,
-            help="ogbench (default; evaluated by --env pointmaze-MAZE) or gymnasium-robotics "
-            "(PointMaze_<Maze>-v3: 4-d observations with velocity, success within 0.45)",
-        )
-        parser.add_argument(
-            "--max-steps", type=int, default=1000, help="steps per episode (OGBench: 1000)"
-        )
-        parser.set_defaults(noise=0.2)
-
-    def attrs(self, options: argparse.Namespace) -> dict[str, Any]:
+    def attrs(self, options: PointMazeOptions) -> dict[str, Any]:
         if options.backend == "gymnasium-robotics":
             return {
                 "env": _robotics_id(options.maze),
@@ -205,9 +222,7 @@ class PointMazeRecipe:
             "reward": "1 when s' is within success_radius of the pursued goal, else 0",
         }
 
-    def collect(self, options: argparse.Namespace) -> Iterator[Trajectories]:
-        if options.max_steps < 1:
-            raise ConfigError(f"--max-steps: must be at least 1, got {options.max_steps}")
+    def collect(self, options: PointMazeOptions) -> Iterator[Trajectories]:
         if options.backend == "gymnasium-robotics":
             yield from _collect_robotics(options, self.task)
             return
@@ -265,16 +280,13 @@ RECIPE = PointMazeRecipe()
 
 
 # --------------------------------------------------------------------------- gymnasium-robotics
-BACKENDS = ("ogbench", "gymnasium-robotics")
-
-
 def _robotics_id(maze: str) -> str:
     if maze == "arena":
         raise ConfigError("--maze arena: gymnasium-robotics has no arena; use open instead")
     return f"PointMaze_{maze.capitalize()}-v3"
 
 
-def _collect_robotics(options: argparse.Namespace, task: Task) -> Iterator[Trajectories]:
+def _collect_robotics(options: PointMazeOptions, task: Task) -> Iterator[Trajectories]:
     """Navigate-style play in gymnasium-robotics' PointMaze: the environment itself draws a
     new goal when the ball reaches the current one (``continuing_task``, ``reset_target``)."""
     import gymnasium as gym
