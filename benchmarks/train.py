@@ -82,7 +82,7 @@ REFERENCE_TARGET = 1.0
 # --------------------------------------------------------------------------- building
 def data_module(path: Path, batch_size: int, steps: int) -> Any:
     """The benchmark's data module: OGBench relabeling, one epoch of ``steps`` batches."""
-    from gcrl.datasets import TrajectoryDataModule
+    from gcrl.training import TrajectoryDataModule
 
     dm = TrajectoryDataModule(
         str(path), batch_size=batch_size, relabel="ogbench", steps_per_epoch=steps, seed=0
@@ -91,7 +91,7 @@ def data_module(path: Path, batch_size: int, steps: int) -> Any:
     return dm
 
 
-def make_module(algorithm: str, spec: dict[str, Any], compile_losses: bool) -> Any:
+def make_module(algorithm: str, spec: Any, compile_losses: bool) -> Any:
     """GCBC or GCIQL with OGBench's network sizes, freshly initialised (seed 0);
     ``compile_losses`` compiles their loss computation (``torch.compile``)."""
     import torch
@@ -129,8 +129,8 @@ def bare_gcbc(dims: list[int], batches: Iterator[Any], warmup: int, steps: int) 
         if i == warmup:
             start = time.perf_counter()
         batch = next(batches)
-        mean = actor(torch.cat([batch["observations"], batch["actor_goals"]], -1))
-        loss = 0.5 * ((mean - batch["actions"]) ** 2).sum(-1).mean()
+        mean = actor(torch.cat([batch.observations, batch.goals["actor"]], -1))
+        loss = 0.5 * ((mean - batch.actions) ** 2).sum(-1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -217,7 +217,7 @@ def measure(
         FRESH: lambda: plain_loop(plain_module, iter(dm.train_dataloader()), warmup, steps),
         LIGHTNING: lambda: lightning_fit(lightning_module, dm, warmup, steps),
     }
-    dims = [dm.spec["observation_dim"], dm.spec["goal_dim"], dm.spec["action_dim"]]
+    dims = [dm.spec.observation_dim, dm.spec.goal_dim, dm.spec.action_dim]
     if algorithm == "GCBC":
         runs[BARE] = lambda: bare_gcbc(dims, predrawn, warmup, steps)
     methods = [m for m in methods if m in runs]

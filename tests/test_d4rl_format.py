@@ -1,9 +1,11 @@
-"""Parity with the real ``d4rl`` helpers on files the tests write."""
+"""D4RL-format files the tests write: parity with the real ``d4rl`` helpers (the tests taking
+the ``d4rl`` fixture, skipped without it) and the loader's own conversion rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import h5py
 import numpy as np
@@ -15,7 +17,11 @@ from gcrl.datasets import load, load_d4rl, qlearning_dataset, save
 from gcrl.datasets.d4rl_format import from_d4rl_arrays
 from gcrl.errors import EmptyDatasetError
 
-d4rl = pytest.importorskip("d4rl")
+
+@pytest.fixture
+def d4rl() -> Any:
+    """The real ``d4rl`` package (its pure-Python helpers), or a skip."""
+    return pytest.importorskip("d4rl")
 
 
 def write_d4rl(
@@ -56,7 +62,7 @@ def write_d4rl(
 @pytest.mark.parametrize("terminate_on_end", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_qlearning_dataset_matches_d4rl_with_timeouts(
-    tmp_path: Path, terminate_on_end: bool, seed: int
+    d4rl: Any, tmp_path: Path, terminate_on_end: bool, seed: int
 ) -> None:
     arrays = write_d4rl(tmp_path / "d.hdf5", 200, seed=seed)
     assert arrays["terminals"][:-1].any() and arrays["timeouts"].any()
@@ -71,7 +77,7 @@ def test_qlearning_dataset_matches_d4rl_with_timeouts(
 @pytest.mark.parametrize("terminate_on_end", [False, True])
 @pytest.mark.parametrize(("seed", "max_steps"), [(0, 7), (1, 10), (2, 2), (3, 3)])
 def test_qlearning_dataset_matches_d4rl_without_timeouts(
-    tmp_path: Path, terminate_on_end: bool, seed: int, max_steps: int
+    d4rl: Any, tmp_path: Path, terminate_on_end: bool, seed: int, max_steps: int
 ) -> None:
     arrays = write_d4rl(tmp_path / "d.hdf5", 150, seed=seed, timeouts=False)
     env = SimpleNamespace(_max_episode_steps=max_steps)
@@ -84,7 +90,7 @@ def test_qlearning_dataset_matches_d4rl_without_timeouts(
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_episodes_split_as_sequence_dataset(tmp_path: Path, seed: int) -> None:
+def test_episodes_split_as_sequence_dataset(d4rl: Any, tmp_path: Path, seed: int) -> None:
     arrays = write_d4rl(tmp_path / "d.hdf5", 200, seed=seed)
     episodes = list(d4rl.sequence_dataset(None, dataset=arrays))
     t = load(tmp_path / "d.hdf5")

@@ -1,10 +1,14 @@
-"""Small datasets with known structure for the training tests (made, never downloaded)."""
+"""Small datasets with known structure for the training tests (made, never downloaded), and
+a quiet ``fit``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import numpy as np
+import torch
 
 from gcrl.datasets import Task, Trajectories, save
 from gcrl.datasets.trajectories import episode_starts_from_ends
@@ -115,3 +119,20 @@ def multitask_goal_reaching(path: Path, tasks: int = 3) -> Path:
         parts.append(load(part_path))
     labels = [Task(f"task{t}", f"reach goal number {t}") for t in range(tasks)]
     return save(concatenate(parts, labels), path, overwrite=True)
+
+
+def fit(model: L.LightningModule, data: Any, steps: int, **trainer: object) -> L.Trainer:
+    """Train ``steps`` steps quietly; returns the trainer."""
+    torch.manual_seed(0)
+    options = {
+        "max_steps": steps,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        **trainer,
+    }
+    t = L.Trainer(**options)  # type: ignore[arg-type]
+    t.fit(model, data)
+    return t

@@ -83,6 +83,21 @@ class RelabelSummary:
     task_names: tuple[str, ...] = ()
 
     @property
+    def rows_in(self) -> int:
+        """Rows read from the source."""
+        return self.stats.rows_in
+
+    @property
+    def rows_out(self) -> int:
+        """Rows written: the originals (when kept) and the relabeled copies."""
+        return self.stats.rows_out
+
+    @property
+    def relabeled(self) -> int:
+        """Relabeled copies written."""
+        return self.stats.relabeled
+
+    @property
     def success_before(self) -> float:
         """Goal strategies: share of source rows that reach their stored goal."""
         return self.stats.share(self.stats.successes_before, self.stats.rows_in)
@@ -100,10 +115,10 @@ class RelabelSummary:
     def lines(self) -> list[str]:
         """The summary ``gcrl relabel`` prints."""
         s = self.stats
-        original = s.rows_in if self.keep_original else 0
+        original = self.rows_in if self.keep_original else 0
         out = [
-            f"relabel {self.strategy}: {s.rows_in:,} rows in -> {s.rows_out:,} rows out "
-            f"({original:,} original, {s.relabeled:,} relabeled)"
+            f"relabel {self.strategy}: {self.rows_in:,} rows in -> {self.rows_out:,} rows out "
+            f"({original:,} original, {self.relabeled:,} relabeled)"
         ]
         if self.reward is not None:
             state = "s'" if self.reward.judged_on == "next" else "s"
@@ -114,8 +129,8 @@ class RelabelSummary:
             )
         else:
             out.append(
-                f"mean reward: {s.share(s.reward_before, s.rows_in):.4g} per source "
-                f"row, {s.share(s.reward_after, s.relabeled):.4g} per relabeled row; "
+                f"mean reward: {s.share(s.reward_before, self.rows_in):.4g} per source "
+                f"row, {s.share(s.reward_after, self.relabeled):.4g} per relabeled row; "
                 f"episodes shared per task: {json.dumps(self.shared_per_task)}"
             )
         out.append(f"wrote {self.output}")

@@ -1,0 +1,260 @@
+"""gcrl.algorithms: algorithms that learn, every signal and layout, multi-task optimisers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from gcrl.algorithms import BC, DQN, IQL
+from gcrl.errors import ConfigError
+from gcrl.policy import load_module, load_policy
+from gcrl.training import TrajectoryDataModule
+
+from .training_data import chain_mdp, fit, goal_reaching, multitask_goal_reaching, two_text_tasks
+
+# The test networks are tiny: one thread avoids synchronisation costs (and oversubscribing
+# the 2 cores when other work runs).
+torch.set_num_threads(1)
+
+
+def test_bc_beats_the_mean_action_baseline_on_held_out_episodes(tmp_path: Path) -> None:
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=60, length=20)
+    dm = TrajectoryDataModule(
+        str(path), batch_size=256, relabel="none", val_fraction=0.2, steps_per_epoch=100
+    )
+    model = BC(spec=dm.spec, hidden_dims=[64, 64], loss="mse", learning_rate=3e-3)
+    fit(model, dm, 400)
+    assert dm.val_data is not None
+    held_out = dm.val_data
+    obs = torch.as_tensor(held_out.observations["observation"], dtype=torch.float32)
+    goals = torch.as_tensor(held_out.observations["desired_goal"], dtype=torch.float32)
+    predicted = model.act(obs, goals).numpy()
+    error = ((predicted - held_out.actions) ** 2).mean()
+    baseline = ((held_out.actions - dm.train_data.actions.mean(0)) ** 2).mean()
+    assert error < 0.2 * baseline, (error, baseline)
+
+
+def iql_value_rank_correlation(path: Path, steps: int, learning_rate: float) -> float:
+    """Spearman correlation, over 400 random states, between an IQL's V(s, g = 0) trained
+    ``steps`` steps and the distance of s to that goal (-1: values fall with distance)."""
+    dm = TrajectoryDataModule(str(path), batch_size=256, relabel="ogbench", steps_per_epoch=100)
+    model = IQL(
+        spec=dm.spec,
+        actor_hidden_dims=[64, 64],
+        value_hidden_dims=[64, 64],
+        learning_rate=learning_rate,
+    )
+    fit(model, dm, steps)
+    rng = np.random.default_rng(1)
+    goal = torch.zeros(400, 2)
+    states = torch.as_tensor(rng.uniform(-1, 1, size=(400, 2)), dtype=torch.float32)
+    values = model.state_value(states, goal).numpy()
+    distance = states.norm(dim=1).numpy()
+    ranks = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    return float(np.corrcoef(ranks(values), ranks(distance))[0, 1])
+
+
+def test_iql_values_rank_states_nearer_the_goal_higher_quickly(tmp_path: Path) -> None:
+    """The fast variant: 400 steps at lr 3e-3. Data seeds 0-3 gave -0.66, -0.43, -0.44 and
+    -0.41; an untrained value gives about 0 (+- 0.05 over 400 states)."""
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=60, length=25, noise=0.3)
+    rho = iql_value_rank_correlation(path, steps=400, learning_rate=3e-3)
+    assert rho < -0.3, rho
+
+
+@pytest.mark.slow
+def test_iql_values_rank_states_nearer_the_goal_higher(tmp_path: Path) -> None:
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=60, length=25, noise=0.3)
+    # 1500 steps: at 500, seeds 1 and 2 of four stayed near -0.47; at 1500 all four were below -0.8
+    rho = iql_value_rank_correlation(path, steps=1500, learning_rate=1e-3)
+    assert rho < -0.6, rho
+
+
+def test_dqn_picks_the_optimal_action_in_a_chain(tmp_path: Path) -> None:
+    path = chain_mdp(tmp_path / "chain.hdf5")
+    dm = TrajectoryDataModule(str(path), batch_size=128, steps_per_epoch=100)
+    assert dm.spec.discrete and dm.spec.action_dim == 2
+    model = DQN(
+        spec=dm.spec,
+        hidden_dims=[32, 32],
+        learning_rate=3e-3,
+        discount=0.9,
+        tau=0.05,
+        cql_alpha=0.5,
+    )
+    fit(model, dm, 600)
+    cells = torch.eye(6)[:5]
+    q = model.q_values(cells, task_ids=torch.zeros(5, dtype=torch.long))
+    assert (q.argmax(-1) == 1).all(), q
+    # Values grow towards the goal, as discount ** steps-to-go says.
+    best = q.max(-1).values.numpy()
+    assert (np.diff(best) > 0).all(), best
+
+
+def test_text_conditioning_separates_two_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
+    path = two_text_tasks(tmp_path / "text.hdf5")
+    dm = TrajectoryDataModule(str(path), batch_size=128, steps_per_epoch=100)
+    text = BC(spec=dm.spec, task_signal="text", hidden_dims=[32], loss="mse", learning_rate=3e-3)
+    blind = BC(spec=dm.spec, task_signal="none", hidden_dims=[32], loss="mse", learning_rate=3e-3)
+    fit(text, dm, 150)
+    fit(blind, dm, 150)
+    obs = torch.rand(50, 3) * 2 - 1
+    left = text.act(obs, task_ids=torch.zeros(50, dtype=torch.long))
+    right = text.act(obs, task_ids=torch.ones(50, dtype=torch.long))
+    assert (left < -0.5).all() and (right > 0.5).all()
+    assert blind.act(obs, task_ids=torch.zeros(50, dtype=torch.long)).abs().mean() < 0.3
+
+    # Saved and reloaded without the language model; a policy callable on new wordings.
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.strategy.connect(text)
+    trainer.save_checkpoint(tmp_path / "text.ckpt")
+    restored = load_module(tmp_path / "text.ckpt", BC)
+    assert torch.equal(restored.signal.table, text.signal.table)
+    policy = load_policy(tmp_path / "text.ckpt")
+    assert policy(np.zeros(3), texts="move left")[0] < 0
+    assert policy(np.zeros((2, 3)), texts=["move right", "go to the right"])[0, 0] > 0
+    assert policy(np.zeros(3), task_ids=1)[0] > 0
+
+
+# --------------------------------------------------------------------- every combination
+@pytest.mark.parametrize("signal", ["none", "onehot", "embedding", "goal", "text"])
+@pytest.mark.parametrize(
+    ("algorithm", "options"),
+    [
+        (BC, {"hidden_dims": [16]}),
+        (BC, {"hidden_dims": [16], "conditioning": "film", "multi_head": True}),
+        (IQL, {"actor_hidden_dims": [16], "value_hidden_dims": [16]}),
+        (
+            IQL,
+            {
+                "actor_hidden_dims": [16],
+                "value_hidden_dims": [16],
+                "actor_loss": "awr",
+                "multi_head": True,
+            },
+        ),
+    ],
+    ids=["bc", "bc-film-multihead", "iql", "iql-awr-multihead"],
+)
+def test_every_algorithm_with_every_signal_logs_per_task_losses(
+    algorithm: type,
+    options: dict,
+    signal: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
+    path = multitask_goal_reaching(tmp_path / "multi.hdf5")
+    dm = TrajectoryDataModule(str(path), batch_size=64, steps_per_epoch=2)
+    model = algorithm(spec=dm.spec, task_signal=signal, **options)
+    trainer = fit(model, dm, 2, log_every_n_steps=1)
+    metrics = trainer.callback_metrics
+    key = "actor/loss"
+    assert torch.isfinite(metrics[key])
+    assert {f"{key}/task/task{t}" for t in range(3)} <= set(metrics), sorted(metrics)
+
+
+@pytest.mark.parametrize("signal", ["none", "onehot", "embedding", "text"])
+def test_dqn_with_every_signal(
+    signal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
+    path = chain_mdp(tmp_path / "chain.hdf5", episodes=20)
+    dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=2)
+    model = DQN(spec=dm.spec, task_signal=signal, hidden_dims=[8])
+    trainer = fit(model, dm, 2, log_every_n_steps=1)
+    assert torch.isfinite(trainer.callback_metrics["critic/loss"])
+
+
+def test_algorithms_refuse_the_wrong_action_kind(tmp_path: Path) -> None:
+    continuous = TrajectoryDataModule(str(goal_reaching(tmp_path / "g.hdf5", 3, 4)))
+    discrete = TrajectoryDataModule(str(chain_mdp(tmp_path / "c.hdf5", episodes=5)))
+    with pytest.raises(ConfigError, match="discrete actions only"):
+        DQN(spec=continuous.spec)
+    with pytest.raises(ConfigError, match="continuous actions only"):
+        IQL(spec=discrete.spec)
+    with pytest.raises(ConfigError, match="spec"):
+        BC()
+
+
+def test_discrete_bc_learns_the_majority_action(tmp_path: Path) -> None:
+    """Cross-entropy BC imitates a behaviour policy that moves right 80 % of the time."""
+    path = chain_mdp(tmp_path / "chain.hdf5", episodes=200, right=0.8)
+    dm = TrajectoryDataModule(str(path), batch_size=128, steps_per_epoch=50)
+    model = BC(spec=dm.spec, hidden_dims=[32], learning_rate=3e-3)
+    fit(model, dm, 150)
+    cells = torch.eye(6)[:5]
+    predicted = model.act(cells, task_ids=torch.zeros(5, dtype=torch.long))
+    assert predicted.dtype == torch.int64
+    assert predicted.tolist() == [1] * 5
+    probabilities = torch.softmax(model.actor(cells, torch.zeros(5, 0)), -1)[:, 1]
+    assert ((probabilities > 0.65) & (probabilities < 0.95)).all(), probabilities
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", [BC, IQL])
+def test_compiled_losses_equal_eager_losses(algorithm: type, tmp_path: Path) -> None:
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=4, length=8)
+    dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=1)
+    batch = next(iter(dm.train_dataloader()))
+    sizes = (
+        {"hidden_dims": [16]}
+        if algorithm is BC
+        else {"actor_hidden_dims": [16], "value_hidden_dims": [16]}
+    )
+    torch.manual_seed(0)
+    eager = algorithm(spec=dm.spec, **sizes)
+    torch.manual_seed(0)
+    compiled = algorithm(spec=dm.spec, compile_losses=True, **sizes)
+    expected, got = eager.compute_losses(batch), compiled.compute_losses(batch)
+    assert compiled._compiled is not None
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optim", ["pcgrad", "gradnorm"])
+@pytest.mark.parametrize(
+    ("algorithm", "options"),
+    [
+        (BC, {"hidden_dims": [16, 16], "multi_head": True}),
+        (IQL, {"actor_hidden_dims": [16], "value_hidden_dims": [16]}),
+    ],
+    ids=["bc-multihead", "iql"],
+)
+def test_multitask_optimisers_under_lightning(
+    algorithm: type, options: dict, optim: str, tmp_path: Path
+) -> None:
+    path = multitask_goal_reaching(tmp_path / "multi.hdf5")
+    dm = TrajectoryDataModule(str(path), batch_size=48, steps_per_epoch=3)
+    model = algorithm(
+        spec=dm.spec, task_signal="onehot", optim=optim, gradient_clip_val=1.0, **options
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = fit(model, dm, 3, log_every_n_steps=1)
+    assert not model.automatic_optimization
+    assert trainer.global_step == 3
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)]
+    assert sum(changed) >= len(changed) - 2  # target networks and fixed stds aside
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["actor/loss"])
+    if optim == "gradnorm":
+        weights = torch.stack([metrics[f"gradnorm/weight/task{t}"] for t in range(3)])
+        assert (weights > 0).all() and torch.isclose(weights.sum(), torch.tensor(3.0))
+    if optim == "pcgrad" and model.num_heads > 1:
+        heads = {id(p) for p in model.actor.net.head.parameters()}
+        assert not heads & {id(p) for p in model._multitask.gradients.parameters}
+    with pytest.raises(ConfigError, match="optim"):
+        algorithm(spec=dm.spec, optim="adam")
