@@ -345,8 +345,16 @@ class GCRLModule(L.LightningModule):
     ) -> torch.Tensor:
         """Greedy actions for network inputs: flat standardised states ``[B, observation
         dim]`` and goals ``[B, goal dim]``, task ids ``[B]`` or instruction embeddings, as the
-        task signal needs. The algorithm does its own conditioning (a two-level policy picks a
-        subgoal first)."""
+        task signal needs. By default the task vector is computed once and passed to
+        :meth:`act_on`; an algorithm that conditions otherwise (a two-level policy picking a
+        subgoal first) overrides this method instead."""
+        condition = self.condition(observations, goals, task_ids, text_embeddings)
+        return self.act_on(observations, condition, self.head_ids(task_ids))
+
+    def act_on(
+        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Greedy actions given the task vector ``[B, signal dim]`` and head ids."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- checkpoints

@@ -83,14 +83,7 @@ class BC(GCRLModule):
         condition = self.batch_condition(batch, "actor")
         return bc_losses(self.actor, batch, condition, self.heads(batch), self.loss)
 
-    @torch.no_grad()
-    def act(
-        self,
-        observations: torch.Tensor,
-        goals: torch.Tensor | None = None,
-        task_ids: torch.Tensor | None = None,
-        *,
-        text_embeddings: torch.Tensor | None = None,
+    def act_on(
+        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:
-        condition = self.condition(observations, goals, task_ids, text_embeddings)
-        return self.actor.mode(self.actor(observations, condition, self.head_ids(task_ids)))
+        return self.actor.mode(self.actor(observations, condition, heads))

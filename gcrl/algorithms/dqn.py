@@ -99,21 +99,12 @@ class DQN(GCRLModule):
         observations: torch.Tensor,
         goals: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
-        *,
-        text_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``Q(s, g or task, .)``: ``[B, actions]``."""
-        condition = self.condition(observations, goals, task_ids, text_embeddings)
+        condition = self.condition(observations, goals, task_ids)
         return self.q(observations, condition, None, self.head_ids(task_ids))[0]
 
-    @torch.no_grad()
-    def act(
-        self,
-        observations: torch.Tensor,
-        goals: torch.Tensor | None = None,
-        task_ids: torch.Tensor | None = None,
-        *,
-        text_embeddings: torch.Tensor | None = None,
+    def act_on(
+        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:
-        q = self.q_values(observations, goals, task_ids, text_embeddings=text_embeddings)
-        return q.argmax(-1)
+        return self.q(observations, condition, None, heads)[0].argmax(-1)

@@ -162,17 +162,10 @@ class IQL(GCRLModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         polyak_update(self.target_critic, self.critic, self.tau)
 
-    @torch.no_grad()
-    def act(
-        self,
-        observations: torch.Tensor,
-        goals: torch.Tensor | None = None,
-        task_ids: torch.Tensor | None = None,
-        *,
-        text_embeddings: torch.Tensor | None = None,
+    def act_on(
+        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:
-        condition = self.condition(observations, goals, task_ids, text_embeddings)
-        return self.actor(observations, condition, self.head_ids(task_ids)).clamp(-1.0, 1.0)
+        return self.actor(observations, condition, heads).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def state_value(

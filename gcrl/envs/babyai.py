@@ -226,8 +226,7 @@ class BabyAIOptions(CollectOptions):
                 raise ConfigError(f"{option('hold_out')}: {phrase!r} holds no word")
         if not 0.0 <= self.noise <= 1.0:
             raise ConfigError(f"{option('noise')}: a probability in [0, 1], got {self.noise}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"{option('max_steps')}: must be at least 1, got {self.max_steps}")
+        self.require_positive("max_steps")
 
 
 class BabyAIRecipe:

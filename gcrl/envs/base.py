@@ -43,10 +43,15 @@ class CollectOptions:
     seed: int = field(default=0, metadata=argument("seed of every random choice"))
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ConfigError(f"{option('episodes')}: must be at least 1, got {self.episodes}")
+        self.require_positive("episodes")
         if self.noise < 0:
             raise ConfigError(f"{option('noise')}: must be non-negative, got {self.noise}")
+
+    def require_positive(self, name: str) -> None:
+        """Raise unless the option ``name`` is None or at least 1."""
+        value = getattr(self, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{option(name)}: must be at least 1, got {value}")
 
 
 @dataclass(frozen=True)

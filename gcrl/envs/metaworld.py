@@ -39,7 +39,7 @@ import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.envs.base import CollectOptions, Step, argument, episode_to_trajectories
-from gcrl.errors import ConfigError, RenderError, option
+from gcrl.errors import ConfigError, RenderError
 
 #: The MT10 tasks, in Meta-World's MT10 order, with one-sentence instructions.
 TASKS: tuple[Task, ...] = (
@@ -189,8 +189,7 @@ class MetaWorldOptions(CollectOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_steps < 1:
-            raise ConfigError(f"{option('max_steps')}: must be at least 1, got {self.max_steps}")
+        self.require_positive("max_steps")
 
 
 class MetaWorldRecipe:

@@ -183,8 +183,7 @@ class PointMazeOptions(CollectOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_steps < 1:
-            raise ConfigError(f"{option('max_steps')}: must be at least 1, got {self.max_steps}")
+        self.require_positive("max_steps")
         if self.maze not in MAZES:
             raise ConfigError(f"{option('maze')}: unknown {self.maze!r}; choose one of {MAZES}")
         if self.backend not in BACKENDS:
