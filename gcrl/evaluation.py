@@ -270,6 +270,7 @@ def write_videos(
     for name, frames in report.videos.items():
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         path = out / f"{safe}.gif"
-        iio.imwrite(path, np.stack(frames), duration=1000 / fps, loop=0)
+        with atomic_path(path, overwrite=True) as tmp:
+            iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
         paths.append(path)
     return paths

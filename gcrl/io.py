@@ -11,7 +11,7 @@ True
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +46,9 @@ def resolve_source(source: str | os.PathLike[str]) -> str | os.PathLike[str]:
 def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete on error.
 
-    Raises :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is false.
+    The temporary file (``.<name>.<pid>-<random>.tmp``, created empty) has the permissions an
+    ordinary ``open`` gives under the user's umask, so the output does too. Raises
+    :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is false.
     """
     target = Path(path)
     if target.exists() and not overwrite:
@@ -55,15 +57,13 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
         )
     if not target.parent.is_dir():
         raise DatasetNotFoundError(f"{target}: output directory {target.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    open(tmp, "xb").close()  # exclusive: never another writer's file
     try:
         yield tmp
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 def refuse_output_among_inputs(

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import secrets
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gcrl.errors import ConfigError
+from gcrl.io import atomic_path
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -123,23 +123,6 @@ def _load_shared(resolved: str, device: str) -> SentenceTransformer:
 
     # local_files_only as well: huggingface_hub may have read HF_HUB_OFFLINE already.
     return SentenceTransformer(resolved, device=device, local_files_only=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in its directory and
-    ``os.replace``, so readers see the old file or the new one, never a partial one.
-
-    Returns nothing; on an error the temporary file is removed and the error propagates.
-    """
-    # A unique name opened with "xb" (not mkstemp, whose files are private to the user).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as file:
-            file.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class TextEmbedder:
@@ -321,7 +304,8 @@ class TextEmbedder:
         """Atomically write a cache file; a failure is a warning (once), not an error."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, data)
+            with atomic_path(path, overwrite=True) as tmp:
+                tmp.write_bytes(data)
         except OSError as exc:
             if not self._warned_write:
                 self._warned_write = True
