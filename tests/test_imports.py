@@ -32,12 +32,25 @@ def test_datasets_load_no_optional_backend() -> None:
     assert not loaded & {"torch", "lightning", "minari", "gymnasium"}
 
 
+def test_loading_and_relabeling_files_need_no_torch() -> None:
+    """The data side (gcrl.datasets, and gcrl.relabel's offline driver) stays out of the
+    training layers, at import and at run time."""
+    statement = (
+        "from gcrl.datasets import load; from gcrl.relabel import relabel_file; "
+        "load('bundled:pointmaze-medium-navigate')"
+    )
+    loaded = modules_after(statement)
+    assert "h5py" in loaded
+    assert not {m.split(".")[0] for m in loaded} & {"torch", "lightning", "pytorch_lightning"}
+
+
 @pytest.mark.parametrize(
     "statement",
     [
         "import gcrl.relabel",
         "from gcrl.relabel import *",
         "import gcrl.datasets.trajectories",
+        "import gcrl.spec",
     ],
 )
 def test_relabel_imports_numpy_and_nothing_heavier(statement: str) -> None:

@@ -151,6 +151,8 @@ class GoalStrategy:
     #: from the position, and a streamed offline expansion draws them from a pool of the
     #: whole file's goals.
     any_episode: bool = False
+    #: It keeps the goal stored in the data (positions :data:`KEEP`), relabeling nothing.
+    keeps_stored: bool = False
     #: Offline expansion (``gcrl relabel --strategy``) may use it.
     expands: bool = True
 
@@ -213,7 +215,7 @@ def _random(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarra
 
 
 for _builtin in (
-    GoalStrategy("original", _keep, expands=False),
+    GoalStrategy("original", _keep, keeps_stored=True, expands=False),
     GoalStrategy("current", _current, expands=False),
     GoalStrategy("final", _final),
     GoalStrategy("future", _future),
@@ -292,7 +294,7 @@ class GoalMixture:
     @property
     def uses_original(self) -> bool:
         """True when some samples keep the stored goal."""
-        return "original" in self.weights
+        return any(s.keeps_stored for s in self.strategies)
 
     @property
     def options(self) -> GoalOptions:

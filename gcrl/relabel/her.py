@@ -52,9 +52,10 @@ def her_relabel(
     """
     if not 0.0 <= ratio <= 1.0:
         raise ConfigError(f"ratio: must lie in [0, 1], got {ratio}")
-    if strategy == "original":
-        raise ConfigError("strategy: 'original' relabels nothing; choose a goal strategy")
-    any_episode = goal_strategy(strategy).any_episode
+    chosen = goal_strategy(strategy)
+    if chosen.keeps_stored:
+        raise ConfigError(f"strategy: {strategy!r} relabels nothing; choose a goal strategy")
+    any_episode = chosen.any_episode
     reward = reward or GoalReward()
     rows = np.asarray(rows, dtype=np.int64)
     size = len(rows)
