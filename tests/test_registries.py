@@ -75,7 +75,7 @@ def test_a_new_goal_strategy_is_one_registration(registries: None) -> None:
     before = dict(RELABEL_CODES)
 
     def step_back(query, rng, options):  # type: ignore[no-untyped-def]
-        return np.maximum(query.index - 1, query.first)  # the previous state
+        return np.maximum(query.states - 1, query.first)  # the previous state
 
     register_goal_strategy(GoalStrategy("previous", step_back))
     assert {k: RELABEL_CODES[k] for k in before} == before, "existing codes changed"

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -115,12 +115,12 @@ def random_goals(num_states: int, size: int, rng: np.random.Generator) -> np.nda
     return rng.integers(0, num_states, size=size)
 
 
-@dataclass(frozen=True)
-class GoalQuery:
-    """The samples a strategy draws goals for: their state positions and, per sample, the
-    first and last state of its episode (inclusive); ``num_states`` in the whole dataset."""
+class GoalQuery(NamedTuple):
+    """The samples a strategy draws goals for: their state positions ``states`` and, per
+    sample, the first and last state of its episode (inclusive); ``num_states`` in the whole
+    dataset. (A named tuple: one is made per strategy per batch, so it must be cheap.)"""
 
-    index: np.ndarray
+    states: np.ndarray
     first: np.ndarray
     last: np.ndarray
     num_states: int
@@ -136,7 +136,7 @@ class GoalOptions:
     inclusive: bool = False
 
 
-#: ``draw(query, rng, options) -> goal positions [len(query.index)]`` (int64; :data:`KEEP`
+#: ``draw(query, rng, options) -> goal positions [len(query.states)]`` (int64; :data:`KEEP`
 #: keeps the stored goal).
 GoalDraw = Callable[[GoalQuery, np.random.Generator, GoalOptions], np.ndarray]
 
@@ -187,31 +187,31 @@ def goal_expansions() -> tuple[str, ...]:
 
 
 def _keep(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
-    return np.full(len(q.index), KEEP, dtype=np.int64)
+    return np.full(len(q.states), KEEP, dtype=np.int64)
 
 
 def _current(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
-    return current_goals(q.index, q.first, q.last)
+    return current_goals(q.states, q.first, q.last)
 
 
 def _final(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
-    return final_goals(q.index, q.first, q.last)
+    return final_goals(q.states, q.first, q.last)
 
 
 def _future(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
-    return future_goals(q.index, q.first, q.last, rng, inclusive=o.inclusive)
+    return future_goals(q.states, q.first, q.last, rng, inclusive=o.inclusive)
 
 
 def _geometric(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
-    return geometric_goals(q.index, q.first, q.last, rng, gamma=o.gamma, truncation=o.truncation)
+    return geometric_goals(q.states, q.first, q.last, rng, gamma=o.gamma, truncation=o.truncation)
 
 
 def _episode(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
-    return episode_goals(q.index, q.first, q.last, rng)
+    return episode_goals(q.states, q.first, q.last, rng)
 
 
 def _random(q: GoalQuery, rng: np.random.Generator, o: GoalOptions) -> np.ndarray:
-    return random_goals(q.num_states, len(q.index), rng)
+    return random_goals(q.num_states, len(q.states), rng)
 
 
 for _builtin in (
@@ -246,7 +246,10 @@ class GoalMixture:
     inclusive: bool = False
     #: The strategies with a weight, in registration order; :meth:`choose` indexes them.
     strategies: tuple[GoalStrategy, ...] = field(init=False, repr=False, compare=False)
+    #: The strategies' options (made once: :meth:`sample` runs every batch).
+    options: GoalOptions = field(init=False, repr=False, compare=False)
     _cdf: np.ndarray = field(init=False, repr=False, compare=False)
+    _any_episode: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         weights = {k: float(v) for k, v in self.weights.items() if v != 0}
@@ -262,7 +265,11 @@ class GoalMixture:
         probabilities = np.array([weights[s.name] for s in chosen])
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "strategies", chosen)
+        object.__setattr__(
+            self, "options", GoalOptions(self.gamma, self.truncation, self.inclusive)
+        )
         object.__setattr__(self, "_cdf", np.cumsum(probabilities / probabilities.sum()))
+        object.__setattr__(self, "_any_episode", np.array([s.any_episode for s in chosen]))
 
     # ----------------------------------------------------------------- presets
     @classmethod
@@ -296,11 +303,6 @@ class GoalMixture:
         """True when some samples keep the stored goal."""
         return any(s.keeps_stored for s in self.strategies)
 
-    @property
-    def options(self) -> GoalOptions:
-        """The strategies' options."""
-        return GoalOptions(self.gamma, self.truncation, self.inclusive)
-
     def choose(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """Which strategy (index into :attr:`strategies`) each of ``size`` samples uses."""
         if len(self.strategies) == 1:
@@ -308,11 +310,10 @@ class GoalMixture:
         codes = np.searchsorted(self._cdf, rng.random(size) * self._cdf[-1], side="right")
         return np.minimum(codes, len(self.strategies) - 1).astype(np.int8)
 
-    def any_episode(self, codes: np.ndarray) -> np.ndarray:
+    def any_episode(self, codes: np.ndarray) -> np.ndarray | None:
         """Which samples (by their :meth:`choose` index) use a strategy whose goals may lie in
-        another episode; bool ``[B]``."""
-        flags = np.array([s.any_episode for s in self.strategies])
-        return flags[codes]
+        another episode, bool ``[B]``; None when no strategy of the mixture does."""
+        return self._any_episode[codes] if self._any_episode.any() else None
 
     def sample(
         self,

@@ -52,10 +52,10 @@ def her_relabel(
     """
     if not 0.0 <= ratio <= 1.0:
         raise ConfigError(f"ratio: must lie in [0, 1], got {ratio}")
-    chosen = goal_strategy(strategy)
-    if chosen.keeps_stored:
+    drawn_by = goal_strategy(strategy)
+    if drawn_by.keeps_stored:
         raise ConfigError(f"strategy: {strategy!r} relabels nothing; choose a goal strategy")
-    any_episode = chosen.any_episode
+    any_episode = drawn_by.any_episode
     reward = reward or GoalReward()
     rows = np.asarray(rows, dtype=np.int64)
     size = len(rows)

@@ -19,8 +19,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -198,14 +197,19 @@ class GoalSampler:
         rows: np.ndarray,
         positions: np.ndarray,
         episodes: np.ndarray,
-        any_episode: np.ndarray,
+        any_episode: np.ndarray | None,
     ) -> np.ndarray:
         """Goal vectors at ``positions``; stored goals where :data:`KEEP`."""
         keep = positions == KEEP
-        if not keep.any() and not any_episode.any():
-            return self.index.gather_states(self.achieved, self.next_achieved, positions, episodes)
+        kept = bool(keep.any())
+        if any_episode is None or not any_episode.any():
+            if not kept:  # the common case: every goal is a state of the row's own episode
+                return self.index.gather_states(
+                    self.achieved, self.next_achieved, positions, episodes
+                )
+            any_episode = np.zeros(len(rows), dtype=bool)
         out = np.empty((len(rows), *self.achieved.shape[1:]), dtype=self.achieved.dtype)
-        if keep.any():
+        if kept:
             assert self.stored_goals is not None
             out[keep] = self.stored_goals[rows[keep]]
         if any_episode.any() and self.random_goal_pool is not None:
@@ -226,19 +230,19 @@ class GoalSampler:
         success = self.reward.success(
             draw.goals, draw.positions, states, lambda: take_rows(judged, rows)
         )
-        if self.reward.tolerance is None and self.random_goal_pool is not None:
-            success &= ~draw.any_episode  # goals drawn from the pool carry no position
+        pooled = draw.any_episode if self.random_goal_pool is not None else None
+        if self.reward.tolerance is None and pooled is not None:
+            success &= ~pooled  # goals drawn from the pool carry no position
         return success
 
 
-@dataclass(frozen=True)
-class _Draw:
+class _Draw(NamedTuple):
     """One goal set's draw: goal values, state positions (:data:`KEEP`: stored goal), and
     which came from a strategy whose goals may lie in another episode."""
 
     goals: np.ndarray
     positions: np.ndarray
-    any_episode: np.ndarray
+    any_episode: np.ndarray | None
 
 
 def _gather(observations: Observations, rows: np.ndarray, goals: np.ndarray) -> Observations:

@@ -17,7 +17,7 @@ from gcrl.errors import ConfigError
 from gcrl.spec import InputSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Batch:
     """One training batch of ``B`` transitions, every tensor on one device.
 
