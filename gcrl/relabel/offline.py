@@ -4,11 +4,12 @@ Reads any supported format chunk by chunk (native files are streamed, so files l
 memory work), writes the original rows (unless ``keep_original=False``) and the relabeled
 copies with their provenance (``infos/source_index``, ``infos/relabel_strategy``) to a native
 file, and returns a :class:`RelabelSummary`. The output appears only once complete; the input
-is only read. ``gcrl relabel`` is this function behind an argument parser.
+is only read. ``gcrl relabel`` is this function behind an argument parser::
 
->>> from gcrl.relabel import relabel_file                                # doctest: +SKIP
->>> summary = relabel_file("play.hdf5", "her.hdf5", strategy="future", k=4)  # doctest: +SKIP
->>> print("\\n".join(summary.lines()))                                   # doctest: +SKIP
+    from gcrl.relabel import relabel_file
+
+    summary = relabel_file("play.hdf5", "her.hdf5", strategy="future", k=4)
+    print("\\n".join(summary.lines()))                 # what `gcrl relabel` prints
 """
 
 from __future__ import annotations
