@@ -221,18 +221,22 @@ def test_her_relabel_ratio_and_untouched_rows(
         data.observations["achieved_goal"],
         data.next_observations["achieved_goal"],
     )
-    out = her_relabel(
-        rows,
-        index,
-        achieved,
-        next_achieved,
-        goals=goals,
-        rewards=rewards,
-        terminals=terminals,
-        rng=np.random.default_rng(seed),
-        ratio=ratio,
-        strategy=strategy,
-    )
+
+    def relabel() -> dict[str, np.ndarray]:
+        return her_relabel(
+            rows,
+            index,
+            achieved,
+            next_achieved,
+            goals=goals,
+            rewards=rewards,
+            terminals=terminals,
+            rng=np.random.default_rng(seed),
+            ratio=ratio,
+            strategy=strategy,
+        )
+
+    out = relabel()
     relabeled = out["relabeled"]
     assert relabeled.sum() == round(ratio * size)
     for new, old in zip((goals, rewards, terminals), copies, strict=True):
@@ -246,16 +250,5 @@ def test_her_relabel_ratio_and_untouched_rows(
         assert np.array_equal(out["goals"][relabeled, 0], achieved[rows[relabeled], 0])
     if strategy == "future":
         assert (out["goals"][relabeled, 1] > achieved[rows[relabeled], 1]).all()
-    again = her_relabel(
-        rows,
-        index,
-        achieved,
-        next_achieved,
-        goals=goals,
-        rewards=rewards,
-        terminals=terminals,
-        rng=np.random.default_rng(seed),
-        ratio=ratio,
-        strategy=strategy,
-    )
+    again = relabel()
     np.testing.assert_array_equal(again["goals"], out["goals"])
