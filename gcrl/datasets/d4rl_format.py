@@ -312,5 +312,4 @@ FORMAT = DatasetFormat(
     signature="root keys 'observations' and 'actions'",
     recognises=_recognises,
     load=load_d4rl,
-    options=("max_episode_steps", "goal", "achieved_goal_dims"),
 )

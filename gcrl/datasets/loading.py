@@ -106,8 +106,6 @@ class DatasetFormat:
     recognises: Callable[[SourceProbe], bool]
     #: ``load(source, **options) -> Trajectories``.
     load: Callable[..., Trajectories]
-    #: The options ``load`` takes, for documentation.
-    options: tuple[str, ...] = ()
     #: Whether its sources can be directories.
     takes_directories: bool = False
 

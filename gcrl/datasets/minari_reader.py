@@ -437,6 +437,5 @@ FORMAT = DatasetFormat(
     signature="a directory with metadata.json, or a local dataset id",
     recognises=_recognises,
     load=load_minari,
-    options=("progress",),
     takes_directories=True,
 )

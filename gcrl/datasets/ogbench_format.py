@@ -107,5 +107,4 @@ FORMAT = DatasetFormat(
     signature="a zip archive of arrays",
     recognises=_recognises,
     load=load_ogbench,
-    options=("terminals_are_timeouts",),
 )

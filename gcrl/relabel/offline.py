@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from gcrl.datasets.native_format import NativeWriter
 from gcrl.datasets.sources import CHUNK_ROWS, Source
-from gcrl.datasets.trajectories import Trajectories
+from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
 from gcrl.errors import ConfigError, DataError, MissingKeyError, option
 from gcrl.io import refuse_output_among_inputs
 from gcrl.relabel.codes import code_table
@@ -395,9 +395,9 @@ def _check_goal_key(source: Source, chunk: Trajectories, key: str) -> None:
     if not isinstance(observations, dict):
         raise MissingKeyError(
             f"{source.path}: observations: goal relabeling needs dict observations with "
-            f"{key!r} and 'desired_goal', found an array"
+            f"{key!r} and {DESIRED_GOAL!r}, found an array"
         )
-    for needed, name in ((key, option("goal_key")), ("desired_goal", "")):
+    for needed, name in ((key, option("goal_key")), (DESIRED_GOAL, "")):
         if needed not in observations:
             raise MissingKeyError(
                 f"{source.path}: observations/{needed}: no such key{f' ({name})' * bool(name)}"

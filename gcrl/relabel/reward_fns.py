@@ -96,14 +96,10 @@ def goal_reward_fn(spec: Any) -> RewardFn:
     return guarded(label, _callable(label, obj))
 
 
-def task_rewards_from(
-    spec: Any, tasks: Sequence[Task], stored: TaskRewards | None = None
-) -> TaskRewards:
+def task_rewards_from(spec: Any, tasks: Sequence[Task], stored: TaskRewards) -> TaskRewards:
     """Every row's reward under every task, from the function(s) ``spec`` names or is; the
-    ``stored`` column when ``spec`` is None."""
+    ``stored`` rewards (a data column) when ``spec`` is None."""
     if spec is None:
-        if stored is None:
-            raise RewardFunctionError(f"{option('reward_fn')}: no task rewards given")
         return stored
     label, obj = resolve(spec)
     num_tasks = len(tasks)

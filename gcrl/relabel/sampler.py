@@ -254,6 +254,17 @@ def _gather(observations: Observations, rows: np.ndarray, goals: np.ndarray) -> 
     return out
 
 
+def gather_transitions(
+    data: Trajectories, rows: np.ndarray
+) -> tuple[Observations, Observations, np.ndarray]:
+    """``(observations, next_observations, actions)`` of ``rows``, as stored."""
+    return (
+        take_observations(data.observations, rows),
+        take_observations(data.next_observations, rows),
+        take_rows(data.actions, rows),
+    )
+
+
 class RowSampler:
     """Uniform rows with their stored rewards; ``masks`` are ``1 - terminals``.
 
@@ -280,9 +291,12 @@ class RowSampler:
             "masks": (~terminals).astype(np.float32),
         }
         if gather:
-            batch["observations"] = take_observations(self.data.observations, rows)
-            batch["next_observations"] = take_observations(self.data.next_observations, rows)
-            batch["actions"] = take_rows(self.data.actions, rows)
+            observations, next_observations, actions = gather_transitions(self.data, rows)
+            batch |= {
+                "observations": observations,
+                "next_observations": next_observations,
+                "actions": actions,
+            }
         if self.data.task_ids is not None:
             batch["task_ids"] = take_rows(self.data.task_ids, rows)
         return batch
@@ -377,9 +391,7 @@ class TaskSampler:
         actions: np.ndarray | None = None
         needs_data = self.keep_fn is not None or not isinstance(self.task_rewards, np.ndarray)
         if gather or needs_data:
-            observations = take_observations(data.observations, rows)
-            next_observations = take_observations(data.next_observations, rows)
-            actions = take_rows(data.actions, rows)
+            observations, next_observations, actions = gather_transitions(data, rows)
         if self.keep_fn is not None and len(shared):
             assert observations is not None and next_observations is not None
             assert actions is not None
