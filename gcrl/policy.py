@@ -149,8 +149,8 @@ class LoadedPolicy:
         texts: Sequence[str] | str | None = None,
     ) -> np.ndarray:
         spec = self.spec
+        state = spec.network_state(observations)  # checks the keys first
         single = spec.is_single(observations)
-        state = spec.network_state(observations)
         batch = len(state)
         device = self.module.device
         if goals is None and isinstance(observations, Mapping) and DESIRED_GOAL in observations:

@@ -192,11 +192,11 @@ class InputSpec:
 
     # ----------------------------------------------------------------- raw inputs
     def is_single(self, observations: Observations | Mapping[str, Any]) -> bool:
-        """Whether ``observations`` is one observation rather than a batch."""
+        """Whether ``observations`` is one observation rather than a batch: its first state
+        part (the first observation key's value, or the array) is 1-D."""
         if isinstance(observations, Mapping):
-            if not self.observation_keys:
-                return np.ndim(next(iter(observations.values()))) == 1
-            return np.ndim(observations[self.observation_keys[0]]) == 1
+            keys = self.observation_keys  # none: state() refuses dict observations
+            return keys is not None and np.ndim(observations[keys[0]]) == 1
         return np.ndim(observations) == 1
 
     def state(
@@ -218,7 +218,7 @@ class InputSpec:
             parts = [np.asarray(observations[k]) for k in self.observation_keys]
         else:  # an array is the flat state itself (for dict data: the keys concatenated)
             parts = [np.asarray(observations)]
-        single = parts[0].ndim == 1
+        single = self.is_single(observations)
         parts = [p.reshape(1, -1) if single else p.reshape(len(p), -1) for p in parts]
         flat = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         if check and flat.shape[1] != self.observation_dim:

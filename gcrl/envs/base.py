@@ -11,7 +11,7 @@ policy sees one batch per step.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,6 +46,13 @@ class CollectOptions:
         self.require_positive("episodes")
         if self.noise < 0:
             raise ConfigError(f"{option('noise')}: must be non-negative, got {self.noise}")
+        for f in fields(self):  # the same choices the command line offers, from Python too
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"{option(f.name)}: unknown {getattr(self, f.name)!r}; "
+                    f"choose one of {', '.join(choices)}"
+                )
 
     def require_positive(self, name: str) -> None:
         """Raise unless the option ``name`` is None or at least 1."""
