@@ -41,6 +41,12 @@ def _pointmaze_iql(relabel: str) -> tuple[str, list[str], str, int]:
     return ("pointmaze-gciql.yaml", overrides, "pointmaze-medium", 10)
 
 
+def _tasks_iql(*sharing: str) -> tuple[str, list[str], str, int]:
+    """Multi-task IQL (one-hot) on the uneven five-task PointMaze data, 10k steps."""
+    overrides = [f"--data.path={DATA}/pointmaze-tasks.hdf5", *sharing]
+    return ("pointmaze-tasks-iql.yaml", overrides, "pointmaze-medium-tasks", 20)
+
+
 # name -> (config, overrides, evaluation suite, evaluation episodes per task)
 EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
     "pointmaze": {
@@ -69,6 +75,19 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
         ),
         "pm-iql": _pointmaze_iql(relabel="none"),
         "pm-iql-her": _pointmaze_iql(relabel="ogbench"),
+    },
+    "tasks": {
+        "pmt-iql-none": _tasks_iql(),
+        "pmt-iql-random": _tasks_iql("--data.task_sharing=random"),
+        "pmt-iql-zero": _tasks_iql("--data.task_sharing=zero-reward"),
+        "pmt-iql-conservative": _tasks_iql("--data.task_sharing=conservative"),
+        "pmt-iql-hr-topk": _tasks_iql("--data.task_sharing=high-reward", "--data.sharing_top_k=2"),
+        "pmt-iql-hr-percentile": _tasks_iql(
+            "--data.task_sharing=high-reward", "--data.sharing_percentile=90"
+        ),
+        "pmt-iql-hr-hipi": _tasks_iql(
+            "--data.task_sharing=high-reward", "--data.sharing_temperature=10"
+        ),
     },
     "mt10": {
         "mt10-bc-onehot": ("mt10-bc.yaml", [f"--data.path={DATA}/mt10.hdf5"], "metaworld-mt10", 5),

@@ -171,8 +171,25 @@ def test_every_algorithm_with_every_signal_logs_per_task_losses(
 def test_dqn_with_every_signal(
     signal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from gcrl.datasets import Task, concatenate, load, save
+
     monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
-    path = chain_mdp(tmp_path / "chain.hdf5", episodes=20)
+    single = chain_mdp(tmp_path / "chain.hdf5", episodes=20)
+    one_task = TrajectoryDataModule(str(single), batch_size=32, steps_per_epoch=2)
+    if signal == "text":  # the single task has no text to embed
+        with pytest.raises(ConfigError, match=r"task_signal text: tasks .* have no text"):
+            DQN(spec=one_task.spec, task_signal=signal, hidden_dims=[8])
+    elif signal != "none":  # a task signal on one task would be a constant: refused
+        refused = DQN(spec=one_task.spec, task_signal=signal, hidden_dims=[8])
+        with pytest.raises(ConfigError, match=f"task_signal {signal}: the data holds 1 task"):
+            fit(refused, one_task, 2)
+    other = chain_mdp(tmp_path / "other.hdf5", episodes=20, seed=1)
+    path = save(
+        concatenate(
+            [load(single), load(other)], [Task("left", "go left"), Task("right", "go right")]
+        ),
+        tmp_path / "two.hdf5",
+    )
     dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=2)
     model = DQN(spec=dm.spec, task_signal=signal, hidden_dims=[8])
     trainer = fit(model, dm, 2, log_every_n_steps=1)

@@ -227,3 +227,87 @@ def test_gotolocal_suite_resets_to_the_requested_mission() -> None:
             env.step(np.array([0, 1]))
     finally:
         env.close()
+
+
+def replay(env_seed: int, mission: str, actions: np.ndarray) -> list[tuple[float, bool]]:
+    """``(reward, terminated)`` of each recorded action replayed in the level regenerated from
+    ``env_seed`` with its mission replaced by the GoTo mission ``mission``."""
+    from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc
+
+    env = make_babyai_env(GOTOLOCAL_ID)
+    try:
+        reset_level(env, env_seed)
+        level = env.unwrapped
+        colour, kind = mission.split()[-2:]
+        level.instrs = GoToInstr(ObjDesc(kind, colour))
+        level.instrs.reset_verifier(level)
+        assert level.instrs.surface(level) == mission, "BabyAI words the mission the same"
+        out = []
+        for action in actions:
+            _, reward, terminated, _, _ = env.step(int(action))
+            out.append((float(reward), bool(terminated)))
+            if terminated:
+                break
+        return out
+    finally:
+        env.close()
+
+
+def test_hindsight_instructions_agree_with_the_environment() -> None:
+    from gcrl.envs.babyai import hindsight_instructions
+    from gcrl.relabel.instructions import hindsight_episodes
+
+    _, data = collect("--episodes", "80", "--noise", "0.5", "--seed", "5", "--hold-out", "red ball")
+    data = Trajectories._trusted(
+        **{f: getattr(data, f) for f in data.__dataclass_fields__}
+        | {"attrs": {"hold_out": ["red ball"]}}
+    )
+    table = hindsight_instructions(data)
+    assert table.tasks[: len(data.tasks)] == data.tasks, "existing ids unchanged"
+    relabeled = [s for s in data.episode_starts if table.task_ids[s] >= 0]
+    assert len(relabeled) >= 5
+    ends = dict(
+        zip(data.episode_starts, np.append(data.episode_starts[1:], len(data)), strict=True)
+    )
+    for start in relabeled:
+        end = ends[start]
+        mission = table.tasks[int(table.task_ids[start])].text
+        assert mission != data.tasks[int(data.task_ids[start])].text
+        assert not mission_is_held_out(mission, ["red ball"])
+        rows = np.arange(start, end)
+        labelled = rows[table.task_ids[rows] >= 0]
+        cut = labelled[-1]
+        np.testing.assert_array_equal(labelled, np.arange(start, cut + 1))
+        assert table.terminals[cut] and not table.terminals[start:cut].any()
+        played = replay(int(data.infos["env_seed"][start]), mission, data.actions[start:end])
+        # The environment ends the episode exactly at the cut, with the recomputed reward.
+        assert len(played) == cut - start + 1
+        assert played[-1][1]
+        assert played[-1][0] == pytest.approx(float(table.rewards[cut]), abs=1e-6)
+        assert all(r == 0 and not t for r, t in played[:-1])
+        assert (table.rewards[start:cut] == 0).all()
+    episodes = hindsight_episodes(data, table)
+    assert episodes is not None and episodes.num_episodes == len(relabeled)
+    assert episodes.terminals.sum() == len(relabeled)
+
+
+def test_instruction_relabeling_on_the_fly(tmp_path: Path) -> None:
+    from gcrl.envs.babyai import hindsight_instructions
+    from gcrl.training.datamodule import TrajectoryDataModule
+
+    parts, data = collect("--episodes", "40", "--noise", "0.3", "--seed", "7")
+    path = tmp_path / "babyai.hdf5"
+    with NativeWriter(path, attrs=RECIPE.attrs(options())) as writer:
+        for part in parts:
+            writer.append(part)
+    table = hindsight_instructions(load_native(path))
+    module = TrajectoryDataModule(str(path), batch_size=512, instruction_relabel_ratio=0.5)
+    assert module.spec.tasks == tuple(table.tasks), "hindsight missions join the task table"
+    batch = module.sampler(module.data, np.random.default_rng(0)).sample(512)
+    rows, relabeled = batch["rows"], batch["instruction_relabeled"]
+    assert 0 < relabeled.sum() <= 256
+    assert (table.task_ids[rows[relabeled]] >= 0).all()
+    np.testing.assert_array_equal(batch["task_ids"][relabeled], table.task_ids[rows[relabeled]])
+    np.testing.assert_array_equal(batch["rewards"][relabeled], table.rewards[rows[relabeled]])
+    np.testing.assert_array_equal(batch["masks"][relabeled], ~table.terminals[rows[relabeled]])
+    np.testing.assert_array_equal(batch["task_ids"][~relabeled], data.task_ids[rows[~relabeled]])

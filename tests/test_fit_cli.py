@@ -3,15 +3,17 @@ checkpoints, and mistakes in a config give an error and a non-zero exit."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from gcrl.cli.main import main
+from gcrl.datasets import Task, concatenate, load, save
 from gcrl.policy import load_policy
 
-from .training_data import chain_mdp, goal_reaching
+from .training_data import chain_mdp, goal_reaching, multitask_goal_reaching
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 torch.set_num_threads(1)
@@ -22,7 +24,14 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
     goal_reaching(tmp_path / "data.hdf5", episodes=12, length=10)
+    multitask_goal_reaching(tmp_path / "multitask.hdf5")
     chain_mdp(tmp_path / "discrete.hdf5", episodes=20)
+    chain_mdp(tmp_path / "other.hdf5", episodes=20, seed=1)
+    two = concatenate(
+        [load(tmp_path / "discrete.hdf5"), load(tmp_path / "other.hdf5")],
+        [Task("left", "go left"), Task("right", "go right")],
+    )
+    save(two, tmp_path / "discrete-tasks.hdf5")
     return tmp_path
 
 
@@ -32,7 +41,12 @@ def test_configs_exist() -> None:
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_runs_fast_dev_run(config: Path, workdir: Path) -> None:
-    data = "discrete.hdf5" if config.stem.startswith("babyai") else "data.hdf5"
+    # Configs with a task signal (one-hot, embedding, text) need several tasks.
+    multitask = re.search(r"task_signal: (onehot|embedding|text)", config.read_text())
+    data = "discrete" if config.stem.startswith("babyai") else "data"
+    if multitask:
+        data = "discrete-tasks" if data == "discrete" else "multitask"
+    data += ".hdf5"
     args = ["fit", "--config", str(config), "--data.path", data]
     args += ["--data.batch_size", "32", "--trainer.fast_dev_run", "true"]
     assert main(args) == 0

@@ -98,7 +98,11 @@ def test_batches_gathered_from_device_data_equal_numpy_batches(
 
 def columns(batch: Batch) -> dict[str, torch.Tensor]:
     """Every tensor of a batch by name (goal sets as ``goals/<set>``)."""
-    out = {f.name: getattr(batch, f.name) for f in fields(batch) if f.name != "goals"}
+    out = {
+        f.name: getattr(batch, f.name)
+        for f in fields(batch)
+        if f.name != "goals" and getattr(batch, f.name) is not None
+    }
     return out | {f"goals/{k}": v for k, v in batch.goals.items()}
 
 

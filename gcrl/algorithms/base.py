@@ -143,6 +143,16 @@ class GCRLModule(L.LightningModule):
             raise ConfigError("task_signal goal: the data has no goals")
         return task_signal
 
+    def on_fit_start(self) -> None:
+        """Refuse a task signal that cannot apply before training on it (checked here, not
+        when building: checkpoints of gcrl 0.1.0 trained such models and still load)."""
+        kind = self.hparams.get("task_signal", "auto")
+        if kind in ("onehot", "embedding", "text") and self.num_tasks < 2:
+            raise ConfigError(
+                f"task_signal {kind}: the data holds {self.num_tasks} task, so the signal "
+                "would be a constant; use goal (goal-conditioned data) or none"
+            )
+
     def _build_signal(
         self,
         kind: str,
@@ -163,7 +173,13 @@ class GCRLModule(L.LightningModule):
             return TextSignal(text_model, num_tasks=self.num_tasks, dim=text_dim)
         from gcrl.tasks.text import TextEmbedder
 
-        texts = [task.text or task.name for task in self.spec.tasks]
+        untexted = [task.name for task in self.spec.tasks if not task.text]
+        if untexted:
+            raise ConfigError(
+                f"task_signal text: tasks {untexted} have no text to embed; give the dataset "
+                "task texts (gcrl convert --task NAME=TEXT) or use onehot"
+            )
+        texts = [task.text for task in self.spec.tasks]
         vectors = TextEmbedder(text_model).embed(texts)
         return TextSignal(text_model, torch.from_numpy(vectors))
 
@@ -295,6 +311,8 @@ class GCRLModule(L.LightningModule):
         )
         if self.num_tasks < 2:
             return
+        if training and batch.source_task_ids is not None:
+            self.log_dict(self._sharing_shares(batch), on_step=True, batch_size=len(batch))
         task_ids = batch.task_ids
         counts = torch.bincount(task_ids, minlength=self.num_tasks)
         present = (counts > 0).tolist()
@@ -312,6 +330,23 @@ class GCRLModule(L.LightningModule):
                 if seen:
                     per_task[f"{prefix}{name}/task/{names[task]}"] = mean
         self.log_dict(per_task, on_step=training, on_epoch=not training, batch_size=len(batch))
+
+    def _sharing_shares(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Task sharing: ``sharing/share`` (the shared share of the batch) and
+        ``sharing/<source>-><target>`` (each pair's share), fractions of the batch."""
+        assert batch.source_task_ids is not None
+        m = self.num_tasks
+        shared = batch.source_task_ids != batch.task_ids
+        pairs = torch.bincount(
+            (batch.source_task_ids * m + batch.task_ids)[shared], minlength=m * m
+        ).float() / len(batch)
+        names = self.spec.task_names
+        out = {"sharing/share": shared.float().mean()}
+        for source in range(m):
+            for target in range(m):
+                if source != target:
+                    out[f"sharing/{names[source]}->{names[target]}"] = pairs[source * m + target]
+        return out
 
     def _logging_step(self) -> bool:
         """True on the training steps whose metrics Lightning writes: ``(step + 1) % every``

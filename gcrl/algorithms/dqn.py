@@ -104,6 +104,19 @@ class DQN(GCRLModule):
         condition = self.condition(observations, goals, task_ids)
         return self.q(observations, condition, None, self.head_ids(task_ids))[0]
 
+    @torch.no_grad()
+    def sharing_scores(
+        self,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """Conservative sharing's score of ``(s, a)`` under ``task_ids``: Q(s, a) of the
+        (CQL-regularised, when ``cql_alpha`` > 0) critic; ``[B]``."""
+        q = self.q_values(observations, goals, task_ids)
+        return q.gather(1, actions.long().view(-1, 1)).squeeze(1)
+
     def act_on(
         self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:

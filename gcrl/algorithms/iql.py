@@ -168,6 +168,20 @@ class IQL(GCRLModule):
         return self.actor(observations, condition, heads).clamp(-1.0, 1.0)
 
     @torch.no_grad()
+    def sharing_scores(
+        self,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        goals: torch.Tensor | None,
+        task_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """Conservative sharing's score of ``(s, a)`` under ``task_ids``: the lower of the two
+        Q-values (IQL's in-sample critic); ``[B]``."""
+        condition = self.condition(observations, goals, task_ids)
+        heads = self.head_ids(task_ids)
+        return self.critic(observations, condition, actions, heads).min(0).values
+
+    @torch.no_grad()
     def state_value(
         self,
         observations: torch.Tensor,

@@ -55,7 +55,8 @@ def add_options(parser: argparse.ArgumentParser, options: type[CollectOptions]) 
         if kwargs.get("action") == "append":
             kwargs["default"] = None  # argparse appends to a given default
         else:
-            kwargs |= {"default": f.default, "type": _scalar(hints[f.name])}
+            # Metadata may name its own ``type`` (a parser of comma lists, say).
+            kwargs = {"type": _scalar(hints[f.name])} | kwargs | {"default": f.default}
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
@@ -128,6 +129,8 @@ def _command_line(options: argparse.Namespace) -> str:
         if key in skip or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
+        if isinstance(value, tuple):  # a comma list option
+            value = ",".join(str(v) for v in value)
         values = value if isinstance(value, list) else [value]
         for item in values:
             words += [flag] if item is True else [flag, str(item)]

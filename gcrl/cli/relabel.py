@@ -14,8 +14,9 @@ from gcrl.datasets.native_format import COMPRESSIONS
 from gcrl.datasets.sources import CHUNK_ROWS
 from gcrl.relabel.expand import TASK_EXPANSIONS
 from gcrl.relabel.goals import goal_expansions
-from gcrl.relabel.offline import TASK_REWARDS_KEY, TaskSelection, relabel_file, relabel_strategies
+from gcrl.relabel.offline import TASK_REWARDS_KEY, relabel_file, relabel_strategies
 from gcrl.relabel.rewards import GoalReward
+from gcrl.relabel.tasks import TaskSelection
 
 
 def add_parser(commands: Any) -> None:
@@ -123,7 +124,9 @@ def run(options: argparse.Namespace) -> int:
         gamma=options.gamma,
         truncation=options.truncation,
         reward_fn=options.reward_fn,
-        selection=TaskSelection(options.top_k, options.percentile, options.temperature),
+        selection=TaskSelection(options.top_k, options.percentile, options.temperature)
+        if options.strategy == "high-reward"
+        else None,
         compression=options.compression,
         chunk_rows=options.chunk_rows,
         overwrite=options.force,

@@ -286,6 +286,14 @@ def stack_observations(observations: Sequence[Any]) -> Observations:
     return np.stack(observations)
 
 
+def replace_fields(data: Trajectories, **changes: Any) -> Trajectories:
+    """``data`` with some fields replaced, without revalidating the untouched arrays (the
+    caller vouches for the new ones)."""
+    values = {name: getattr(data, name) for name in Trajectories.__dataclass_fields__}
+    values.update(changes)
+    return Trajectories._trusted(**values)
+
+
 def take_rows(array: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
     """``array[rows]``: a view for a slice, else a gather (``np.take``, several times faster
     than fancy indexing for rows of a 2-D array)."""

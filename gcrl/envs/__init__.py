@@ -6,7 +6,7 @@ suites is asked for, so that its simulator (MuJoCo, Meta-World, minigrid) is nee
 
 >>> from gcrl.envs import RECIPES, SUITES
 >>> sorted(RECIPES)
-['babyai', 'metaworld-mt10', 'pointmaze']
+['babyai', 'metaworld-mt10', 'pointmaze', 'pointmaze-tasks']
 >>> "pointmaze-medium" in SUITES
 True
 """
@@ -21,6 +21,7 @@ from gcrl.errors import ConfigError
 #: Recipe name -> module holding ``RECIPE``.
 RECIPES = {
     "pointmaze": "gcrl.envs.pointmaze",
+    "pointmaze-tasks": "gcrl.envs.pointmaze_tasks",
     "metaworld-mt10": "gcrl.envs.metaworld",
     "babyai": "gcrl.envs.babyai",
 }
@@ -28,6 +29,10 @@ RECIPES = {
 SUITES = {
     **{
         f"pointmaze-{maze}": "gcrl.envs.pointmaze" for maze in ("arena", "medium", "large", "giant")
+    },
+    **{
+        f"pointmaze-{maze}-tasks": "gcrl.envs.pointmaze_tasks"
+        for maze in ("medium", "large", "giant")
     },
     "metaworld-mt10": "gcrl.envs.metaworld",
     "babyai-gotolocal": "gcrl.envs.babyai",

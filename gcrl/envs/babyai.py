@@ -32,6 +32,18 @@ Evaluation (``gcrl evaluate --env babyai-gotolocal``) has one task per possible 
 mission, 36 in all: "go to {the|a} {colour} {ball|box|key}" ("a" when the room holds several
 matching objects).
 
+Hindsight instructions (:func:`hindsight_instructions`, ``data.instruction_relabel_ratio``
+in training, ``gcrl relabel --strategy hindsight-instruction`` offline): GoTo missions succeed
+at the first step after which the agent faces a matching object (the cell in front of it in
+its recorded view, :data:`FRONT_CELL`). An episode in which the agent faced an object its own
+mission does not describe is relabeled with the mission "go to {the|a} {colour} {type}" of
+that object ("the" when the level, regenerated from ``infos/env_seed``, holds one object of
+that colour and type, as BabyAI words it), cut at the step the agent first faced it: the
+relabeled episode ends there, next to and facing the object, with the level's reward
+``1 - 0.9 * steps / max_steps`` and a terminal; earlier rows get reward 0. Of several such
+objects, the one first faced latest is taken (the longest relabeled episode). Missions the
+dataset held out (its ``hold_out`` attribute) are never produced.
+
 minigrid is imported only inside functions, so importing this module does not need it.
 """
 
@@ -59,6 +71,9 @@ NUM_DIRECTIONS = 4
 OBS_SIZE = IMAGE_SIZE + NUM_DIRECTIONS
 #: The object types GoToLocal places (minigrid's ``RoomGrid.add_distractors``).
 GOTOLOCAL_OBJECTS = ("ball", "box", "key")
+#: Index of the object type of the cell in front of the agent in the flat observation: column
+#: 3, row 5 of the egocentric view (then colour, then state).
+FRONT_CELL = (3 * VIEW_SIZE + VIEW_SIZE - 2) * 3
 #: Draws of a level seed before giving up on finding an allowed (or a requested) mission.
 MAX_SEED_TRIES = 100_000
 
@@ -322,6 +337,91 @@ class BabyAIRecipe:
 
 
 RECIPE = BabyAIRecipe()
+
+
+# --------------------------------------------------------------------------- hindsight
+def faced_objects(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(type, colour)`` minigrid indices of the cell in front of the agent, per row of flat
+    observations ``[N, 151]``."""
+    flat = np.asarray(observations)
+    return flat[:, FRONT_CELL].astype(np.int64), flat[:, FRONT_CELL + 1].astype(np.int64)
+
+
+def _last_new_object(
+    types: np.ndarray, colours: np.ndarray, own: str, kinds: dict[int, str]
+) -> tuple[int, str, int] | None:
+    """``(step, type name, colour index)`` of the object, among those one episode faced that
+    its own mission does not describe, first faced latest (the longest relabeled episode);
+    None when there is none. ``types``/``colours`` are the episode's faced cells after each
+    step."""
+    from minigrid.core.constants import COLOR_NAMES, IDX_TO_COLOR
+
+    own_words = own.split()[-2:]  # "... {colour} {type}"
+    first: dict[tuple[int, int], int] = {}
+    for step, (kind, colour) in enumerate(zip(types.tolist(), colours.tolist(), strict=True)):
+        if kind in kinds and 0 <= colour < len(COLOR_NAMES) and (kind, colour) not in first:
+            if [IDX_TO_COLOR[colour], kinds[kind]] != own_words:
+                first[(kind, colour)] = step
+    if not first:
+        return None
+    (kind, colour), step = max(first.items(), key=lambda item: item[1])
+    return step, kinds[kind], colour
+
+
+def hindsight_instructions(data: Trajectories) -> Any:
+    """The hindsight GoTo missions of a BabyAI dataset (see the module docstring) as a
+    :class:`gcrl.relabel.instructions.HindsightTasks`: new missions are appended to the task
+    table. The level id and step limit come from the dataset's attributes (``env_id``,
+    ``max_steps``); episodes need ``infos/env_seed``."""
+    from minigrid.core.constants import IDX_TO_COLOR, OBJECT_TO_IDX
+
+    from gcrl.relabel.instructions import HindsightTasks
+
+    if "env_seed" not in data.infos:
+        raise ConfigError("infos/env_seed: hindsight instructions regenerate levels from it")
+    if data.task_ids is None:
+        raise ConfigError("task_ids: hindsight instructions need the dataset's missions")
+    env_id = str(data.attrs.get("env_id", GOTOLOCAL_ID))
+    limit = data.attrs.get("max_steps")
+    env = make_babyai_env(env_id, int(limit) if isinstance(limit, int | np.integer) else None)
+    held_out = tuple(str(p) for p in np.atleast_1d(data.attrs.get("hold_out", [])))
+    table = TaskTable()
+    for task in data.tasks:
+        table.add(task)
+    kinds = {OBJECT_TO_IDX[k]: k for k in GOTOLOCAL_OBJECTS}
+    if isinstance(data.next_observations, dict):
+        raise ConfigError("observations: hindsight instructions read BabyAI's flat views")
+    types, colours = faced_objects(data.next_observations)
+    n = data.num_transitions
+    task_ids = np.full(n, -1, dtype=np.int64)
+    rewards = np.zeros(n, dtype=np.float32)
+    terminals = np.zeros(n, dtype=bool)
+    ends = np.append(data.episode_starts[1:], n)
+    try:
+        for start, end in zip(data.episode_starts, ends, strict=True):
+            own = data.tasks[int(data.task_ids[start])].text
+            found = _last_new_object(types[start:end], colours[start:end], own, kinds)
+            if found is None:
+                continue
+            step, kind, colour_index = found
+            colour = IDX_TO_COLOR[colour_index]
+            reset_level(env, int(data.infos["env_seed"][start]))
+            level = env.unwrapped
+            count = sum(
+                1
+                for cell in level.grid.grid
+                if cell is not None and cell.type == kind and cell.color == colour
+            )
+            mission = f"go to {'the' if count == 1 else 'a'} {colour} {kind}"
+            if mission_is_held_out(mission, held_out):
+                continue
+            cut = start + step
+            task_ids[start : cut + 1] = table.add(Task(mission, mission))
+            rewards[cut] = 1.0 - 0.9 * (step + 1) / level.max_steps
+            terminals[cut] = True
+    finally:
+        env.close()
+    return HindsightTasks(task_ids, rewards, terminals, table.tasks)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -34,8 +34,10 @@ from gcrl.relabel.goals import (
 )
 from gcrl.relabel.her import her_relabel
 from gcrl.relabel.rewards import GoalReward, goal_distance, goal_success
-from gcrl.relabel.sampler import GoalSampler, RowSampler, TaskSampler
+from gcrl.relabel.sampler import GoalSampler, RowSampler
+from gcrl.relabel.sharing import SHARING_MODES, ScoreFilter, TaskSampler, TaskSharing
 from gcrl.relabel.tasks import (
+    TaskSelection,
     conservative_share,
     draw_tasks,
     episode_returns,
@@ -49,17 +51,17 @@ from gcrl.relabel.tasks import (
 
 if TYPE_CHECKING:
     from gcrl.relabel.offline import RelabelSummary as RelabelSummary
-    from gcrl.relabel.offline import TaskSelection as TaskSelection
     from gcrl.relabel.offline import relabel_file as relabel_file
 
 #: Names of :mod:`gcrl.relabel.offline` (h5py), imported on first use (and left out of
 #: ``__all__``, so that ``from gcrl.relabel import *`` stays numpy only).
-_OFFLINE = ("RelabelSummary", "TaskSelection", "relabel_file")
+_OFFLINE = ("RelabelSummary", "relabel_file")
 
 __all__ = [
     "GOAL_STRATEGIES",
     "KEEP",
     "RELABEL_CODES",
+    "SHARING_MODES",
     "EpisodeIndex",
     "GoalMixture",
     "GoalOptions",
@@ -68,7 +70,10 @@ __all__ = [
     "GoalSampler",
     "GoalStrategy",
     "RowSampler",
+    "ScoreFilter",
     "TaskSampler",
+    "TaskSelection",
+    "TaskSharing",
     "conservative_share",
     "current_goals",
     "draw_tasks",

@@ -30,6 +30,7 @@ BUILTIN_CODES: Mapping[str, int] = MappingProxyType(
         "random-task": 7,
         "high-reward": 8,
         "zero-reward": 9,
+        "hindsight-instruction": 10,
     }
 )
 _codes: dict[str, int] = dict(BUILTIN_CODES)

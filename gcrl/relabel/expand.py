@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories, take_rows
+from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories, replace_fields, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.codes import relabel_code
 from gcrl.relabel.goals import GoalMixture, goal_expansions
@@ -43,6 +43,8 @@ class ExpansionStats:
     #: Goal strategies: rows whose goal is reached, among originals / relabeled copies.
     successes_before: int = 0
     successes_after: int = 0
+    #: Hindsight instructions: episodes written under the task they accomplished.
+    episodes_relabeled: int = 0
     #: Task strategies: reward sums of the originals / of the shared copies.
     reward_before: float = 0.0
     reward_after: float = 0.0
@@ -58,7 +60,7 @@ def with_provenance(chunk: Trajectories, first_row: int) -> Trajectories:
     infos = dict(chunk.infos)
     infos[SOURCE_INDEX] = np.arange(first_row, first_row + len(chunk), dtype=np.int64)
     infos[RELABEL_STRATEGY] = np.zeros(len(chunk), dtype=np.uint8)
-    return _replace(chunk, infos=infos)
+    return replace_fields(chunk, infos=infos)
 
 
 def expand_goals(
@@ -174,11 +176,4 @@ def expand_tasks(
         stats.reward_after += float(rewards.sum(dtype=np.float64))
         for task, count in zip(*np.unique(tasks_of_copy, return_counts=True), strict=True):
             stats.per_task[int(task)] = stats.per_task.get(int(task), 0) + int(count)
-    return _replace(copies, rewards=rewards, task_ids=task_ids, infos=infos)
-
-
-def _replace(data: Trajectories, **changes: object) -> Trajectories:
-    """``data`` with some fields replaced, without revalidating the untouched arrays."""
-    values = {name: getattr(data, name) for name in Trajectories.__dataclass_fields__}
-    values.update(changes)
-    return Trajectories._trusted(**values)
+    return replace_fields(copies, rewards=rewards, task_ids=task_ids, infos=infos)

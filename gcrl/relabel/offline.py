@@ -26,11 +26,13 @@ from tqdm.auto import tqdm
 
 from gcrl.datasets.native_format import NativeWriter
 from gcrl.datasets.sources import CHUNK_ROWS, Source
-from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
+from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories, replace_fields
 from gcrl.errors import ConfigError, DataError, MissingKeyError, option
 from gcrl.io import refuse_output_among_inputs
-from gcrl.relabel.codes import code_table
+from gcrl.relabel.codes import code_table, relabel_code
 from gcrl.relabel.expand import (
+    RELABEL_STRATEGY,
+    SOURCE_INDEX,
     TASK_EXPANSIONS,
     ExpansionStats,
     expand_goals,
@@ -38,36 +40,25 @@ from gcrl.relabel.expand import (
     with_provenance,
 )
 from gcrl.relabel.goals import Truncation, goal_expansions
-from gcrl.relabel.reward_fns import TaskRewards, goal_reward_fn, task_rewards_from
+from gcrl.relabel.instructions import hindsight_episodes
+from gcrl.relabel.reward_fns import TaskRewards, goal_reward_fn, resolve, task_rewards_from
 from gcrl.relabel.rewards import GoalReward
-from gcrl.relabel.tasks import (
-    draw_tasks,
-    episode_returns,
-    hipi_probabilities,
-    percentile_tasks,
-    top_k_tasks,
-    uniform_other_tasks,
-)
+from gcrl.relabel.tasks import TaskSelection, draw_tasks, episode_returns, uniform_other_tasks
 
 #: Info column holding per-task rewards ``[N, M]`` when no reward function is given.
 TASK_REWARDS_KEY = "task_rewards"
 
 
+#: The offline strategy relabeling episodes with the task they accomplished.
+HINDSIGHT_INSTRUCTION = "hindsight-instruction"
+#: Its default hindsight function (BabyAI GoTo missions).
+DEFAULT_HINDSIGHT_FN = "gcrl.envs.babyai:hindsight_instructions"
+
+
 def relabel_strategies() -> tuple[str, ...]:
-    """Every strategy :func:`relabel_file` takes: the goal ones, then the task ones."""
-    return (*goal_expansions(), *TASK_EXPANSIONS)
-
-
-@dataclass(frozen=True)
-class TaskSelection:
-    """The ``high-reward`` rule, exactly one of: ``top_k`` (the K highest-return tasks),
-    ``percentile`` (Generalized Hindsight's AIR: tasks under which the episode ranks at or
-    above P among all episodes; with ``top_k``, the K best ranked) or ``temperature`` (HIPI's
-    softmax, drawing ``k`` tasks)."""
-
-    top_k: int | None = None
-    percentile: float | None = None
-    temperature: float | None = None
+    """Every strategy :func:`relabel_file` takes: the goal ones, the task ones, then
+    ``hindsight-instruction``."""
+    return (*goal_expansions(), *TASK_EXPANSIONS, HINDSIGHT_INSTRUCTION)
 
 
 @dataclass
@@ -128,6 +119,11 @@ class RelabelSummary:
                 f"goal reached ({rule} on {state}): {self.success_before:.1%} of source rows, "
                 f"{self.success_after:.1%} of relabeled rows"
             )
+        elif self.strategy == HINDSIGHT_INSTRUCTION:
+            out.append(
+                f"{s.episodes_relabeled:,} episodes relabeled with the task they accomplished; "
+                f"mean reward {s.share(s.reward_after, self.relabeled):.4g} per relabeled row"
+            )
         else:
             out.append(
                 f"mean reward: {s.share(s.reward_before, self.rows_in):.4g} per source "
@@ -153,6 +149,7 @@ def relabel_file(
     truncation: Truncation = "renormalise",
     reward_fn: Any = None,
     selection: TaskSelection | None = None,
+    hindsight_fn: Any = DEFAULT_HINDSIGHT_FN,
     compression: str = "lzf",
     chunk_rows: int = CHUNK_ROWS,
     overwrite: bool = False,
@@ -178,6 +175,9 @@ def relabel_file(
             ``[n, tasks]``, or a list (or dict by task name) of per-task functions; default:
             the ``infos/task_rewards`` column.
         selection: the ``high-reward`` rule.
+        hindsight_fn: ``hindsight-instruction``: ``MODULE:NAME`` (or the function) giving a
+            chunk's :class:`~gcrl.relabel.instructions.HindsightTasks`; each episode that
+            accomplished another task is also written, cut where it did, as that task's.
         compression, chunk_rows, overwrite: output compression (``lzf``, ``gzip``, ``none``),
             rows read per chunk, and whether an existing output may be replaced.
         progress: show a progress bar (default: only on a terminal).
@@ -195,7 +195,8 @@ def relabel_file(
     refuse_output_among_inputs([source], output)
     is_goal = strategy in goal_expansions()
     reward = reward or GoalReward()
-    selection = selection or TaskSelection()
+    if strategy == "high-reward" and selection is None:
+        selection = TaskSelection()  # raises: the rule must be chosen
     options: dict[str, Any] = {
         "k": k,
         "seed": seed,
@@ -215,9 +216,7 @@ def relabel_file(
         }
     else:
         options |= {
-            "top_k": selection.top_k,
-            "percentile": selection.percentile,
-            "temperature": selection.temperature,
+            rule: getattr(selection, rule, None) for rule in ("top_k", "percentile", "temperature")
         }
     rng = np.random.default_rng(seed)
     with Source(source, format) as opened:
@@ -241,6 +240,8 @@ def relabel_file(
         ) as writer:
             if is_goal:
                 run.goals(writer, goal_key, reward, reward_fn, gamma, truncation)
+            elif strategy == HINDSIGHT_INSTRUCTION:
+                run.instructions(writer, hindsight_fn)
             else:
                 run.tasks(writer, reward_fn, selection)
             summary.stats.rows_out = writer.num_transitions
@@ -311,8 +312,28 @@ class _Run:
             self.write(writer, chunk, first_row)
             writer.append(copies)
 
+    # ----------------------------------------------------------------- instructions
+    def instructions(self, writer: NativeWriter, hindsight_fn: Any) -> None:
+        fn = resolve(hindsight_fn, "hindsight_fn")[1]
+        code = relabel_code(HINDSIGHT_INSTRUCTION)
+        for first_row, chunk in self.chunks(self.strategy):
+            table = fn(chunk)
+            copies = hindsight_episodes(chunk, table)
+            self.write(writer, chunk, first_row)
+            if copies is None:
+                continue
+            rows = np.flatnonzero(table.relabelable)
+            infos = dict(copies.infos)
+            infos[SOURCE_INDEX] = rows + first_row
+            infos[RELABEL_STRATEGY] = np.full(len(rows), code, dtype=np.uint8)
+            writer.append(replace_fields(copies, infos=infos))
+            self.stats.relabeled += len(rows)
+            self.stats.episodes_relabeled += copies.num_episodes
+            self.stats.reward_after += float(copies.rewards.sum(dtype=np.float64))
+            self.stats.reward_before += float(chunk.rewards.sum(dtype=np.float64))
+
     # ----------------------------------------------------------------- tasks
-    def tasks(self, writer: NativeWriter, reward_fn: Any, selection: TaskSelection) -> None:
+    def tasks(self, writer: NativeWriter, reward_fn: Any, selection: TaskSelection | None) -> None:
         source = self.source
         num_tasks = len(source.tasks)
         if num_tasks < 2:
@@ -323,7 +344,7 @@ class _Run:
         stored = _stored_task_rewards(source, zeros=self.strategy == "zero-reward")
         rewards = task_rewards_from(reward_fn, source.tasks, stored)
         targets: np.ndarray | None = None
-        if self.strategy == "high-reward":
+        if selection is not None:
             targets = self._high_reward_targets(rewards, selection)
         first_episode = 0
         for first_row, chunk in self.chunks(self.strategy):
@@ -356,37 +377,13 @@ class _Run:
 
     def _high_reward_targets(self, rewards: TaskRewards, selection: TaskSelection) -> np.ndarray:
         """First pass: every episode's return under every task, then the selection rule."""
-        rules = [
-            r for r in ("top_k", "percentile", "temperature") if getattr(selection, r) is not None
-        ]
-        if not rules or (selection.temperature is not None and len(rules) > 1):
-            raise ConfigError(
-                f"{option('strategy')} high-reward: choose the selection rule with "
-                f"{option('top_k')} K, {option('percentile')} P or {option('temperature')} T "
-                f"(one of them; {option('top_k')} may go with {option('percentile')})"
-            )
         returns, tasks = [], []
         for _, chunk in self.chunks("returns"):
             returns.append(episode_returns(rewards(chunk), chunk.episode_starts))
             tasks.append(_episode_tasks(chunk))
         all_returns, episode_tasks = np.concatenate(returns), np.concatenate(tasks)
-        num_tasks = all_returns.shape[1]
-        if selection.temperature is not None:
-            q, draws = hipi_probabilities(all_returns, selection.temperature), self.k
-        elif selection.percentile is not None:
-            if not 0 <= selection.percentile <= 100:
-                raise ConfigError(
-                    f"{option('percentile')}: must lie in [0, 100], got {selection.percentile}"
-                )
-            q = percentile_tasks(
-                all_returns, k=selection.top_k, min_percentile=selection.percentile
-            )
-            draws = num_tasks
-        else:
-            assert selection.top_k is not None
-            if selection.top_k < 1:
-                raise ConfigError(f"{option('top_k')}: must be >= 1, got {selection.top_k}")
-            q, draws = top_k_tasks(all_returns, selection.top_k), num_tasks
+        q = selection.probabilities(all_returns)
+        draws = all_returns.shape[1] if selection.draws_every_kept_task else self.k
         return draw_tasks(q, draws, self.rng, exclude=episode_tasks)
 
 

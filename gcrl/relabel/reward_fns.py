@@ -27,9 +27,10 @@ from gcrl.relabel.tasks import task_reward_matrix
 TaskRewards = Callable[[Trajectories], np.ndarray]
 
 
-def import_object(spec: str) -> Any:
-    """The object named by ``module:name`` (``module`` may be a dotted name or a .py path)."""
-    label = f"{option('reward_fn')} {spec}"
+def import_object(spec: str, option_name: str = "reward_fn") -> Any:
+    """The object named by ``module:name`` (``module`` may be a dotted name or a .py path);
+    errors name the option ``option_name``."""
+    label = f"{option(option_name)} {spec}"
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
         raise RewardFunctionError(f"{label}: expected MODULE:NAME")
@@ -60,9 +61,9 @@ def import_object(spec: str) -> Any:
         ) from None
 
 
-def _label(spec: Any) -> str:
+def _label(spec: Any, option_name: str = "reward_fn") -> str:
     name = spec if isinstance(spec, str) else getattr(spec, "__name__", type(spec).__name__)
-    return f"{option('reward_fn')} {name}"
+    return f"{option(option_name)} {name}"
 
 
 def _callable(label: str, obj: Any) -> Callable[..., Any]:
@@ -85,9 +86,10 @@ def guarded(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def resolve(spec: Any) -> tuple[str, Any]:
+def resolve(spec: Any, option_name: str = "reward_fn") -> tuple[str, Any]:
     """``(label for errors, object)``: a ``MODULE:NAME`` string is imported."""
-    return _label(spec), import_object(spec) if isinstance(spec, str) else spec
+    obj = import_object(spec, option_name) if isinstance(spec, str) else spec
+    return _label(spec, option_name), obj
 
 
 def goal_reward_fn(spec: Any) -> RewardFn:

@@ -26,11 +26,12 @@ conservative data sharing does; the training side supplies the scores.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gcrl.errors import ConfigError
+from gcrl.errors import ConfigError, option
 from gcrl.relabel.rewards import check_rewards
 
 #: A per-task reward function: ``reward_fn(observations, actions, next_observations)``.
@@ -192,6 +193,51 @@ def conservative_share(
     for task in np.unique(own_tasks):
         thresholds[task] = np.percentile(own_scores[own_tasks == task], percentile)
     return scores >= thresholds[target_tasks]
+
+
+@dataclass(frozen=True)
+class TaskSelection:
+    """The ``high-reward`` rule, exactly one of: ``top_k`` (the K highest-return tasks),
+    ``percentile`` (Generalized Hindsight's AIR: tasks under which the episode ranks at or
+    above P among all episodes; with ``top_k``, the K best ranked) or ``temperature`` (HIPI's
+    softmax)."""
+
+    top_k: int | None = None
+    percentile: float | None = None
+    temperature: float | None = None
+
+    def __post_init__(self) -> None:
+        rules = [r for r in ("top_k", "percentile", "temperature") if getattr(self, r) is not None]
+        if not rules or (self.temperature is not None and len(rules) > 1):
+            raise ConfigError(
+                f"{option('strategy')} high-reward: choose the selection rule with "
+                f"{option('top_k')} K, {option('percentile')} P or {option('temperature')} T "
+                f"(one of them; {option('top_k')} may go with {option('percentile')})"
+            )
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"{option('top_k')}: must be >= 1, got {self.top_k}")
+        if self.percentile is not None and not 0 <= self.percentile <= 100:
+            raise ConfigError(
+                f"{option('percentile')}: must lie in [0, 100], got {self.percentile}"
+            )
+        if self.temperature is not None and not self.temperature > 0:
+            raise ConfigError(f"{option('temperature')}: must be > 0, got {self.temperature}")
+
+    @property
+    def draws_every_kept_task(self) -> bool:
+        """True for the rules that keep a set of tasks (top-k, percentile), False for HIPI's
+        softmax, from which a number of tasks is drawn."""
+        return self.temperature is None
+
+    def probabilities(self, returns: np.ndarray) -> np.ndarray:
+        """The rule's ``[E, M]`` distribution over the tasks to share each episode with,
+        from the episodes' returns under every task ``[E, M]``."""
+        if self.temperature is not None:
+            return hipi_probabilities(returns, self.temperature)
+        if self.percentile is not None:
+            return percentile_tasks(returns, k=self.top_k, min_percentile=self.percentile)
+        assert self.top_k is not None
+        return top_k_tasks(returns, self.top_k)
 
 
 def _check_k(k: int, num_tasks: int) -> int:

@@ -1,8 +1,9 @@
 """The training side (torch and Lightning): the data module and the typed batch it yields.
 
 >>> from gcrl.training import Batch, TrajectoryDataModule
->>> sorted(f for f in Batch.__dataclass_fields__)
-['actions', 'goals', 'masks', 'next_observations', 'observations', 'rewards', 'task_ids']
+>>> sorted(f for f in Batch.__dataclass_fields__)  # doctest: +NORMALIZE_WHITESPACE
+['actions', 'goals', 'masks', 'next_observations', 'observations', 'rewards',
+ 'source_task_ids', 'task_ids']
 """
 
 from gcrl.training.batch import Batch, DeviceData

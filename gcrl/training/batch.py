@@ -32,6 +32,8 @@ class Batch:
     next_observations: torch.Tensor  # [B, observation dim] float32
     task_ids: torch.Tensor  # [B] int64
     goals: Mapping[str, torch.Tensor] = field(default_factory=dict)  # name -> [B, goal dim]
+    #: Task sharing: each row's own task ([B] int64; ``task_ids`` holds the target task).
+    source_task_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -68,6 +70,7 @@ class Batch:
             next_observations=move(self.next_observations),
             task_ids=move(self.task_ids),
             goals={k: move(v) for k, v in self.goals.items()},
+            source_task_ids=None if self.source_task_ids is None else move(self.source_task_ids),
         )
 
 

@@ -12,23 +12,36 @@ masks, task ids) cross to the device each step. Otherwise the numpy batch become
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from gcrl.datasets.loading import load
 from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
-from gcrl.errors import ConfigError, GcrlError, MissingKeyError
-from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler, TaskSampler
+from gcrl.errors import ConfigError, GcrlError
+from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler
+from gcrl.relabel.instructions import InstructionRelabel
 from gcrl.spec import InputSpec
 from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor
+from gcrl.training.sharing import (
+    InstructionSampler,
+    NumpySampler,
+    SharingConfig,
+    SharingSampler,
+    TaskScores,
+    hindsight_table,
+    with_hindsight_tasks,
+)
 
 #: ``ogbench``: OGBench's value/actor goal mixtures and reward (index equality on s, -1/0).
 #: ``her``: HER future goals (``her_k`` per kept one), success within ``tolerance`` on s'.
-#: ``none``: stored goals and rewards. ``auto``: ``ogbench`` for goal-conditioned data (dict
-#: observations holding ``goal_key``, or array observations with ``goal_dims``), else ``none``.
+#: ``none``: stored goals and rewards. ``auto``: ``none`` for a file ``gcrl relabel`` wrote
+#: (its hindsight copies are already relabeled), else ``ogbench`` for goal-conditioned data
+#: (dict observations holding ``goal_key``, or array observations with ``goal_dims``), else
+#: ``none``; the choice and its reason are printed when the data module is built.
 RELABEL_MODES = ("auto", "ogbench", "her", "none")
 #: The goal sets every batch carries (with ``none``, both are the stored goal).
 GOAL_SETS = ("value", "actor")
@@ -36,14 +49,6 @@ GOAL_SETS = ("value", "actor")
 #: device's free memory (always on CPU); ``always`` / ``never``.
 DEVICE_DATA_MODES = ("auto", "always", "never")
 DEVICE_SHARE = 0.5
-
-
-class NumpySampler(Protocol):
-    """What the data module draws batches with (:mod:`gcrl.relabel`'s samplers)."""
-
-    def sample(
-        self, batch_size: int, rows: np.ndarray | None = None, *, gather: bool = True
-    ) -> dict[str, Any]: ...
 
 
 def goal_sets(relabel: str, her_k: int) -> dict[str, GoalMixture | str]:
@@ -66,8 +71,27 @@ class TrajectoryDataModule(L.LightningDataModule):
         goal_dims: array observations: the dimensions forming the goal (default: all, as
             OGBench does); a goal-free dataset needs neither.
         her_k, tolerance: ``her`` mode.
-        task_relabel_ratio: share of each batch relabeled to another task (multi-task data,
-            rewards from the ``infos/task_rewards`` column; 0 disables).
+        task_sharing: share rows with other tasks of a multi-task dataset inside each batch:
+            ``none``, ``random``, ``high-reward``, ``zero-reward``, ``conservative``
+            (:mod:`gcrl.training.sharing`); composes with every ``relabel`` mode (shared rows
+            keep their stored goal and take the target task's reward).
+        task_relabel_ratio: share of each batch tried for sharing (default 0.5 with a
+            ``task_sharing`` mode; a ratio without a mode means ``random``).
+        task_reward_fn: ``MODULE:NAME`` of a function ``(observations, actions,
+            next_observations) -> [n, tasks]`` giving every row's reward under every task
+            (default: the ``infos/task_rewards`` column).
+        sharing_top_k, sharing_percentile, sharing_temperature: the ``high-reward`` rule
+            (:class:`gcrl.relabel.TaskSelection`: top-k, Generalized Hindsight's percentile,
+            HIPI's softmax temperature).
+        conservative_percentile, conservative_refresh: ``conservative`` keeps a share when
+            the critic's score of it under the target task is at least this percentile of
+            that task's own rows' scores; scores are recomputed every ``conservative_refresh``
+            steps (nothing is shared before the first).
+        instruction_relabel_ratio: share of each batch tried for hindsight instructions:
+            rows of episodes that accomplished another task take that task, with its reward
+            (:mod:`gcrl.relabel.instructions`; the hindsight tasks join the task table).
+        hindsight_fn: ``MODULE:NAME`` of the function computing the hindsight tasks (BabyAI
+            GoTo missions by default).
         normalize: standardise observations and goals by the dataset's per-dimension mean
             and standard deviation (stored in the spec, so checkpoints and
             :func:`gcrl.load_policy` apply the same); rewards and relabeling see raw values.
@@ -88,7 +112,16 @@ class TrajectoryDataModule(L.LightningDataModule):
         goal_dims: list[int] | None = None,
         her_k: int = 4,
         tolerance: float = 0.5,
-        task_relabel_ratio: float = 0.0,
+        task_sharing: str = "none",
+        task_relabel_ratio: float | None = None,
+        task_reward_fn: str | None = None,
+        sharing_top_k: int | None = None,
+        sharing_percentile: float | None = None,
+        sharing_temperature: float | None = None,
+        conservative_percentile: float = 50.0,
+        conservative_refresh: int = 1000,
+        instruction_relabel_ratio: float = 0.0,
+        hindsight_fn: str = "gcrl.envs.babyai:hindsight_instructions",
         normalize: bool = False,
         device_data: str = "auto",
         val_fraction: float = 0.0,
@@ -113,20 +146,19 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.goal_dims = goal_dims
         self.her_k = her_k
         self.tolerance = tolerance
-        self.task_relabel_ratio = task_relabel_ratio
         self.device_data = device_data
         self.val_fraction = val_fraction
         self.steps_per_epoch = steps_per_epoch
         self.val_batches = val_batches
         self.seed = seed
         self.data = load(path)
+        self.instruction_relabel_ratio = instruction_relabel_ratio
+        if instruction_relabel_ratio:
+            self.data = with_hindsight_tasks(self.data, hindsight_fn, instruction_relabel_ratio)
         observations = self.data.observations
         is_dict = isinstance(observations, dict)
-        if relabel == "auto":
-            # Dict observations with an achieved goal, or array observations with goal_dims.
-            goal_conditioned = self.goal_key in observations if is_dict else goal_dims is not None
-            relabel = "ogbench" if goal_conditioned else "none"
-        self.relabel = relabel
+        self.relabel, reason = self._choose_relabel(relabel, goal_dims)
+        rank_zero_info(f"data: relabel {self.relabel} ({reason})")
         if self.relabel != "none" and is_dict and self.goal_key not in observations:
             raise ConfigError(f"relabel {self.relabel}: {path} holds no goals (goal_key/dims)")
         try:
@@ -140,9 +172,45 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         except GcrlError as err:
             raise err.with_source(path) from None
+        self.sharing = SharingConfig.build(
+            task_sharing,
+            ratio=task_relabel_ratio,
+            reward_fn=task_reward_fn,
+            top_k=sharing_top_k,
+            percentile=sharing_percentile,
+            temperature=sharing_temperature,
+            conservative_percentile=conservative_percentile,
+            conservative_refresh=conservative_refresh,
+        )
+        if self.sharing is not None:
+            self.sharing.check(self.data, path)
+            rank_zero_info(f"data: task sharing {self.sharing.describe()}")
         self.train_data: Trajectories = self.data
         self.val_data: Trajectories | None = None
         self._device_data: dict[tuple[int, torch.device], DeviceData] = {}
+        #: Conservative sharing: the critic's scores of the training data (refreshed).
+        self.task_scores: TaskScores | None = None
+
+    def _choose_relabel(self, relabel: str, goal_dims: list[int] | None) -> tuple[str, str]:
+        """The relabel mode to use and why (``auto`` decided from the data)."""
+        written_by = self.data.attrs.get("relabel_strategy")
+        if relabel != "auto":
+            if written_by is not None and relabel != "none":
+                rank_zero_info(
+                    f"data: note: {self.path} was written by gcrl relabel ({written_by}); "
+                    f"relabel {relabel} relabels its copies a second time"
+                )
+            return relabel, "as configured"
+        if written_by is not None:
+            return "none", f"auto: {self.path} was written by gcrl relabel ({written_by})"
+        observations = self.data.observations
+        if isinstance(observations, dict):
+            if self.goal_key in observations:
+                return "ogbench", f"auto: the observations hold {self.goal_key!r}"
+            return "none", f"auto: the observations hold no {self.goal_key!r}"
+        if goal_dims is not None:
+            return "ogbench", "auto: goal_dims is set"
+        return "none", "auto: array observations without goal_dims"
 
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str | None = None) -> None:
@@ -211,10 +279,11 @@ class TrajectoryDataModule(L.LightningDataModule):
         return store
 
     def sampler(self, data: Trajectories, rng: np.random.Generator) -> NumpySampler:
-        """The numpy sampler for ``data``: a :class:`GoalSampler`, :class:`TaskSampler` or
-        :class:`RowSampler`."""
+        """The numpy sampler for ``data``: a :class:`GoalSampler` or :class:`RowSampler`, with
+        task sharing on top when a ``task_sharing`` mode is set."""
+        base: NumpySampler
         if self.relabel in ("ogbench", "her"):
-            return GoalSampler(
+            base = GoalSampler(
                 data,
                 goal_key=self.goal_key,
                 goal_dims=None if isinstance(data.observations, dict) else self.goal_dims,
@@ -224,18 +293,39 @@ class TrajectoryDataModule(L.LightningDataModule):
                 else GoalReward(self.tolerance),
                 seed=rng,
             )
-        if self.task_relabel_ratio > 0:
-            if "task_rewards" not in data.infos:
-                raise MissingKeyError(
-                    f"{self.path}: infos/task_rewards: task_relabel_ratio needs per-task rewards"
-                )
-            return TaskSampler(
-                data,
-                task_rewards=data.infos["task_rewards"],
-                ratio=self.task_relabel_ratio,
-                seed=rng,
+        else:
+            base = RowSampler(data, rng)
+        if self.instruction_relabel_ratio:
+            base = InstructionSampler(
+                base, InstructionRelabel(hindsight_table(data), self.instruction_relabel_ratio), rng
             )
-        return RowSampler(data, rng)
+        if self.sharing is None:
+            return base
+        scores = None
+        if self.sharing.mode == "conservative":
+            scores = self.task_scores_of(data)
+        return SharingSampler(
+            base,
+            self.sharing.sharing(data, self.path, scores),
+            rng,
+            stored_goals=self._stored_goals(data),
+        )
+
+    def task_scores_of(self, data: Trajectories) -> TaskScores:
+        """The conservative scores of ``data`` (the training data's are refreshed as the
+        critic trains; see :class:`TaskScores`)."""
+        assert self.sharing is not None
+        if self.task_scores is None or self.task_scores.data is not data:
+            self.task_scores = TaskScores(
+                self, data, self.sharing.conservative_percentile, self.sharing.refresh
+            )
+        return self.task_scores
+
+    def _stored_goals(self, data: Trajectories) -> np.ndarray | None:
+        """The stored goals (``desired_goal``) shared rows keep under goal relabeling."""
+        if self.relabel == "none" or not isinstance(data.observations, dict):
+            return None
+        return data.observations.get(DESIRED_GOAL)
 
     def to_batch(
         self, data: Trajectories, batch: dict[str, Any], store: DeviceData | None = None
@@ -246,6 +336,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         spec = self.spec
         rows = batch["rows"]
         n = len(rows)
+        source = batch.get("source_task_ids")
         small = {
             "rewards": float_tensor(batch["rewards"]),
             "masks": float_tensor(batch["masks"]),
@@ -255,6 +346,8 @@ class TrajectoryDataModule(L.LightningDataModule):
                 else np.zeros(n, dtype=np.int64)
             ),
         }
+        if source is not None:  # task sharing: each row's own task
+            small["source_task_ids"] = torch.from_numpy(np.asarray(source, dtype=np.int64))
         goals: dict[str, torch.Tensor] = {}
         if "value_goals" in batch:
             for name in GOAL_SETS:
@@ -306,7 +399,10 @@ class BatchStream:
 
     def __iter__(self) -> Iterator[Batch]:
         gather = self.store is None
+        scores = self.module.task_scores
         for _ in range(self.steps):
+            if scores is not None and scores.data is self.data:
+                scores.refresh_if_due()
             batch = self.numpy_sampler.sample(self.module.batch_size, gather=gather)
             yield self.module.to_batch(self.data, batch, self.store)
 

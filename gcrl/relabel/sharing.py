@@ -1,0 +1,306 @@
+"""Task sharing inside training batches: a share of each batch's rows relabeled to other tasks.
+
+:class:`TaskSharing` works on any batch that carries ``rows``, ``task_ids``, ``rewards`` and
+``masks`` (what :class:`~gcrl.relabel.sampler.RowSampler` and
+:class:`~gcrl.relabel.sampler.GoalSampler` return): it picks ``round(ratio * B)`` rows, draws
+a target task for each from its episode's row of ``selection`` (the episode's own task never),
+lets an optional ``keep`` rule veto shares (conservative data sharing), and gives each shared
+row its target task's reward (or 0 with ``zero_reward``). :class:`TaskSampler` is a row sampler
+followed by it.
+
+The modes of the training data module map onto it as follows (:func:`sharing_selection`):
+``random``: uniform over the other tasks, true rewards; ``high-reward``: a
+:class:`~gcrl.relabel.tasks.TaskSelection` rule on episode returns; ``zero-reward``: uniform,
+reward 0 (UDS); ``conservative``: uniform, true rewards, with a :class:`ScoreFilter` (CDS).
+
+>>> import numpy as np
+>>> from gcrl.datasets.trajectories import Task, Trajectories
+>>> data = Trajectories(observations=np.zeros((4, 1)), actions=np.zeros((4, 1)),
+...     rewards=np.zeros(4), terminals=np.zeros(4), timeouts=[0, 1, 0, 1],
+...     next_observations=np.zeros((4, 1)), episode_starts=[0, 2], task_ids=[0, 0, 1, 1],
+...     tasks=(Task("a"), Task("b")))
+>>> sharing = TaskSharing(data, task_rewards=np.array([[0, 7]] * 4, np.float32), ratio=1.0)
+>>> batch = sharing.apply({"rows": np.array([0, 3]), "task_ids": np.array([0, 1]),
+...                        "rewards": np.zeros(2, np.float32), "masks": np.ones(2, np.float32)},
+...                       np.random.default_rng(0))
+>>> batch["task_ids"].tolist(), batch["rewards"].tolist(), batch["source_task_ids"].tolist()
+([1, 0], [7.0, 0.0], [0, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gcrl.datasets.trajectories import take_observations, take_rows
+from gcrl.errors import ConfigError, MissingKeyError
+from gcrl.relabel.episodes import EpisodeIndex
+from gcrl.relabel.rewards import check_rewards
+from gcrl.relabel.sampler import RewardFn, RowSampler, as_generator, gather_transitions
+from gcrl.relabel.tasks import TaskSelection, episode_returns
+
+if TYPE_CHECKING:
+    from gcrl.datasets.trajectories import Observations, Trajectories
+
+#: Task sharing modes of training (``data.task_sharing``).
+SHARING_MODES = ("none", "random", "high-reward", "zero-reward", "conservative")
+#: ``keep(rows, target_tasks) -> bool [n]``: which proposed shares to keep.
+KeepRule = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class ScoreFilter:
+    """Conservative data sharing's rule: a share of row i to task m is kept when
+    ``scores[i, m]`` is at least ``thresholds[m]``.
+
+    The training side fills both (:meth:`update`), for example with a critic's Q-values of
+    every row under every task and each task's percentile over its own rows; until the first
+    update nothing is kept.
+    """
+
+    def __init__(self) -> None:
+        self.scores: np.ndarray | None = None
+        self.thresholds: np.ndarray | None = None
+
+    def update(self, scores: np.ndarray, own_tasks: np.ndarray, percentile: float) -> None:
+        """New ``scores [N, M]``; ``thresholds[m]`` is the ``percentile`` of task m's scores
+        over its own rows (``own_tasks [N]``; +inf for a task without rows)."""
+        if not 0.0 <= percentile <= 100.0:
+            raise ConfigError(f"percentile: must lie in [0, 100], got {percentile}")
+        scores = np.asarray(scores, dtype=np.float32)
+        thresholds = np.full(scores.shape[1], np.inf)
+        for task in np.unique(own_tasks):
+            thresholds[task] = np.percentile(scores[own_tasks == task, task], percentile)
+        self.scores, self.thresholds = scores, thresholds
+
+    def __call__(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        if self.scores is None or self.thresholds is None:
+            return np.zeros(len(rows), dtype=bool)
+        return self.scores[rows, targets] >= self.thresholds[targets]
+
+
+def sharing_selection(
+    mode: str,
+    data: Trajectories,
+    task_rewards: np.ndarray | None,
+    selection: TaskSelection | None = None,
+) -> np.ndarray | None:
+    """The ``[E, M]`` target distribution of a sharing ``mode``: None (uniform over the other
+    tasks) except for ``high-reward``, whose ``selection`` rule scores episode returns under
+    ``task_rewards [N, M]``."""
+    if mode not in SHARING_MODES:
+        raise ConfigError(f"task_sharing: unknown {mode!r}; choose one of {SHARING_MODES}")
+    if mode != "high-reward":
+        return None
+    if task_rewards is None:
+        raise ConfigError("task_sharing high-reward: needs per-task rewards")
+    returns = episode_returns(task_rewards, data.episode_starts)
+    return (selection or TaskSelection()).probabilities(returns)
+
+
+class TaskSharing:
+    """Relabels a share of a batch's rows to other tasks of a multi-task dataset.
+
+    Args:
+        data: trajectories with ``task_ids``.
+        task_rewards: rewards of every row under every task, ``[N, M]``, or M per-task reward
+            functions (evaluated on the shared rows, grouped by task); may be None with
+            ``zero_reward``.
+        selection: ``[E, M]`` weights of the tasks each episode may be shared with (any rule
+            of :mod:`gcrl.relabel.tasks`; the episode's own task is ignored). Default:
+            uniform over the other tasks.
+        ratio: share of each batch relabeled (exactly ``round(ratio * B)`` rows are tried;
+            rows whose episode has no task to go to keep their own).
+        zero_reward: shared rows get reward 0 (unlabeled data sharing).
+        keep: vetoes proposed shares (``keep(rows, target_tasks) -> bool``, a
+            :class:`ScoreFilter` for conservative sharing); vetoed rows keep their own task.
+    """
+
+    def __init__(
+        self,
+        data: Trajectories,
+        *,
+        task_rewards: np.ndarray | Sequence[RewardFn] | None,
+        selection: np.ndarray | None = None,
+        ratio: float = 0.5,
+        zero_reward: bool = False,
+        keep: KeepRule | None = None,
+    ) -> None:
+        if data.task_ids is None:
+            raise MissingKeyError("task_ids: task relabeling needs a multi-task dataset")
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(f"ratio: must lie in [0, 1], got {ratio}")
+        num_tasks = len(data.tasks)
+        if num_tasks < 2:
+            raise ConfigError(f"tasks: sharing needs at least 2 tasks, the data has {num_tasks}")
+        self.data = data
+        self.index = EpisodeIndex.from_starts(data.episode_starts, data.num_transitions)
+        episode_tasks = data.task_ids[data.episode_starts]
+        if selection is None:
+            selection = np.ones((data.num_episodes, num_tasks))
+        selection = np.array(selection, dtype=np.float64, copy=True)
+        if selection.shape != (data.num_episodes, num_tasks):
+            raise ConfigError(
+                f"selection: shape {selection.shape}, expected "
+                f"({data.num_episodes}, {num_tasks}) (episodes x tasks)"
+            )
+        selection[np.arange(data.num_episodes), episode_tasks] = 0.0
+        self._cdf = np.cumsum(selection, axis=1)
+        if isinstance(task_rewards, np.ndarray):
+            if task_rewards.shape != (data.num_transitions, num_tasks):
+                raise ConfigError(
+                    f"task_rewards: shape {task_rewards.shape}, expected "
+                    f"({data.num_transitions}, {num_tasks}) (rows x tasks)"
+                )
+        elif task_rewards is None:
+            if not zero_reward:
+                raise ConfigError("task_rewards: needed unless shared rewards are zero")
+        elif len(task_rewards) != num_tasks:
+            raise ConfigError(f"task_rewards: {len(task_rewards)} functions for {num_tasks} tasks")
+        self.task_rewards = task_rewards
+        self.ratio = ratio
+        self.zero_reward = zero_reward
+        self.keep = keep
+        self.num_tasks = num_tasks
+
+    @property
+    def needs_transitions(self) -> bool:
+        """Whether :meth:`apply` needs the batch's observations and actions (reward
+        functions rather than a reward matrix)."""
+        return not self.zero_reward and not isinstance(self.task_rewards, np.ndarray)
+
+    def propose(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions, target tasks)`` of the shares drawn for a batch of ``rows``, before
+        any veto: ``round(ratio * B)`` positions tried, those whose episode can go nowhere
+        dropped."""
+        tried = rng.choice(len(rows), size=round(self.ratio * len(rows)), replace=False)
+        cdf = self._cdf[self.index.episode_of_row[rows[tried]]]
+        total = cdf[:, -1]
+        # Task j is drawn when cdf[j-1] <= u < cdf[j]: never one of probability 0.
+        draw = (cdf <= (rng.random(len(tried)) * total)[:, None]).sum(axis=1)
+        return tried[total > 0], draw[total > 0]
+
+    def apply(self, batch: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """``batch`` with shared rows' ``task_ids``, ``rewards`` and ``masks`` replaced (new
+        arrays; the batch's own are not modified), plus ``source_task_ids`` (the rows' own
+        tasks) and ``shared`` (bool). Shared rows' masks are their stored ``1 - terminals``.
+        """
+        rows = np.asarray(batch["rows"], dtype=np.int64)
+        positions, targets = self.propose(rows, rng)
+        if self.keep is not None and len(positions):
+            kept = np.asarray(self.keep(rows[positions], targets), dtype=bool)
+            positions, targets = positions[kept], targets[kept]
+        source = np.asarray(batch.get("source_task_ids", batch["task_ids"]), dtype=np.int64)
+        task_ids = np.array(batch["task_ids"], dtype=np.int64, copy=True)
+        task_ids[positions] = targets
+        rewards = np.array(batch["rewards"], dtype=np.float32, copy=True)
+        if self.zero_reward:
+            rewards[positions] = 0.0
+        else:
+            rewards[positions] = self._rewards(batch, rows, positions, targets)
+        masks = np.array(batch["masks"], dtype=np.float32, copy=True)
+        masks[positions] = ~take_rows(self.data.terminals, rows[positions])
+        shared = np.zeros(len(rows), dtype=bool)
+        shared[positions] = True
+        return batch | {
+            "task_ids": task_ids,
+            "rewards": rewards,
+            "masks": masks,
+            "source_task_ids": source,
+            "shared": shared,
+        }
+
+    def _rewards(
+        self,
+        batch: dict[str, Any],
+        rows: np.ndarray,
+        positions: np.ndarray,
+        targets: np.ndarray,
+    ) -> np.ndarray:
+        if isinstance(self.task_rewards, np.ndarray):
+            return self.task_rewards[rows[positions], targets]
+        assert self.task_rewards is not None
+        observations, next_observations, actions = gather_transitions(self.data, rows[positions])
+        out = np.empty(len(targets), dtype=np.float32)
+        for task in np.unique(targets):
+            sel = np.flatnonzero(targets == task)
+            out[sel] = check_rewards(
+                self.task_rewards[int(task)](
+                    take_observations(observations, sel),
+                    actions[sel],
+                    take_observations(next_observations, sel),
+                ),
+                len(sel),
+                f"reward function of task {int(task)}",
+            )
+        return out
+
+
+class TaskSampler:
+    """Uniform rows of a multi-task dataset with a share relabeled to other tasks: a
+    :class:`~gcrl.relabel.sampler.RowSampler` followed by :class:`TaskSharing`.
+
+    Args:
+        data, task_rewards, selection, ratio, zero_reward: as :class:`TaskSharing`.
+        keep_fn: the conservative-data-sharing hook: called with the proposed shares' batch
+            (``rows``, ``task_ids`` of the target tasks, ``observations``,
+            ``next_observations``, ``actions``), returns a bool mask of the shares to keep
+            (for example :func:`gcrl.relabel.tasks.conservative_share` on a critic's values).
+        seed: an int or a ``numpy.random.Generator``.
+
+    :meth:`sample` returns the row sampler's batch with the shared rows' ``task_ids`` and
+    ``rewards``, plus ``source_task_ids`` and ``relabeled`` (bool).
+    """
+
+    def __init__(
+        self,
+        data: Trajectories,
+        *,
+        task_rewards: np.ndarray | Sequence[RewardFn],
+        selection: np.ndarray | None = None,
+        ratio: float = 0.5,
+        zero_reward: bool = False,
+        keep_fn: Callable[[dict[str, Any]], np.ndarray] | None = None,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        self.rng = as_generator(seed)
+        self.rows = RowSampler(data, self.rng)
+        keep = None if keep_fn is None else self._proposal_rule(data, keep_fn)
+        self.sharing = TaskSharing(
+            data,
+            task_rewards=task_rewards,
+            selection=selection,
+            ratio=ratio,
+            zero_reward=zero_reward,
+            keep=keep,
+        )
+
+    @staticmethod
+    def _proposal_rule(
+        data: Trajectories, keep_fn: Callable[[dict[str, Any]], np.ndarray]
+    ) -> KeepRule:
+        def keep(rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+            observations: Observations
+            next_observations: Observations
+            observations, next_observations, actions = gather_transitions(data, rows)
+            return keep_fn(
+                {
+                    "observations": observations,
+                    "next_observations": next_observations,
+                    "actions": actions,
+                    "rows": rows,
+                    "task_ids": targets,
+                }
+            )
+
+        return keep
+
+    def sample(
+        self, batch_size: int, rows: np.ndarray | None = None, *, gather: bool = True
+    ) -> dict[str, Any]:
+        """A batch of ``batch_size`` uniform rows (or the given ``rows``); ``gather=False``
+        leaves out observations and actions (see :meth:`GoalSampler.sample`)."""
+        batch = self.sharing.apply(self.rows.sample(batch_size, rows, gather=gather), self.rng)
+        batch["relabeled"] = batch.pop("shared")
+        return batch
