@@ -47,6 +47,12 @@ def _tasks_iql(*sharing: str) -> tuple[str, list[str], str, int]:
     return ("pointmaze-tasks-iql.yaml", overrides, "pointmaze-medium-tasks", 20)
 
 
+def _babyai(config: str, *relabel: str) -> tuple[str, list[str], str, int]:
+    """Text-conditioned BabyAI runs, 20 evaluation episodes per mission."""
+    overrides = [f"--data.path={DATA}/babyai-gotolocal.hdf5", *relabel]
+    return (config, overrides, "babyai-gotolocal", 20)
+
+
 # name -> (config, overrides, evaluation suite, evaluation episodes per task)
 EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
     "pointmaze": {
@@ -88,6 +94,12 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
         "pmt-iql-hr-hipi": _tasks_iql(
             "--data.task_sharing=high-reward", "--data.sharing_temperature=10"
         ),
+    },
+    "instructions": {
+        "bai-bc": _babyai("babyai-bc.yaml"),
+        "bai-bc-hindsight": _babyai("babyai-bc.yaml", "--data.instruction_relabel_ratio=0.5"),
+        "bai-dqn": _babyai("babyai-dqn.yaml"),
+        "bai-dqn-hindsight": _babyai("babyai-dqn.yaml", "--data.instruction_relabel_ratio=0.5"),
     },
     "mt10": {
         "mt10-bc-onehot": ("mt10-bc.yaml", [f"--data.path={DATA}/mt10.hdf5"], "metaworld-mt10", 5),

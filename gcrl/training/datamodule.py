@@ -84,9 +84,9 @@ class TrajectoryDataModule(L.LightningDataModule):
             (:class:`gcrl.relabel.TaskSelection`: top-k, Generalized Hindsight's percentile,
             HIPI's softmax temperature).
         conservative_percentile, conservative_refresh: ``conservative`` keeps a share when
-            the critic's score of it under the target task is at least this percentile of
-            that task's own rows' scores; scores are recomputed every ``conservative_refresh``
-            steps (nothing is shared before the first).
+            the current critic's score of it under the target task is at least this
+            percentile of that task's own rows' scores; the thresholds are recomputed every
+            ``conservative_refresh`` steps (nothing is shared before the first).
         instruction_relabel_ratio: share of each batch tried for hindsight instructions:
             rows of episodes that accomplished another task take that task, with its reward
             (:mod:`gcrl.relabel.instructions`; the hindsight tasks join the task table).
@@ -155,6 +155,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.instruction_relabel_ratio = instruction_relabel_ratio
         if instruction_relabel_ratio:
             self.data = with_hindsight_tasks(self.data, hindsight_fn, instruction_relabel_ratio)
+            table = hindsight_table(self.data)
+            rank_zero_info(
+                f"data: hindsight instructions from {hindsight_fn}: "
+                f"{table.relabelable.mean():.1%} of rows have one; "
+                f"{instruction_relabel_ratio:.0%} of each batch tried"
+            )
         observations = self.data.observations
         is_dict = isinstance(observations, dict)
         self.relabel, reason = self._choose_relabel(relabel, goal_dims)
@@ -317,7 +323,11 @@ class TrajectoryDataModule(L.LightningDataModule):
         assert self.sharing is not None
         if self.task_scores is None or self.task_scores.data is not data:
             self.task_scores = TaskScores(
-                self, data, self.sharing.conservative_percentile, self.sharing.refresh
+                self,
+                data,
+                self.sharing.conservative_percentile,
+                self.sharing.refresh,
+                seed=self.seed,
             )
         return self.task_scores
 

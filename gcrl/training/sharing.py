@@ -4,9 +4,9 @@ scores for conservative sharing.
 The numpy work is :class:`gcrl.relabel.TaskSharing`'s; this module adds what needs the
 training side: every row's reward under every task computed once per dataset (from the
 ``infos/task_rewards`` column or a ``MODULE:NAME`` function), goals put back to the stored
-ones on shared rows when goals are relabeled, and conservative data sharing's scores, the
-critic's Q-value of every row under every task, recomputed on a schedule (:class:`TaskScores`:
-one pass over the data every ``refresh`` steps, none per step).
+ones on shared rows when goals are relabeled, and conservative data sharing's scores
+(:class:`TaskScores`: the shared rows of each batch scored by the current critic, against
+thresholds recomputed every ``refresh`` steps from a fixed sample of each task's own rows).
 
 Modes (``data.task_sharing``):
 
@@ -34,10 +34,10 @@ from gcrl.datasets.trajectories import (
     take_rows,
 )
 from gcrl.errors import ConfigError, MissingKeyError
-from gcrl.relabel import SHARING_MODES, ScoreFilter, TaskSelection, TaskSharing
+from gcrl.relabel import SHARING_MODES, TaskSelection, TaskSharing
 from gcrl.relabel.instructions import HindsightTasks, InstructionRelabel
 from gcrl.relabel.reward_fns import import_object, task_rewards_from
-from gcrl.relabel.sharing import sharing_selection
+from gcrl.relabel.sharing import KeepRule, sharing_selection
 from gcrl.training.batch import action_tensor, float_tensor
 
 
@@ -61,8 +61,10 @@ class TrainingSide(Protocol):
 
 #: The info column of per-task rewards ``[N, M]``.
 TASK_REWARDS = "task_rewards"
-#: Rows scored per forward pass when refreshing conservative scores.
+#: Rows scored per forward pass.
 SCORE_CHUNK = 65536
+#: Own rows per task whose scores set conservative sharing's thresholds.
+THRESHOLD_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,7 @@ class SharingConfig:
             return None
         return task_rewards_from(self.reward_fn, data.tasks, stored)(data)
 
-    def sharing(
-        self, data: Trajectories, path: str, scores: ScoreFilter | None = None
-    ) -> TaskSharing:
+    def sharing(self, data: Trajectories, path: str, scores: KeepRule | None = None) -> TaskSharing:
         """The numpy sharing step for ``data`` (``scores``: conservative mode's filter)."""
         rewards = self.rewards(data, path)
         return TaskSharing(
@@ -265,11 +265,17 @@ class ScoringModel(Protocol):
     ) -> torch.Tensor: ...
 
 
-class TaskScores(ScoreFilter):
-    """Conservative sharing's filter over one dataset, its scores the training model's
-    ``sharing_scores`` (a conservative Q-value) of every row under every task, recomputed
-    when the trainer's step reaches the next multiple of ``every`` (the first at ``every``:
-    before it nothing is shared)."""
+class TaskScores:
+    """Conservative sharing's rule over one dataset, from the critic being trained.
+
+    A proposed share of row i to task m is kept when the model's ``sharing_scores`` (a
+    conservative Q-value) of row i under m, computed on the batch's shared rows with the
+    current weights, is at least ``thresholds[m]``: the ``percentile`` of the scores of task
+    m's own rows. The thresholds are recomputed when the trainer's step reaches the next
+    multiple of ``every``, from up to :data:`THRESHOLD_ROWS` own rows of each task (drawn
+    once, seeded): one forward pass over a fixed sample, never over the whole data. Before the
+    first refresh (at step ``every``) nothing is shared: an untrained critic is not trusted.
+    """
 
     def __init__(
         self,
@@ -277,25 +283,52 @@ class TaskScores(ScoreFilter):
         data: Trajectories,
         percentile: float,
         every: int,
+        seed: int = 0,
     ) -> None:
-        super().__init__()
+        if data.task_ids is None:
+            raise ConfigError("task_sharing conservative: needs task ids")
         self.module = module
         self.data = data
         self.percentile = percentile
         self.every = every
         self._due = every
+        rng = np.random.default_rng([seed, 7])
+        #: The own rows of each task the thresholds are computed over.
+        self.sample_rows: list[np.ndarray] = []
+        for task in range(len(data.tasks)):
+            own = np.flatnonzero(data.task_ids == task)
+            if len(own) > THRESHOLD_ROWS:
+                own = np.sort(rng.choice(own, THRESHOLD_ROWS, replace=False))
+            self.sample_rows.append(own)
+        self.thresholds: np.ndarray | None = None
+        self._model: Any = None
 
     def refresh_if_due(self) -> None:
-        """Recompute the scores when the trainer has reached the next refresh step."""
+        """Recompute the thresholds when the trainer has reached the next refresh step."""
         trainer = self.module.trainer
         if trainer is None or trainer.global_step < self._due:
             return
         self._due = (trainer.global_step // self.every + 1) * self.every
-        assert self.data.task_ids is not None
-        self.update(self.compute(trainer.lightning_module), self.data.task_ids, self.percentile)
+        self.refresh(trainer.lightning_module)
 
-    def compute(self, model: Any) -> np.ndarray:
-        """Scores ``[N, M]`` float32 of every row of the data under every task."""
+    def refresh(self, model: Any) -> None:
+        """Thresholds from ``model``'s scores of each task's sampled own rows."""
+        thresholds = np.full(len(self.data.tasks), np.inf)
+        for task, rows in enumerate(self.sample_rows):
+            if len(rows):
+                scores = self.scores(model, rows, np.full(len(rows), task))
+                thresholds[task] = np.percentile(scores, self.percentile)
+        self.thresholds = thresholds
+        self._model = model
+
+    def __call__(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        if self.thresholds is None:
+            return np.zeros(len(rows), dtype=bool)
+        return self.scores(self._model, rows, targets) >= self.thresholds[targets]
+
+    def scores(self, model: Any, rows: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        """``model``'s scores of ``rows`` under ``tasks`` (float32 ``[n]``), without
+        gradients and in evaluation mode."""
         scorer = getattr(model, "sharing_scores", None)
         if scorer is None:
             raise ConfigError(
@@ -303,29 +336,27 @@ class TaskScores(ScoreFilter):
                 "shared transitions with"
             )
         data, spec = self.data, self.module.spec
-        out = np.empty((data.num_transitions, len(data.tasks)), dtype=np.float32)
-        stored_goals = None
-        if spec.goal_dim and isinstance(data.observations, dict):
-            stored_goals = data.observations[DESIRED_GOAL]
+        device = model.device
+        out = np.empty(len(rows), dtype=np.float32)
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                for start in range(0, data.num_transitions, SCORE_CHUNK):
-                    rows = np.arange(start, min(start + SCORE_CHUNK, data.num_transitions))
+                for start in range(0, len(rows), SCORE_CHUNK):
+                    part = rows[start : start + SCORE_CHUNK]
                     states = float_tensor(
-                        spec.network_state(take_observations(data.observations, rows))
-                    ).to(model.device)
-                    actions = action_tensor(take_rows(data.actions, rows), spec.discrete)
+                        spec.network_state(take_observations(data.observations, part))
+                    ).to(device)
+                    actions = action_tensor(take_rows(data.actions, part), spec.discrete)
                     goals = None
-                    if stored_goals is not None:
-                        goals = float_tensor(
-                            spec.network_goals(take_rows(stored_goals, rows), len(rows))
-                        ).to(model.device)
-                    for task in range(len(data.tasks)):
-                        ids = torch.full((len(rows),), task, dtype=torch.int64, device=model.device)
-                        scores = scorer(states, actions.to(model.device), goals, ids)
-                        out[rows, task] = scores.float().cpu().numpy()
+                    if spec.goal_dim and isinstance(data.observations, dict):
+                        stored = take_rows(data.observations[DESIRED_GOAL], part)
+                        goals = float_tensor(spec.network_goals(stored, len(part))).to(device)
+                    ids = torch.from_numpy(
+                        np.asarray(tasks[start : start + SCORE_CHUNK], dtype=np.int64)
+                    ).to(device)
+                    scored = scorer(states, actions.to(device), goals, ids)
+                    out[start : start + len(part)] = scored.float().cpu().numpy()
         finally:
             model.train(was_training)
         return out
