@@ -41,6 +41,12 @@ def _pointmaze_iql(relabel: str) -> tuple[str, list[str], str, int]:
     return ("pointmaze-gciql.yaml", overrides, "pointmaze-medium", 10)
 
 
+def _tasks_bc(*sharing: str) -> tuple[str, list[str], str, int]:
+    """Multi-task BC (one-hot) on the uneven five-task PointMaze data, 10k steps."""
+    overrides = [f"--data.path={DATA}/pointmaze-tasks.hdf5", *sharing]
+    return ("pointmaze-tasks-bc.yaml", overrides, "pointmaze-medium-tasks", 20)
+
+
 def _tasks_iql(*sharing: str) -> tuple[str, list[str], str, int]:
     """Multi-task IQL (one-hot) on the uneven five-task PointMaze data, 10k steps."""
     overrides = [f"--data.path={DATA}/pointmaze-tasks.hdf5", *sharing]
@@ -93,6 +99,15 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
         ),
         "pmt-iql-hr-hipi": _tasks_iql(
             "--data.task_sharing=high-reward", "--data.sharing_temperature=10"
+        ),
+    },
+    "tasks-bc": {
+        "pmt-bc-none": _tasks_bc(),
+        "pmt-bc-random": _tasks_bc("--data.task_sharing=random"),
+        "pmt-bc-hr-percentile": _tasks_bc(
+            "--data.task_sharing=high-reward",
+            "--data.sharing_percentile=90",
+            "--data.task_relabel_ratio=1",
         ),
     },
     "instructions": {

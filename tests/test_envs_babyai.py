@@ -311,3 +311,27 @@ def test_instruction_relabeling_on_the_fly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(batch["rewards"][relabeled], table.rewards[rows[relabeled]])
     np.testing.assert_array_equal(batch["masks"][relabeled], ~table.terminals[rows[relabeled]])
     np.testing.assert_array_equal(batch["task_ids"][~relabeled], data.task_ids[rows[~relabeled]])
+
+
+def test_gcrl_relabel_hindsight_instruction_writes_the_relabeled_episodes(tmp_path: Path) -> None:
+    from gcrl.cli.main import main
+    from gcrl.envs.babyai import hindsight_instructions
+    from gcrl.relabel.codes import RELABEL_CODES
+
+    parts, _ = collect("--episodes", "30", "--noise", "0.3", "--seed", "7")
+    source = tmp_path / "babyai.hdf5"
+    with NativeWriter(source, attrs=RECIPE.attrs(options())) as writer:
+        for part in parts:
+            writer.append(part)
+    data = load_native(source)
+    table = hindsight_instructions(data)
+    out = tmp_path / "hindsight.hdf5"
+    assert main(["relabel", str(source), str(out), "--strategy", "hindsight-instruction"]) == 0
+    written = load_native(out)
+    copies = written.infos["relabel_strategy"] == RELABEL_CODES["hindsight-instruction"]
+    rows = written.infos["source_index"][copies]
+    np.testing.assert_array_equal(rows, np.flatnonzero(table.relabelable))
+    names = [written.tasks[int(t)].name for t in written.task_ids[copies]]
+    assert names == [table.tasks[int(t)].name for t in table.task_ids[rows]]
+    np.testing.assert_array_equal(written.rewards[copies], table.rewards[rows])
+    assert written.attrs["relabel_strategy"] == "hindsight-instruction"

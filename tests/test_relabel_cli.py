@@ -282,3 +282,47 @@ def test_relabels_minari_datasets(
     assert main(["relabel", dataset_id, str(out), "--strategy", "future", "--k", "1"]) == 0
     source, result = load(dataset_id), load(out)
     assert result.num_transitions == 2 * source.num_transitions
+
+
+def test_within_goal_segments_draws_hindsight_goals_inside_each_pursuit(tmp_path: Path) -> None:
+    """Navigate-style play: the stored goal changes mid-episode; with --within-goal-segments
+    every hindsight goal is a state of the pursuit its row belongs to."""
+    from gcrl.datasets.trajectories import replace_fields
+    from gcrl.relabel.expand import split_at_goal_changes
+
+    data = make_trajectories([12, 9], goal=True, seed=4)
+    goals = data.observations["desired_goal"].copy()
+    goals[5:12] += 10.0  # episode 0 switches goal after row 4; episode 1 keeps one
+    observations = dict(data.observations) | {"desired_goal": goals}
+    nxt = dict(data.next_observations) | {"desired_goal": goals}
+    data = replace_fields(data, observations=observations, next_observations=nxt)
+    split = split_at_goal_changes(data)
+    assert split.episode_starts.tolist() == [0, 5, 12]
+    assert split.timeouts[[4, 11, 20]].all() and split.timeouts.sum() == 3
+    source = save(data, tmp_path / "nav.hdf5")
+    out = tmp_path / "her.hdf5"
+    args = ["relabel", str(source), str(out), "--strategy", "future", "--k", "6"]
+    assert main([*args, "--within-goal-segments"]) == 0
+    written = load(out)
+    copies = written.infos["relabel_strategy"] > 0
+    rows = written.infos["source_index"][copies]
+    goal_steps = written.observations["desired_goal"][copies]
+    # Goal (episode, step) -> the state's step; each goal's state lies in the row's pursuit.
+    achieved = data.next_observations["achieved_goal"]
+    segment_of = np.repeat(np.arange(3), np.diff([0, 5, 12, 21]))
+    for row, goal in zip(rows, goal_steps, strict=True):
+        match = np.flatnonzero((achieved == goal).all(axis=1))
+        assert len(match) == 1 and segment_of[match[0]] == segment_of[row]
+        assert match[0] >= row
+    plain = tmp_path / "plain.hdf5"
+    assert main(["relabel", str(source), str(plain), *args[3:]]) == 0
+    crossed = load(plain)
+    crossing = [
+        segment_of[np.flatnonzero((achieved == g).all(axis=1))[0]] != segment_of[r]
+        for r, g in zip(
+            crossed.infos["source_index"][crossed.infos["relabel_strategy"] > 0],
+            crossed.observations["desired_goal"][crossed.infos["relabel_strategy"] > 0],
+            strict=True,
+        )
+    ]
+    assert any(crossing), "without the option, goals cross into the next pursuit"

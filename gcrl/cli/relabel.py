@@ -14,7 +14,12 @@ from gcrl.datasets.native_format import COMPRESSIONS
 from gcrl.datasets.sources import CHUNK_ROWS
 from gcrl.relabel.expand import TASK_EXPANSIONS
 from gcrl.relabel.goals import goal_expansions
-from gcrl.relabel.offline import TASK_REWARDS_KEY, relabel_file, relabel_strategies
+from gcrl.relabel.offline import (
+    DEFAULT_HINDSIGHT_FN,
+    TASK_REWARDS_KEY,
+    relabel_file,
+    relabel_strategies,
+)
 from gcrl.relabel.rewards import GoalReward
 from gcrl.relabel.tasks import TaskSelection
 
@@ -27,7 +32,9 @@ def add_parser(commands: Any) -> None:
         description=(
             "Write SOURCE's rows plus relabeled copies to OUT.hdf5 (native format). Goal "
             f"strategies ({', '.join(goal_expansions())}) give every row --k new goals; task "
-            f"strategies ({', '.join(TASK_EXPANSIONS)}) share whole episodes with other tasks."
+            f"strategies ({', '.join(TASK_EXPANSIONS)}) share whole episodes with other tasks; "
+            "hindsight-instruction adds each episode that accomplished another task (BabyAI "
+            "GoTo missions by default) as an episode of that task."
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="input dataset (any supported format)")
@@ -72,6 +79,12 @@ def add_parser(commands: Any) -> None:
         help="state whose achieved goal decides success: s' (next, default) or s (current)",
     )
     goal.add_argument("--negative-rewards", action="store_true", help="rewards -1/0 instead of 0/1")
+    goal.add_argument(
+        "--within-goal-segments",
+        action="store_true",
+        help="draw goals within each pursuit of one stored desired_goal (the episode cut where "
+        "it changes), as navigate-style play needs for BC",
+    )
     parser.add_argument(
         "--reward-fn",
         metavar="MODULE:NAME",
@@ -79,6 +92,13 @@ def add_parser(commands: Any) -> None:
         "task strategies: the same returning [n, tasks], or a list (or dict by task name) of "
         "per-task functions. MODULE may be a file path. Default: goal success, or the "
         f"infos/{TASK_REWARDS_KEY} column for tasks",
+    )
+    parser.add_argument(
+        "--hindsight-fn",
+        metavar="MODULE:NAME",
+        default=DEFAULT_HINDSIGHT_FN,
+        help=f"hindsight-instruction: the function giving each row's hindsight task "
+        f"(default {DEFAULT_HINDSIGHT_FN})",
     )
     task = parser.add_argument_group("high-reward selection (one rule)")
     task.add_argument("--top-k", type=int, help="share with the K highest-return tasks")
@@ -124,6 +144,8 @@ def run(options: argparse.Namespace) -> int:
         gamma=options.gamma,
         truncation=options.truncation,
         reward_fn=options.reward_fn,
+        hindsight_fn=options.hindsight_fn,
+        within_goal_segments=options.within_goal_segments,
         selection=TaskSelection(options.top_k, options.percentile, options.temperature)
         if options.strategy == "high-reward"
         else None,

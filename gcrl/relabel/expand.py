@@ -63,6 +63,28 @@ def with_provenance(chunk: Trajectories, first_row: int) -> Trajectories:
     return replace_fields(chunk, infos=infos)
 
 
+def split_at_goal_changes(chunk: Trajectories) -> Trajectories:
+    """``chunk`` with every episode also cut where the stored ``desired_goal`` changes: each
+    *pursuit* of one goal becomes an episode (the cut rows become timeouts), so goal
+    strategies draw hindsight goals within the pursuit the action was taken in. Rows are
+    unchanged. Navigate-style play (a new goal whenever one is reached) needs this for BC:
+    a future state after the expert switched goals is not where its action heads."""
+    if not isinstance(chunk.observations, dict) or DESIRED_GOAL not in chunk.observations:
+        raise MissingKeyError(
+            f"observations/{DESIRED_GOAL}: splitting at goal changes needs stored goals"
+        )
+    goals = chunk.observations[DESIRED_GOAL].reshape(len(chunk), -1)
+    starts = np.zeros(len(chunk), dtype=bool)
+    starts[chunk.episode_starts] = True
+    starts[1:] |= np.any(goals[1:] != goals[:-1], axis=1)
+    episode_starts = np.flatnonzero(starts).astype(np.int64)
+    ends = np.zeros(len(chunk), dtype=bool)
+    ends[episode_starts[1:] - 1] = True
+    ends[-1] = True
+    cut = ends & ~chunk.terminals & ~chunk.timeouts
+    return replace_fields(chunk, episode_starts=episode_starts, timeouts=chunk.timeouts | cut)
+
+
 def expand_goals(
     chunk: Trajectories,
     *,

@@ -37,6 +37,7 @@ from gcrl.relabel.expand import (
     ExpansionStats,
     expand_goals,
     expand_tasks,
+    split_at_goal_changes,
     with_provenance,
 )
 from gcrl.relabel.goals import Truncation, goal_expansions
@@ -150,6 +151,7 @@ def relabel_file(
     reward_fn: Any = None,
     selection: TaskSelection | None = None,
     hindsight_fn: Any = DEFAULT_HINDSIGHT_FN,
+    within_goal_segments: bool = False,
     compression: str = "lzf",
     chunk_rows: int = CHUNK_ROWS,
     overwrite: bool = False,
@@ -175,6 +177,8 @@ def relabel_file(
             ``[n, tasks]``, or a list (or dict by task name) of per-task functions; default:
             the ``infos/task_rewards`` column.
         selection: the ``high-reward`` rule.
+        within_goal_segments: goal strategies draw within each pursuit of one stored goal
+            (the episode cut where ``desired_goal`` changes), not the whole episode.
         hindsight_fn: ``hindsight-instruction``: ``MODULE:NAME`` (or the function) giving a
             chunk's :class:`~gcrl.relabel.instructions.HindsightTasks`; each episode that
             accomplished another task is also written, cut where it did, as that task's.
@@ -213,6 +217,7 @@ def relabel_file(
             "tolerance": reward.tolerance,
             "judged_on": reward.judged_on,
             "negative_rewards": reward.negative,
+            "within_goal_segments": within_goal_segments,
         }
     else:
         options |= {
@@ -239,7 +244,9 @@ def relabel_file(
             output, overwrite=overwrite, compression=compression, attrs=attrs
         ) as writer:
             if is_goal:
-                run.goals(writer, goal_key, reward, reward_fn, gamma, truncation)
+                run.goals(
+                    writer, goal_key, reward, reward_fn, gamma, truncation, within_goal_segments
+                )
             elif strategy == HINDSIGHT_INSTRUCTION:
                 run.instructions(writer, hindsight_fn)
             else:
@@ -290,13 +297,14 @@ class _Run:
         reward_fn: Any,
         gamma: float,
         truncation: Truncation,
+        within_goal_segments: bool,
     ) -> None:
         fn = None if reward_fn is None else goal_reward_fn(reward_fn)
         pool = self.source.goal_states(goal_key) if self.strategy == "random" else None
         for first_row, chunk in self.chunks(self.strategy):
             _check_goal_key(self.source, chunk, goal_key)
             copies = expand_goals(
-                chunk,
+                split_at_goal_changes(chunk) if within_goal_segments else chunk,
                 first_row=first_row,
                 strategy=self.strategy,
                 k=self.k,
