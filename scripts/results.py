@@ -41,6 +41,11 @@ def _pointmaze_iql(relabel: str) -> tuple[str, list[str], str, int]:
     return ("pointmaze-gciql.yaml", overrides, "pointmaze-medium", 10)
 
 
+def _bundled_bc(data: str) -> tuple[str, list[str], str, int]:
+    """The quick start's BC (3000 steps) on the bundled data or one of its HER files."""
+    return ("quickstart.yaml", [f"--data.path={data}"], "pointmaze-medium", 10)
+
+
 def _tasks_bc(*sharing: str) -> tuple[str, list[str], str, int]:
     """Multi-task BC (one-hot) on the uneven five-task PointMaze data, 10k steps."""
     overrides = [f"--data.path={DATA}/pointmaze-tasks.hdf5", *sharing]
@@ -100,6 +105,12 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
         "pmt-iql-hr-hipi": _tasks_iql(
             "--data.task_sharing=high-reward", "--data.sharing_temperature=10"
         ),
+    },
+    "her-bc": {
+        "her-bc-stored": _bundled_bc("bundled:pointmaze-medium-navigate"),
+        "her-bc-future": _bundled_bc(f"{DATA}/bundled-her-future.hdf5"),
+        "her-bc-geometric": _bundled_bc(f"{DATA}/bundled-her-geometric.hdf5"),
+        "her-bc-within-pursuit": _bundled_bc(f"{DATA}/bundled-her-within-pursuit.hdf5"),
     },
     "tasks-bc": {
         "pmt-bc-none": _tasks_bc(),

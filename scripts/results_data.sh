@@ -9,6 +9,15 @@ gcrl relabel results/data/pointmaze-medium.hdf5 results/data/pointmaze-medium-he
     --strategy future --k 4 --tolerance 1.0 --seed 0 --force
 gcrl collect pointmaze-tasks results/data/pointmaze-tasks.hdf5 --maze medium \
     --episodes-per-task 200,200,20,20,5 --off-task 0.5,0.5,0,0,0 --seed 0 --force
+for strategy in future geometric within-pursuit; do
+    case $strategy in
+        future) options=(--strategy future) ;;
+        geometric) options=(--strategy geometric --gamma 0.9) ;;
+        within-pursuit) options=(--strategy future --within-goal-segments) ;;
+    esac
+    gcrl relabel bundled:pointmaze-medium-navigate "results/data/bundled-her-$strategy.hdf5" \
+        "${options[@]}" --k 4 --tolerance 1.0 --seed 0 --force
+done
 gcrl collect metaworld-mt10 results/data/mt10.hdf5 --episodes 20 --noise 0.1 --seed 0 --force
 gcrl collect babyai results/data/babyai-gotolocal.hdf5 --episodes 3000 --noise 0.1 \
     --hold-out "red ball" --seed 0 --force
