@@ -330,15 +330,16 @@ class PointMazeEnv:
         self._steps = 0
 
     def reset(self, task: int, seed: int) -> dict[str, np.ndarray]:
-        info = self.env.task_infos[task]
         rng = np.random.default_rng(seed)
-        start, self._goal = (
-            _jitter(self.env, info["init_ij"], rng),
-            _jitter(self.env, info["goal_ij"], rng),
-        )
+        start = _jitter(self.env, self.env.task_infos[task]["init_ij"], rng)
+        self._goal = self.task_goal(task, rng)
         xy = _place(self.env, start, self._goal, seed)
         self._steps = 0
         return _observation(xy, self._goal)
+
+    def task_goal(self, task: int, rng: np.random.Generator) -> np.ndarray:
+        """The goal of an episode of ``task``: its goal cell with OGBench's position noise."""
+        return _jitter(self.env, self.env.task_infos[task]["goal_ij"], rng)
 
     def step(self, action: np.ndarray) -> Step:
         self.env.step(np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0))

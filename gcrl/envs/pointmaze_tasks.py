@@ -37,9 +37,9 @@ import numpy as np
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.envs.base import CollectOptions, argument, episode_to_trajectories
 from gcrl.envs.pointmaze import (
-    EVAL_STEPS,
     SUCCESS_RADIUS,
     PointMazeEnv,
+    PointMazeSuite,
     WaypointExpert,
     _jitter,
     _observation,
@@ -284,21 +284,14 @@ class PointMazeTaskEnv(PointMazeEnv):
         super().__init__(maze)
         self.goals = goals
 
-    def reset(self, task: int, seed: int) -> dict[str, np.ndarray]:
-        info = self.env.task_infos[task]
-        rng = np.random.default_rng(seed)
-        start = _jitter(self.env, info["init_ij"], rng)
-        self._goal = np.array(self.goals[task], dtype=np.float64)
-        xy = _place(self.env, start, self._goal, seed)
-        self._steps = 0
-        return _observation(xy, self._goal)
+    def task_goal(self, task: int, rng: np.random.Generator) -> np.ndarray:
+        """The task's goal itself (the point its reward is computed for), no noise."""
+        return np.array(self.goals[task], dtype=np.float64)
 
 
 @dataclass(frozen=True)
-class PointMazeTasksSuite:
+class PointMazeTasksSuite(PointMazeSuite):
     """The fixed-goal tasks of one maze, named and worded as the recipe's datasets."""
-
-    maze: str
 
     @property
     def name(self) -> str:
@@ -307,10 +300,6 @@ class PointMazeTasksSuite:
     @property
     def tasks(self) -> tuple[Task, ...]:
         return maze_tasks(self.maze)[0]
-
-    @property
-    def max_steps(self) -> int:
-        return EVAL_STEPS
 
     def make_env(self, render: bool = False) -> PointMazeTaskEnv:
         return PointMazeTaskEnv(self.maze, maze_tasks(self.maze)[1])
