@@ -177,7 +177,7 @@ class GCRLModule(L.LightningModule):
         if untexted:
             raise ConfigError(
                 f"task_signal text: tasks {untexted} have no text to embed; give the dataset "
-                "task texts (gcrl convert --task NAME=TEXT) or use onehot"
+                "task texts (gcrl convert --task NAME --task-text TEXT) or use onehot"
             )
         texts = [task.text for task in self.spec.tasks]
         vectors = TextEmbedder(text_model).embed(texts)

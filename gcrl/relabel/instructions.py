@@ -18,14 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from gcrl.datasets.trajectories import (
+    Trajectories,
+    episode_starts_from_ends,
+    replace_fields,
+    take_rows,
+)
 from gcrl.errors import ConfigError
-
-if TYPE_CHECKING:
-    from gcrl.datasets.trajectories import Trajectories
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class HindsightTasks:
 
 
 #: ``fn(data) -> HindsightTasks``: an environment's hindsight labels of a dataset.
-HindsightFn = Callable[["Trajectories"], HindsightTasks]
+HindsightFn = Callable[[Trajectories], HindsightTasks]
 
 
 class InstructionRelabel:
@@ -96,8 +99,6 @@ def hindsight_episodes(data: Trajectories, hindsight: HindsightTasks) -> Traject
     """The relabeled episodes of ``data`` (each episode's rows that have a hindsight task,
     as one episode of that task, ending in a terminal where it was accomplished); None when
     no episode has one."""
-    from gcrl.datasets.trajectories import episode_starts_from_ends, replace_fields, take_rows
-
     rows = np.flatnonzero(hindsight.relabelable)
     if len(rows) == 0:
         return None

@@ -41,7 +41,7 @@ from gcrl.relabel.expand import (
     with_provenance,
 )
 from gcrl.relabel.goals import Truncation, goal_expansions
-from gcrl.relabel.instructions import hindsight_episodes
+from gcrl.relabel.instructions import HindsightFn, hindsight_episodes
 from gcrl.relabel.reward_fns import TaskRewards, goal_reward_fn, resolve, task_rewards_from
 from gcrl.relabel.rewards import GoalReward
 from gcrl.relabel.tasks import TaskSelection, draw_tasks, episode_returns, uniform_other_tasks
@@ -150,7 +150,7 @@ def relabel_file(
     truncation: Truncation = "renormalise",
     reward_fn: Any = None,
     selection: TaskSelection | None = None,
-    hindsight_fn: Any = DEFAULT_HINDSIGHT_FN,
+    hindsight_fn: str | HindsightFn = DEFAULT_HINDSIGHT_FN,
     within_goal_segments: bool = False,
     compression: str = "lzf",
     chunk_rows: int = CHUNK_ROWS,

@@ -39,7 +39,7 @@ from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
 from gcrl.relabel.rewards import check_rewards
 from gcrl.relabel.sampler import RewardFn, RowSampler, as_generator, gather_transitions
-from gcrl.relabel.tasks import TaskSelection, episode_returns
+from gcrl.relabel.tasks import TaskSelection, episode_returns, task_thresholds
 
 if TYPE_CHECKING:
     from gcrl.datasets.trajectories import Observations, Trajectories
@@ -66,12 +66,10 @@ class ScoreFilter:
     def update(self, scores: np.ndarray, own_tasks: np.ndarray, percentile: float) -> None:
         """New ``scores [N, M]``; ``thresholds[m]`` is the ``percentile`` of task m's scores
         over its own rows (``own_tasks [N]``; +inf for a task without rows)."""
-        if not 0.0 <= percentile <= 100.0:
-            raise ConfigError(f"percentile: must lie in [0, 100], got {percentile}")
         scores = np.asarray(scores, dtype=np.float32)
-        thresholds = np.full(scores.shape[1], np.inf)
-        for task in np.unique(own_tasks):
-            thresholds[task] = np.percentile(scores[own_tasks == task, task], percentile)
+        own_tasks = np.asarray(own_tasks, dtype=np.int64)
+        own = scores[np.arange(len(scores)), own_tasks]
+        thresholds = task_thresholds(own, own_tasks, percentile, scores.shape[1])
         self.scores, self.thresholds = scores, thresholds
 
     def __call__(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:

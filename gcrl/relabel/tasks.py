@@ -167,6 +167,22 @@ def draw_tasks(
     return np.where(chosen, order, -1)
 
 
+def task_thresholds(
+    own_scores: np.ndarray, own_tasks: np.ndarray, percentile: float, num_tasks: int
+) -> np.ndarray:
+    """Conservative sharing's threshold of each task: the ``percentile``-th percentile of the
+    scores of its own transitions (``own_scores[i]`` of a transition of task
+    ``own_tasks[i]``); +inf for a task without any. ``[num_tasks]`` float64."""
+    if not 0.0 <= percentile <= 100.0:
+        raise ConfigError(f"percentile: must lie in [0, 100], got {percentile}")
+    own_scores = np.asarray(own_scores, dtype=np.float64)
+    own_tasks = np.asarray(own_tasks, dtype=np.int64)
+    thresholds = np.full(num_tasks, np.inf)
+    for task in np.unique(own_tasks):
+        thresholds[task] = np.percentile(own_scores[own_tasks == task], percentile)
+    return thresholds
+
+
 def conservative_share(
     scores: np.ndarray,
     target_tasks: np.ndarray,
@@ -182,16 +198,11 @@ def conservative_share(
     ``percentile``-th percentile of its target task's own scores; a task with no own data
     keeps nothing.
     """
-    if not 0.0 <= percentile <= 100.0:
-        raise ConfigError(f"percentile: must lie in [0, 100], got {percentile}")
     scores = np.asarray(scores, dtype=np.float64)
     target_tasks = np.asarray(target_tasks, dtype=np.int64)
-    own_scores = np.asarray(own_scores, dtype=np.float64)
     own_tasks = np.asarray(own_tasks, dtype=np.int64)
     num_tasks = int(max(target_tasks.max(initial=-1), own_tasks.max(initial=-1))) + 1
-    thresholds = np.full(num_tasks, np.inf)
-    for task in np.unique(own_tasks):
-        thresholds[task] = np.percentile(own_scores[own_tasks == task], percentile)
+    thresholds = task_thresholds(own_scores, own_tasks, percentile, num_tasks)
     return scores >= thresholds[target_tasks]
 
 

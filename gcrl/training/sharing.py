@@ -38,6 +38,7 @@ from gcrl.relabel import SHARING_MODES, TaskSelection, TaskSharing
 from gcrl.relabel.instructions import HindsightTasks, InstructionRelabel
 from gcrl.relabel.reward_fns import import_object, task_rewards_from
 from gcrl.relabel.sharing import KeepRule, sharing_selection
+from gcrl.relabel.tasks import task_thresholds
 from gcrl.training.batch import action_tensor, float_tensor
 
 
@@ -313,12 +314,11 @@ class TaskScores:
 
     def refresh(self, model: Any) -> None:
         """Thresholds from ``model``'s scores of each task's sampled own rows."""
-        thresholds = np.full(len(self.data.tasks), np.inf)
-        for task, rows in enumerate(self.sample_rows):
-            if len(rows):
-                scores = self.scores(model, rows, np.full(len(rows), task))
-                thresholds[task] = np.percentile(scores, self.percentile)
-        self.thresholds = thresholds
+        rows = np.concatenate(self.sample_rows)
+        assert self.data.task_ids is not None
+        own_tasks = self.data.task_ids[rows]
+        scores = self.scores(model, rows, own_tasks)
+        self.thresholds = task_thresholds(scores, own_tasks, self.percentile, len(self.data.tasks))
         self._model = model
 
     def __call__(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
