@@ -16,10 +16,10 @@ from gcrl.relabel.expand import TASK_EXPANSIONS
 from gcrl.relabel.goals import goal_expansions
 from gcrl.relabel.offline import (
     DEFAULT_HINDSIGHT_FN,
-    TASK_REWARDS_KEY,
     relabel_file,
     relabel_strategies,
 )
+from gcrl.relabel.reward_fns import TASK_REWARDS_KEY
 from gcrl.relabel.rewards import GoalReward
 from gcrl.relabel.tasks import TaskSelection
 

@@ -42,13 +42,15 @@ from gcrl.relabel.expand import (
 )
 from gcrl.relabel.goals import Truncation, goal_expansions
 from gcrl.relabel.instructions import HindsightFn, hindsight_episodes
-from gcrl.relabel.reward_fns import TaskRewards, goal_reward_fn, resolve, task_rewards_from
+from gcrl.relabel.reward_fns import (
+    TaskRewards,
+    goal_reward_fn,
+    resolve,
+    stored_task_rewards,
+    task_rewards_from,
+)
 from gcrl.relabel.rewards import GoalReward
 from gcrl.relabel.tasks import TaskSelection, draw_tasks, episode_returns, uniform_other_tasks
-
-#: Info column holding per-task rewards ``[N, M]`` when no reward function is given.
-TASK_REWARDS_KEY = "task_rewards"
-
 
 #: The offline strategy relabeling episodes with the task they accomplished.
 HINDSIGHT_INSTRUCTION = "hindsight-instruction"
@@ -349,7 +351,9 @@ class _Run:
                 f"{source.path}: tasks: {option('strategy')} {self.strategy} shares episodes "
                 f"between tasks, but the dataset has {num_tasks}"
             )
-        stored = _stored_task_rewards(source, zeros=self.strategy == "zero-reward")
+        stored = stored_task_rewards(
+            source.path, len(source.tasks), zeros=self.strategy == "zero-reward"
+        )
         rewards = task_rewards_from(reward_fn, source.tasks, stored)
         targets: np.ndarray | None = None
         if selection is not None:
@@ -413,26 +417,3 @@ def _check_goal_key(source: Source, chunk: Trajectories, key: str) -> None:
 def _episode_tasks(chunk: Trajectories) -> np.ndarray:
     assert chunk.task_ids is not None
     return chunk.task_ids[chunk.episode_starts]
-
-
-def _stored_task_rewards(source: Source, zeros: bool) -> TaskRewards:
-    """The ``[n, M]`` rewards of a chunk from its ``infos/task_rewards`` column (zeros for
-    ``zero-reward`` when the column is absent)."""
-    num_tasks = len(source.tasks)
-
-    def stored(chunk: Trajectories) -> np.ndarray:
-        if TASK_REWARDS_KEY not in chunk.infos:
-            if zeros:
-                return np.zeros((len(chunk), num_tasks), dtype=np.float32)
-            raise MissingKeyError(
-                f"{source.path}: infos/{TASK_REWARDS_KEY}: no such key; give {option('reward_fn')}"
-            )
-        matrix = chunk.infos[TASK_REWARDS_KEY]
-        if matrix.shape != (len(chunk), num_tasks):
-            raise DataError(
-                f"{source.path}: infos/{TASK_REWARDS_KEY}: shape {matrix.shape}, "
-                f"expected ({len(chunk)}, {num_tasks}) (rows x tasks)"
-            )
-        return matrix.astype(np.float32, copy=False)
-
-    return stored

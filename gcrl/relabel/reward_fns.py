@@ -18,13 +18,40 @@ from typing import Any
 import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
-from gcrl.errors import GcrlError, RewardFunctionError, option
+from gcrl.errors import DataError, GcrlError, MissingKeyError, RewardFunctionError, option
 from gcrl.relabel.rewards import check_rewards
 from gcrl.relabel.sampler import RewardFn
 from gcrl.relabel.tasks import task_reward_matrix
 
 #: ``rewards(chunk) -> [n, tasks]`` float32: every row's reward under every task.
 TaskRewards = Callable[[Trajectories], np.ndarray]
+#: Info column holding per-task rewards ``[N, M]`` when no reward function is given.
+TASK_REWARDS_KEY = "task_rewards"
+
+
+def stored_task_rewards(
+    path: Any, num_tasks: int, zeros: bool, option_name: str = "reward_fn"
+) -> TaskRewards:
+    """The ``[n, M]`` rewards of a chunk from its ``infos/task_rewards`` column; zeros where
+    the column is absent and ``zeros`` is set (zero-reward sharing needs none), else a
+    one-line error naming ``path`` and the option that supplies them (``option_name``)."""
+
+    def stored(chunk: Trajectories) -> np.ndarray:
+        if TASK_REWARDS_KEY not in chunk.infos:
+            if zeros:
+                return np.zeros((len(chunk), num_tasks), dtype=np.float32)
+            raise MissingKeyError(
+                f"{path}: infos/{TASK_REWARDS_KEY}: no such key; give {option(option_name)}"
+            )
+        matrix = chunk.infos[TASK_REWARDS_KEY]
+        if matrix.shape != (len(chunk), num_tasks):
+            raise DataError(
+                f"{path}: infos/{TASK_REWARDS_KEY}: shape {matrix.shape}, "
+                f"expected ({len(chunk)}, {num_tasks}) (rows x tasks)"
+            )
+        return np.asarray(matrix, dtype=np.float32)
+
+    return stored
 
 
 def import_object(spec: str, option_name: str = "reward_fn") -> Any:

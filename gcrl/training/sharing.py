@@ -33,10 +33,15 @@ from gcrl.datasets.trajectories import (
     take_observations,
     take_rows,
 )
-from gcrl.errors import ConfigError, MissingKeyError
+from gcrl.errors import ConfigError
 from gcrl.relabel import SHARING_MODES, TaskSelection, TaskSharing
 from gcrl.relabel.instructions import HindsightTasks, InstructionRelabel
-from gcrl.relabel.reward_fns import import_object, task_rewards_from
+from gcrl.relabel.reward_fns import (
+    TASK_REWARDS_KEY,
+    import_object,
+    stored_task_rewards,
+    task_rewards_from,
+)
 from gcrl.relabel.sharing import KeepRule, sharing_selection
 from gcrl.relabel.tasks import task_thresholds
 from gcrl.training.batch import action_tensor, float_tensor
@@ -60,8 +65,6 @@ class TrainingSide(Protocol):
     def spec(self) -> Any: ...
 
 
-#: The info column of per-task rewards ``[N, M]``.
-TASK_REWARDS = "task_rewards"
 #: Rows scored per forward pass.
 SCORE_CHUNK = 65536
 #: Own rows per task whose scores set conservative sharing's thresholds.
@@ -133,7 +136,7 @@ class SharingConfig:
         if self.mode == "zero-reward":
             rewards = "reward 0"
         else:
-            rewards = f"rewards from {self.reward_fn or 'infos/' + TASK_REWARDS}"
+            rewards = f"rewards from {self.reward_fn or 'infos/' + TASK_REWARDS_KEY}"
         extra = ""
         if self.selection is not None:
             rule = {k: v for k, v in vars(self.selection).items() if v is not None}
@@ -145,26 +148,10 @@ class SharingConfig:
             )
         return f"{self.mode}: {self.ratio:.0%} of each batch tried, {rewards}{extra}"
 
-    def rewards(self, data: Trajectories, path: str) -> np.ndarray | None:
-        """Every row's reward under every task, ``[N, M]`` float32 (None for
-        ``zero-reward`` without a reward source)."""
-
-        def stored(chunk: Trajectories) -> np.ndarray:
-            if TASK_REWARDS not in chunk.infos:
-                raise MissingKeyError(
-                    f"{path}: infos/{TASK_REWARDS}: no such key; task_sharing {self.mode} "
-                    "needs per-task rewards: give task_reward_fn"
-                )
-            matrix = np.asarray(chunk.infos[TASK_REWARDS], dtype=np.float32)
-            if matrix.shape != (len(chunk), len(chunk.tasks)):
-                raise ConfigError(
-                    f"{path}: infos/{TASK_REWARDS}: shape {matrix.shape}, expected "
-                    f"({len(chunk)}, {len(chunk.tasks)}) (rows x tasks)"
-                )
-            return matrix
-
-        if self.mode == "zero-reward" and self.reward_fn is None and TASK_REWARDS not in data.infos:
-            return None
+    def rewards(self, data: Trajectories, path: str) -> np.ndarray:
+        """Every row's reward under every task, ``[N, M]`` float32."""
+        zeros = self.mode == "zero-reward"
+        stored = stored_task_rewards(path, len(data.tasks), zeros, option_name="task_reward_fn")
         return task_rewards_from(self.reward_fn, data.tasks, stored)(data)
 
     def sharing(self, data: Trajectories, path: str, scores: KeepRule | None = None) -> TaskSharing:
