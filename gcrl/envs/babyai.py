@@ -61,6 +61,7 @@ import numpy as np
 from gcrl.datasets.trajectories import Task, TaskTable, Trajectories
 from gcrl.envs.base import CollectOptions, Step, argument, episode_to_trajectories
 from gcrl.errors import ConfigError, option
+from gcrl.relabel.instructions import HindsightTasks
 
 GOTOLOCAL_ID = "BabyAI-GoToLocal-v0"
 #: Side of the agent's egocentric view, in cells.
@@ -368,14 +369,12 @@ def _last_new_object(
     return step, kinds[kind], colour
 
 
-def hindsight_instructions(data: Trajectories) -> Any:
+def hindsight_instructions(data: Trajectories) -> HindsightTasks:
     """The hindsight GoTo missions of a BabyAI dataset (see the module docstring) as a
-    :class:`gcrl.relabel.instructions.HindsightTasks`: new missions are appended to the task
+    :class:`~gcrl.relabel.instructions.HindsightTasks`: new missions are appended to the task
     table. The level id and step limit come from the dataset's attributes (``env_id``,
     ``max_steps``); episodes need ``infos/env_seed``."""
     from minigrid.core.constants import IDX_TO_COLOR, OBJECT_TO_IDX
-
-    from gcrl.relabel.instructions import HindsightTasks
 
     if "env_seed" not in data.infos:
         raise ConfigError("infos/env_seed: hindsight instructions regenerate levels from it")
