@@ -162,12 +162,6 @@ class TaskSharing:
         self.keep = keep
         self.num_tasks = num_tasks
 
-    @property
-    def needs_transitions(self) -> bool:
-        """Whether :meth:`apply` needs the batch's observations and actions (reward
-        functions rather than a reward matrix)."""
-        return not self.zero_reward and not isinstance(self.task_rewards, np.ndarray)
-
     def propose(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(positions, target tasks)`` of the shares drawn for a batch of ``rows``, before
         any veto: ``round(ratio * B)`` positions tried, those whose episode can go nowhere

@@ -239,20 +239,6 @@ class InstructionSampler:
         return self.relabel.apply(self.base.sample(batch_size, rows, gather=gather), self.rng)
 
 
-class ScoringModel(Protocol):
-    """What conservative sharing asks of the model being trained."""
-
-    device: torch.device
-
-    def sharing_scores(
-        self,
-        observations: torch.Tensor,
-        actions: torch.Tensor,
-        goals: torch.Tensor | None,
-        task_ids: torch.Tensor,
-    ) -> torch.Tensor: ...
-
-
 class TaskScores:
     """Conservative sharing's rule over one dataset, from the critic being trained.
 
