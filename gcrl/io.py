@@ -1,4 +1,5 @@
-"""File plumbing every reader and writer shares: bundled datasets and atomic outputs.
+"""File plumbing every reader and writer shares: bundled datasets, atomic outputs, and
+interrupts that stop a long command cleanly.
 
 Standard library only, so that any layer of gcrl may use it.
 
@@ -11,10 +12,15 @@ True
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import signal
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from gcrl.errors import DataError, DatasetNotFoundError, OutputExistsError
 
@@ -42,28 +48,135 @@ def resolve_source(source: str | os.PathLike[str]) -> str | os.PathLike[str]:
     return path
 
 
+class Interrupted(KeyboardInterrupt):
+    """A long command was stopped by SIGINT or SIGTERM; :attr:`exit_code` is 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM: the shell's convention."""
+        return 128 + self.signum
+
+
+_received: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # The first signal raises here; should a C extension swallow that exception (h5py's
+    # destructors do), the writers raise it again at their next chunk (raise_if_interrupted).
+    # Later signals only count, so that they cannot break the cleanup of the first.
+    _received.append(signum)
+    if len(_received) == 1:
+        raise Interrupted(signum)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM raise :class:`Interrupted`, so temporary outputs are removed
+    on the way out. Only in the main thread (elsewhere, a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    unraisable = sys.unraisablehook
+
+    def quiet(report: Any) -> None:
+        # A swallowed Interrupted is raised again at the next chunk; do not print it.
+        if not isinstance(report.exc_value, Interrupted):
+            unraisable(report)
+
+    _received.clear()
+    sys.unraisablehook = quiet
+    for s in previous:
+        signal.signal(s, _on_signal)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sys.unraisablehook = unraisable
+        _received.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` when a signal arrived whose exception was swallowed."""
+    if _received:
+        raise Interrupted(_received[0])
+
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete the temporary files of ``target`` (``.<name>.<pid>-<hex>.tmp``) whose writing
+    process no longer runs (killed before it could clean up); returns them."""
+    removed = []
+    for candidate in target.parent.glob(f".{target.name}.*.tmp"):
+        match = _TEMPORARY.match(candidate.name)
+        if match is None or match["name"] != target.name:
+            continue
+        try:
+            os.kill(int(match["pid"]), 0)
+            continue  # its writer still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's live process
+        candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete on error.
+    """Yield a temporary path beside ``path``; move it to ``path`` on success, delete it on
+    error or interrupt.
 
     The temporary file (``.<name>.<pid>-<random>.tmp``, created empty) has the permissions an
-    ordinary ``open`` gives under the user's umask, so the output does too. Raises
-    :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is false.
+    ordinary ``open`` gives under the user's umask, so the output does too; stale ones of
+    ``path`` left by killed writers are removed first. Without ``overwrite`` the output is
+    published with an exclusive link, so of two writers racing for one path exactly one
+    succeeds. Raises :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is false,
+    and when ``path`` is anything but a regular file (``overwrite`` never replaces a symlink,
+    a directory or a device).
     """
     target = Path(path)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise OutputExistsError(f"{target}: exists and is not a regular file; not replacing it")
     if target.exists() and not overwrite:
         raise OutputExistsError(
             f"{target}: output exists; pass --force (overwrite=True) to replace"
         )
     if not target.parent.is_dir():
         raise DatasetNotFoundError(f"{target}: output directory {target.parent} does not exist")
+    remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     open(tmp, "xb").close()  # exclusive: never another writer's file
     try:
         yield tmp
-        os.replace(tmp, target)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _publish_exclusively(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _publish_exclusively(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target`` unless ``target`` exists by now (another writer was first)."""
+    try:
+        os.link(tmp, target)  # fails if target exists: atomic
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{target}: output appeared while writing (another writer?); pass --force to replace"
+        ) from None
+    except OSError:  # no hard links on this file system: check, then rename
+        if target.exists():
+            raise OutputExistsError(f"{target}: output appeared while writing") from None
+        os.replace(tmp, target)
 
 
 def refuse_output_among_inputs(

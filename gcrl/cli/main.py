@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from gcrl import __version__
 from gcrl.errors import GcrlError, command_line_names
+from gcrl.io import Interrupted, interruptible
 
 EXIT_USAGE = 2
 #: Subcommands handed to LightningCLI (``gcrl fit --config CONFIG.yaml``).
@@ -46,14 +47,15 @@ def main(args: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        with command_line_names():
+        with command_line_names(), interruptible():
             return int(options.handler(options))
     except GcrlError as err:
         print(f"gcrl {options.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"gcrl {options.command}: interrupted, no output written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        code = err.exit_code if isinstance(err, Interrupted) else 130
+        print(f"gcrl {options.command}: interrupted ({err}), no output written", file=sys.stderr)
+        return code
 
 
 def _train(args: list[str]) -> int:

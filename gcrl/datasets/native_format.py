@@ -35,7 +35,7 @@ from gcrl.errors import (
     MissingKeyError,
     UnknownFormatError,
 )
-from gcrl.io import atomic_path, resolve_source
+from gcrl.io import atomic_path, raise_if_interrupted, resolve_source
 
 FORMAT_NAME = "gcrl"
 FORMAT_VERSION = 1
@@ -113,6 +113,7 @@ class NativeWriter:
 
     def append(self, part: Trajectories, task: Task | None = None) -> None:
         """Append ``part`` (whole episodes)."""
+        raise_if_interrupted()
         task_ids = self._table.ids_for(part, task)
         if self._has_tasks is None:
             self._has_tasks = task_ids is not None

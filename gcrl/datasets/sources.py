@@ -12,7 +12,7 @@ from gcrl.datasets.loading import detect_format, load
 from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.errors import MissingKeyError
-from gcrl.io import resolve_source
+from gcrl.io import raise_if_interrupted, resolve_source
 
 #: Rows per chunk when streaming (whole episodes; about 10-30 MB per chunk for typical rows).
 CHUNK_ROWS = 1 << 16
@@ -56,6 +56,7 @@ class Source:
         )
         first_row = 0
         for part in parts:
+            raise_if_interrupted()  # a signal whose exception a C extension swallowed
             yield first_row, part
             first_row += len(part)
 

@@ -1,0 +1,136 @@
+"""Long commands stop on SIGINT and SIGTERM (exit 130 / 143) leaving no temporary file and the
+old output untouched; racing writers never both succeed; ``--force`` replaces only regular
+files; temporaries of killed writers are cleaned up by the next run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gcrl.datasets import Trajectories, save
+from gcrl.errors import OutputExistsError
+from gcrl.io import atomic_path, remove_stale_temporaries
+
+GCRL = [str(Path(sys.executable).with_name("gcrl"))]
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 episodes of 1000 goal-reaching steps (400,000 rows): relabeling them with k = 8
+    takes several seconds."""
+    rng = np.random.default_rng(0)
+    episodes, length = 400, 1000
+    n = episodes * length
+    states = np.cumsum(rng.normal(0, 0.1, (episodes, length + 1, 2)), axis=1).astype(np.float32)
+    goals = np.repeat(rng.normal(0, 3, (episodes, 1, 2)), length, axis=1).reshape(n, 2)
+
+    def observations(part: slice) -> dict[str, np.ndarray]:
+        xy = states[:, part].reshape(n, 2)
+        return {"observation": xy, "achieved_goal": xy, "desired_goal": goals.astype(np.float32)}
+
+    ends = np.zeros(n, dtype=bool)
+    ends[length - 1 :: length] = True
+    data = Trajectories(
+        observations=observations(slice(0, length)),
+        actions=rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        rewards=np.zeros(n, dtype=np.float32),
+        terminals=np.zeros(n, dtype=bool),
+        timeouts=ends,
+        next_observations=observations(slice(1, length + 1)),
+        episode_starts=np.arange(0, n, length),
+    )
+    return save(data, tmp_path_factory.mktemp("big") / "big.hdf5")
+
+
+def temporaries(directory: Path) -> list[Path]:
+    return sorted(directory.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_relabel_promptly_and_leaves_the_old_output(
+    big: Path, tmp_path: Path, signum: int, code: int
+) -> None:
+    out = tmp_path / "out.hdf5"
+    out.write_bytes(b"the old output")
+    args = [*GCRL, "relabel", str(big), str(out), "--strategy", "future", "--k", "8", "--force"]
+    process = subprocess.Popen(
+        [*args, "--chunk-rows", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not temporaries(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the temporary output exists once writing has begun
+    assert temporaries(tmp_path), "the command never started writing"
+    time.sleep(0.5)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 10, "it did not stop promptly"
+    assert process.returncode == code, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert temporaries(tmp_path) == []
+    assert out.read_bytes() == b"the old output"
+
+
+def test_two_writers_racing_for_one_output_never_both_succeed(big: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.hdf5"
+    args = [*GCRL, "relabel", str(big), str(out), "--strategy", "final", "--k", "1"]
+    racers = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read().decode()) for p in racers]  # type: ignore[union-attr]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert "output" in loser and "Traceback" not in loser
+    assert temporaries(tmp_path) == []
+
+
+def test_force_replaces_only_regular_files(tmp_path: Path) -> None:
+    target = tmp_path / "real.hdf5"
+    target.write_text("x")
+    link = tmp_path / "link.hdf5"
+    link.symlink_to(target)
+    for path in (link, tmp_path / "a-directory"):
+        if path.name == "a-directory":
+            path.mkdir()
+        with (
+            pytest.raises(OutputExistsError, match="not a regular file"),
+            atomic_path(path, overwrite=True) as tmp,
+        ):
+            tmp.write_text("new")
+    assert target.read_text() == "x" and link.is_symlink()
+
+
+def test_temporaries_of_killed_writers_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    target = tmp_path / "out.hdf5"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.hdf5.{dead.pid}-0123abcd.tmp"
+    live = tmp_path / f".out.hdf5.{os.getpid()}-0123abcd.tmp"
+    other = tmp_path / f".other.hdf5.{dead.pid}-0123abcd.tmp"
+    for path in (stale, live, other):
+        path.write_text("partial")
+    assert remove_stale_temporaries(target) == [stale]
+    assert live.exists() and other.exists() and not stale.exists()
+    live.unlink()
+    with atomic_path(target) as tmp:
+        tmp.write_text("done")
+    assert target.read_text() == "done"
+    assert temporaries(tmp_path) == [other]
+
+
+def test_umask_decides_the_permissions_of_outputs(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "shared.hdf5") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.hdf5").stat().st_mode & 0o777 == 0o644
