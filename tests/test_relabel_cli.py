@@ -34,6 +34,16 @@ def wrong_shape(observations, actions, next_observations):
 def goal_reward(observations, actions, next_observations):
     diff = next_observations["achieved_goal"] - next_observations["desired_goal"]
     return -np.linalg.norm(diff, axis=1)
+
+def exits(observations, actions, next_observations):
+    raise SystemExit(0)
+
+def interrupts(observations, actions, next_observations):
+    raise KeyboardInterrupt
+
+def edits(observations, actions, next_observations):
+    actions[:] = 0
+    return np.zeros(len(actions))
 '''
 
 
@@ -57,7 +67,7 @@ def multitask_file(tmp_path: Path) -> Path:
 def rewards_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "my_rewards.py").write_text(REWARDS_MODULE)
     monkeypatch.chdir(tmp_path)
-    return "my_rewards"
+    return "my_rewards.py"
 
 
 @pytest.mark.parametrize("strategy", ["final", "future", "geometric", "episode", "random"])
@@ -214,10 +224,13 @@ def test_stored_task_reward_column(multitask_file: Path, tmp_path: Path) -> None
             "cannot import 'no_such_module'",
         ),
         (
-            ["--strategy", "future", "--reward-fn", "my_rewards:missing"],
+            ["--strategy", "future", "--reward-fn", "my_rewards.py:missing"],
             "has no attribute 'missing'",
         ),
-        (["--strategy", "future", "--reward-fn", "my_rewards:wrong_shape"], "returned shape (3,)"),
+        (
+            ["--strategy", "future", "--reward-fn", "my_rewards.py:wrong_shape"],
+            "returned shape (3,)",
+        ),
         (["--strategy", "future", "--reward-fn", "nocolon"], "expected MODULE:NAME"),
         (["--strategy", "future", "--k", "0"], "--k: must be >= 1"),
         (["--strategy", "random-task"], "shares episodes between tasks, but the dataset has 0"),
@@ -246,12 +259,12 @@ def test_task_errors(
     out = tmp_path / "out.hdf5"
     cases = [
         (
-            ["--strategy", "high-reward", "--reward-fn", "my_rewards:by_task"],
+            ["--strategy", "high-reward", "--reward-fn", "my_rewards.py:by_task"],
             "choose the selection rule",
         ),
         (["--strategy", "high-reward", "--top-k", "1"], "infos/task_rewards"),
         (
-            ["--strategy", "random-task", "--reward-fn", "my_rewards:wrong_shape"],
+            ["--strategy", "random-task", "--reward-fn", "my_rewards.py:wrong_shape"],
             "returned shape (3,)",
         ),
     ]
@@ -326,3 +339,29 @@ def test_within_goal_segments_draws_hindsight_goals_inside_each_pursuit(tmp_path
         )
     ]
     assert any(crossing), "without the option, goals cross into the next pursuit"
+
+
+def test_reward_fn_code_is_contained(
+    goal_file: Path, tmp_path: Path, rewards_module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the named code runs (a module in the working directory is not importable by bare
+    name), and what it does cannot end the run silently or change the data written."""
+    planted = tmp_path / "secrets.py"
+    planted.write_text("open('ran', 'w').close()\n")
+    out = tmp_path / "out.hdf5"
+    args = ["relabel", str(goal_file), str(out), "--strategy", "final", "--k", "1"]
+    assert main([*args, "--reward-fn", "numpy:zeros_like", "--force"]) == 2  # wrong shape
+    assert not (tmp_path / "ran").exists(), "a module in the working directory ran"
+    capsys.readouterr()
+    assert main([*args, "--reward-fn", "my_rewards:goal_reward"]) == 2
+    assert "write my_rewards.py:goal_reward" in capsys.readouterr().err
+    for name, message in (
+        ("exits", "raised SystemExit"),
+        ("interrupts", "raised KeyboardInterrupt"),
+        ("edits", "read-only"),
+    ):
+        assert main([*args, "--reward-fn", f"{rewards_module}:{name}"]) == 2, name
+        err = capsys.readouterr().err
+        assert message in err and "\n" not in err.strip(), err
+        assert not out.exists()
+    assert main([*args, "--reward-fn", f"{rewards_module}:goal_reward"]) == 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.errors import DataError, GcrlError, MissingKeyError, RewardFunctionError, option
+from gcrl.io import Interrupted
 from gcrl.relabel.rewards import check_rewards
 from gcrl.relabel.sampler import RewardFn
 from gcrl.relabel.tasks import task_reward_matrix
@@ -55,8 +55,10 @@ def stored_task_rewards(
 
 
 def import_object(spec: str, option_name: str = "reward_fn") -> Any:
-    """The object named by ``module:name`` (``module`` may be a dotted name or a .py path);
-    errors name the option ``option_name``."""
+    """The object named by ``module:name``: ``module`` is an importable dotted name (found on
+    ``sys.path`` as it is; the working directory is not added) or a path to a ``.py`` file
+    (``rewards.py:fn``, ``path/to/rewards.py:fn``). Importing runs the module's code. Errors
+    name the option ``option_name``."""
     label = f"{option(option_name)} {spec}"
     module_name, sep, name = spec.partition(":")
     if not sep or not module_name or not name:
@@ -71,14 +73,15 @@ def import_object(spec: str, option_name: str = "reward_fn") -> Any:
             module = importlib.util.module_from_spec(loaded)
             loaded.loader.exec_module(module)
         else:
-            if "" not in sys.path:
-                sys.path.insert(0, "")  # modules beside the caller, as `python -m` would find
             module = importlib.import_module(module_name)
     except GcrlError:
         raise
-    except Exception as err:
+    except (Exception, SystemExit) as err:
+        hint = ""
+        if Path(f"{module_name}.py").is_file():
+            hint = f" (for the file in this directory, write {module_name}.py:{name})"
         raise RewardFunctionError(
-            f"{label}: cannot import {module_name!r}: {type(err).__name__}: {err}"
+            f"{label}: cannot import {module_name!r}: {type(err).__name__}: {err}{hint}"
         ) from None
     try:
         return getattr(module, name)
@@ -100,17 +103,32 @@ def _callable(label: str, obj: Any) -> Callable[..., Any]:
 
 
 def guarded(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` whose exceptions become one-line RewardFunctionErrors naming ``label``."""
+    """``fn`` called on read-only views of its array arguments (so it cannot change the data),
+    its exceptions, ``SystemExit`` and a ``KeyboardInterrupt`` it raises itself included, made
+    one-line RewardFunctionErrors naming ``label``. A real interrupt (SIGINT, SIGTERM) passes."""
 
     def call(*args: Any) -> Any:
         try:
-            return fn(*args)
+            return fn(*(read_only(a) for a in args))
         except GcrlError as err:
             raise RewardFunctionError(f"{label}: {err}") from None
-        except Exception as err:
+        except Interrupted:
+            raise
+        except (Exception, SystemExit, KeyboardInterrupt) as err:
             raise RewardFunctionError(f"{label}: raised {type(err).__name__}: {err}") from None
 
     return call
+
+
+def read_only(value: Any) -> Any:
+    """``value`` with every array (also inside a dict) as a read-only view."""
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    if isinstance(value, dict):
+        return {k: read_only(v) for k, v in value.items()}
+    return value
 
 
 def resolve(spec: Any, option_name: str = "reward_fn") -> tuple[str, Any]:
