@@ -11,10 +11,12 @@ True
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,9 +37,20 @@ def bundled_datasets() -> list[str]:
 
 
 def resolve_source(source: str | os.PathLike[str]) -> str | os.PathLike[str]:
-    """``source`` itself, or for ``bundled:NAME`` the path of that bundled dataset."""
+    """``source`` itself, or for ``bundled:NAME`` the path of that bundled dataset.
+
+    Raises :class:`DataError` for a path that can only hang or mislead a reader: a FIFO, a
+    device or a socket, or a symlink loop (which would otherwise read as "no such file")."""
     text = str(source)
     if not text.startswith(BUNDLED_PREFIX):
+        try:
+            mode = os.stat(text).st_mode
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise DataError(f"{source}: a symlink loop") from None
+            return source  # missing, or a dataset id: the loaders say which
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise DataError(f"{source}: not a regular file or directory (a FIFO or device?)")
         return source
     name = text[len(BUNDLED_PREFIX) :]
     path = _BUNDLED_DIR / f"{name}.hdf5"

@@ -211,3 +211,39 @@ def test_unknown_format_option(tmp_path: Path, capsys: pytest.CaptureFixture[str
         load(source, format="parquet")
     assert main(["info", str(source), "--format", "parquet"]) == 2
     assert "--format" in capsys.readouterr().err
+
+
+def test_inputs_that_would_hang_or_mislead_and_options_that_cannot_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO, a symlink loop, --chunk-rows 0, two high-reward rules, one task named for two
+    sources, and an evaluation output in a missing directory: each one line, exit 2, checked
+    before any work."""
+    import os
+
+    source = save(make_trajectories([4, 5], goal=True), tmp_path / "g.hdf5")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.hdf5"
+    loop.symlink_to(tmp_path / "loop.hdf5")
+    out = str(tmp_path / "out.hdf5")
+    relabel = ["relabel", str(source), out]
+    cases = [
+        (["info", str(fifo)], "not a regular file or directory"),
+        (["info", str(loop)], "a symlink loop"),
+        ([*relabel, "--strategy", "future", "--chunk-rows", "0"], "--chunk-rows: must be >= 1"),
+        (
+            [*relabel, "--strategy", "high-reward", "--top-k", "1", "--temperature", "1"],
+            "one of them",
+        ),
+        (["convert", str(source), str(source), out, "--task", "a", "--task", "a"], "'a' names"),
+        (
+            ["evaluate", str(source), "--env", "pointmaze-medium", "--json", "/nonexistent/x.json"],
+            "--json /nonexistent/x.json: directory /nonexistent does not exist",
+        ),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, (args, err)
+    assert not (tmp_path / "out.hdf5").exists()

@@ -62,6 +62,12 @@ def parse_tasks(options: argparse.Namespace) -> list[Task | None]:
         return [None] * len(sources)
     if len(names) != len(sources):
         raise DataError(f"--task: given {len(names)} times for {len(sources)} sources")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"--task: {repeated[0]!r} names two sources; give each source its own task (to "
+            "merge files of one task, convert them to one file per task first)"
+        )
     if texts and len(texts) != len(names):
         raise DataError(f"--task-text: given {len(texts)} times for {len(names)} --task")
     return [Task(n, t) for n, t in zip(names, texts or [""] * len(names), strict=True)]

@@ -8,9 +8,11 @@ CSV log beside the checkpoint) and GIF videos of the first episodes.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from gcrl.envs import SUITES
+from gcrl.errors import DatasetNotFoundError
 
 
 def add_parser(commands: Any) -> None:
@@ -44,6 +46,7 @@ def run(options: argparse.Namespace) -> int:
     from gcrl.evaluation import evaluate, write_videos
     from gcrl.policy import load_policy
 
+    _check_outputs(options)  # before the rollout, not after it
     _limit_threads()
     policy = load_policy(options.checkpoint)
     chosen = suite(options.env)
@@ -76,6 +79,17 @@ def run(options: argparse.Namespace) -> int:
         paths = write_videos(report, options.video)
         print(f"wrote {len(paths)} videos to {options.video}")
     return 0
+
+
+def _check_outputs(options: argparse.Namespace) -> None:
+    """Raise unless every requested output can be written: its directory exists."""
+    for flag in ("json", "plot", "curves", "video"):
+        value = getattr(options, flag)
+        if value is None:
+            continue
+        parent = Path(value).resolve().parent
+        if not parent.is_dir():
+            raise DatasetNotFoundError(f"--{flag} {value}: directory {parent} does not exist")
 
 
 def _seen_tasks(trained: list[str], suite: list[str]) -> list[str] | None:

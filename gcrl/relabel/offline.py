@@ -198,6 +198,8 @@ def relabel_file(
         )
     if k < 1:
         raise ConfigError(f"{option('k')}: must be >= 1, got {k}")
+    if chunk_rows < 1:
+        raise ConfigError(f"{option('chunk_rows')}: must be >= 1, got {chunk_rows}")
     refuse_output_among_inputs([source], output)
     is_goal = strategy in goal_expansions()
     reward = reward or GoalReward()
