@@ -237,6 +237,7 @@ def test_inputs_that_would_hang_or_mislead_and_options_that_cannot_apply(
             "one of them",
         ),
         (["convert", str(source), str(source), out, "--task", "a", "--task", "a"], "'a' names"),
+        ([*relabel, "--strategy", "future", "--k", "1000000000000"], "GiB are free; lower --k"),
         (
             ["evaluate", str(source), "--env", "pointmaze-medium", "--json", "/nonexistent/x.json"],
             "--json /nonexistent/x.json: directory /nonexistent does not exist",

@@ -134,3 +134,32 @@ def test_umask_decides_the_permissions_of_outputs(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "shared.hdf5").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_closed_pipe_ends_a_command_quietly() -> None:
+    """``gcrl info X | head``: the reader leaves early; no BrokenPipeError traceback."""
+    process = subprocess.Popen(
+        [*GCRL, "info", "bundled:pointmaze-medium-navigate"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before it writes anything
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_fit_prints_no_lightning_tips_nor_known_harmless_warnings(tmp_path: Path) -> None:
+    from .training_data import goal_reaching
+
+    data = goal_reaching(tmp_path / "g.hdf5", episodes=4, length=6)
+    config = Path(__file__).resolve().parents[1] / "configs" / "pointmaze-gcbc.yaml"
+    args = [*GCRL, "fit", "--config", str(config), "--data.path", str(data)]
+    args += ["--data.batch_size", "8", "--trainer.fast_dev_run", "true"]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    for noise in ("💡 Tip", "LeafSpec", "Total length of `FixedBatches`"):
+        assert noise not in output, noise
+    assert "data: relabel" in output, "the start-up line saying the relabel mode stays"

@@ -9,7 +9,9 @@ config and ``checkpoints/``) unless the config says otherwise.
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,8 +45,31 @@ class GcrlCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
 
 
+#: Lightning messages that say nothing about the run: advertisements, a deprecation inside
+#: Lightning itself, and the empty validation loader of runs without a validation split.
+HARMLESS_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Total length of `FixedBatches` across ranks is zero",
+)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's tips and the known-harmless warnings (idempotent)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in logger.filters):
+        logger.addFilter(_DropTips())
+    for message in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def run(args: Sequence[str]) -> int:
     """Run a Lightning subcommand (``fit``, ``validate`` or ``test`` and its options)."""
+    quiet_lightning()
     # LightningCLI reads ``args``; an unrelated sys.argv (a test runner's) only makes it warn.
     saved, sys.argv = sys.argv, sys.argv[:1]
     try:

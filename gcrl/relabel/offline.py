@@ -229,6 +229,8 @@ def relabel_file(
         }
     rng = np.random.default_rng(seed)
     with Source(source, format) as opened:
+        if is_goal:
+            _check_copies_fit(k, min(chunk_rows, opened.num_transitions))
         summary = RelabelSummary(
             strategy,
             Path(output),
@@ -399,6 +401,25 @@ class _Run:
         q = selection.probabilities(all_returns)
         draws = all_returns.shape[1] if selection.draws_every_kept_task else self.k
         return draw_tasks(q, draws, self.rng, exclude=episode_tasks)
+
+
+#: Bytes a relabeled copy of a row takes at the least (its row index and goal, in float32).
+MIN_COPY_BYTES = 16
+
+
+def _check_copies_fit(k: int, chunk: int) -> None:
+    """Refuse a ``k`` whose copies of one chunk cannot fit in the memory available now."""
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError):  # not on this platform: nothing to check against
+        return
+    need = k * chunk * MIN_COPY_BYTES
+    if need > available:
+        raise ConfigError(
+            f"{option('k')}: {k:,} copies of a {chunk:,}-row chunk need at least "
+            f"{need / 2**30:,.0f} GiB, {available / 2**30:,.1f} GiB are free; lower "
+            f"{option('k')} (or {option('chunk_rows')})"
+        )
 
 
 def _check_goal_key(source: Source, chunk: Trajectories, key: str) -> None:
