@@ -29,6 +29,7 @@ from gcrl.datasets.trajectories import (
     take_rows,
 )
 from gcrl.errors import ConfigError
+from gcrl.relabel.tasks import with_task_labels
 
 
 @dataclass(frozen=True)
@@ -77,22 +78,14 @@ class InstructionRelabel:
         table = self.hindsight
         positions = tried[table.task_ids[rows[tried]] >= 0]
         picked = rows[positions]
-        source = np.asarray(batch.get("source_task_ids", batch["task_ids"]), dtype=np.int64)
-        task_ids = np.array(batch["task_ids"], dtype=np.int64, copy=True)
-        rewards = np.array(batch["rewards"], dtype=np.float32, copy=True)
-        masks = np.array(batch["masks"], dtype=np.float32, copy=True)
-        task_ids[positions] = table.task_ids[picked]
-        rewards[positions] = table.rewards[picked]
-        masks[positions] = ~table.terminals[picked]
-        relabeled = np.zeros(len(rows), dtype=bool)
-        relabeled[positions] = True
-        return batch | {
-            "task_ids": task_ids,
-            "rewards": rewards,
-            "masks": masks,
-            "source_task_ids": source,
-            "instruction_relabeled": relabeled,
-        }
+        return with_task_labels(
+            batch,
+            positions,
+            table.task_ids[picked],
+            table.rewards[picked],
+            ~table.terminals[picked],
+            "instruction_relabeled",
+        )
 
 
 def hindsight_episodes(data: Trajectories, hindsight: HindsightTasks) -> Trajectories | None:

@@ -39,7 +39,7 @@ from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
 from gcrl.relabel.rewards import check_rewards
 from gcrl.relabel.sampler import RewardFn, RowSampler, as_generator, gather_transitions
-from gcrl.relabel.tasks import TaskSelection, episode_returns, task_thresholds
+from gcrl.relabel.tasks import TaskSelection, episode_returns, task_thresholds, with_task_labels
 
 if TYPE_CHECKING:
     from gcrl.datasets.trajectories import Observations, Trajectories
@@ -183,25 +183,9 @@ class TaskSharing:
         if self.keep is not None and len(positions):
             kept = np.asarray(self.keep(rows[positions], targets), dtype=bool)
             positions, targets = positions[kept], targets[kept]
-        source = np.asarray(batch.get("source_task_ids", batch["task_ids"]), dtype=np.int64)
-        task_ids = np.array(batch["task_ids"], dtype=np.int64, copy=True)
-        task_ids[positions] = targets
-        rewards = np.array(batch["rewards"], dtype=np.float32, copy=True)
-        if self.zero_reward:
-            rewards[positions] = 0.0
-        else:
-            rewards[positions] = self._rewards(batch, rows, positions, targets)
-        masks = np.array(batch["masks"], dtype=np.float32, copy=True)
-        masks[positions] = ~take_rows(self.data.terminals, rows[positions])
-        shared = np.zeros(len(rows), dtype=bool)
-        shared[positions] = True
-        return batch | {
-            "task_ids": task_ids,
-            "rewards": rewards,
-            "masks": masks,
-            "source_task_ids": source,
-            "shared": shared,
-        }
+        rewards = 0.0 if self.zero_reward else self._rewards(batch, rows, positions, targets)
+        masks = ~take_rows(self.data.terminals, rows[positions])
+        return with_task_labels(batch, positions, targets, rewards, masks, "shared")
 
     def _rewards(
         self,

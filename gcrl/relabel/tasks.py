@@ -167,6 +167,35 @@ def draw_tasks(
     return np.where(chosen, order, -1)
 
 
+def with_task_labels(
+    batch: dict[str, Any],
+    positions: np.ndarray,
+    task_ids: np.ndarray,
+    rewards: np.ndarray | float,
+    masks: np.ndarray,
+    flag: str,
+) -> dict[str, Any]:
+    """``batch`` with its rows at ``positions`` given new ``task_ids``, ``rewards`` and
+    ``masks`` (new arrays; the batch's own are not modified), plus ``source_task_ids`` (each
+    row's task before any relabeling) and the bool column ``flag`` marking those rows."""
+    source = np.asarray(batch.get("source_task_ids", batch["task_ids"]), dtype=np.int64)
+    out_ids = np.array(batch["task_ids"], dtype=np.int64, copy=True)
+    out_rewards = np.array(batch["rewards"], dtype=np.float32, copy=True)
+    out_masks = np.array(batch["masks"], dtype=np.float32, copy=True)
+    out_ids[positions] = task_ids
+    out_rewards[positions] = rewards
+    out_masks[positions] = masks
+    marked = np.zeros(len(out_ids), dtype=bool)
+    marked[positions] = True
+    return batch | {
+        "task_ids": out_ids,
+        "rewards": out_rewards,
+        "masks": out_masks,
+        "source_task_ids": source,
+        flag: marked,
+    }
+
+
 def task_thresholds(
     own_scores: np.ndarray, own_tasks: np.ndarray, percentile: float, num_tasks: int
 ) -> np.ndarray:
