@@ -83,16 +83,6 @@ def make_data(path: Path, half: Path, transitions: int, episode_length: int) -> 
     save(data.select_episodes(np.arange(episodes // 2)), half, overwrite=True)
 
 
-class Owner:
-    """Stands in for the trainer side of a data module: its spec, and no trainer (so the
-    conservative thresholds stay as refreshed)."""
-
-    trainer = None
-
-    def __init__(self, spec: object) -> None:
-        self.spec = spec
-
-
 def iql(spec: object) -> object:
     from gcrl.algorithms import IQL
 
@@ -109,7 +99,6 @@ def batch_times(path: Path, batch: int, batches: int, rounds: int) -> tuple[dict
     """Median milliseconds per data-module batch, for no sharing and each mode, interleaved;
     and the seconds of one conservative threshold refresh."""
     from gcrl.training.datamodule import BatchStream, TrajectoryDataModule
-    from gcrl.training.sharing import TaskScores
 
     refresh = 0.0
 
@@ -120,11 +109,10 @@ def batch_times(path: Path, batch: int, batches: int, rounds: int) -> tuple[dict
         dm = TrajectoryDataModule(str(path), batch_size=batch, relabel="none", **options)  # type: ignore[arg-type]
         if mode == "conservative":  # between two refreshes: thresholds in place
             nonlocal refresh
-            scores = TaskScores(Owner(dm.spec), dm.train_data, 50.0, 1000)
+            scores = dm.task_scores_of(dm.train_data)  # no trainer: never refreshed again
             start = time.perf_counter()
             scores.refresh(iql(dm.spec))
             refresh = time.perf_counter() - start
-            dm.task_scores = scores
         return dm
 
     streams = {}

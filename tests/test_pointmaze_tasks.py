@@ -136,6 +136,7 @@ def test_conservative_scores_come_from_the_critic_being_trained(uneven: Path) ->
         conservative_percentile=30,
         conservative_refresh=3,
         steps_per_epoch=6,
+        val_fraction=0.2,  # a validation stream of its own must not take the training one's
     )
     model = IQL(spec=dm.spec, task_signal="onehot", actor_hidden_dims=[16], value_hidden_dims=[16])
     seen: list[tuple[int, bool]] = []
@@ -156,8 +157,7 @@ def test_conservative_scores_come_from_the_critic_being_trained(uneven: Path) ->
     trainer.fit(model, dm)
     assert not any(shared for step, shared in seen if step < 2)
     assert any(shared for step, shared in seen if step >= 4)
-    scores = dm.task_scores
-    assert scores is not None
+    scores = dm.task_scores_of(dm.train_data)
     scores.refresh(model)
     data = dm.train_data
 

@@ -154,11 +154,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.data = load(path)
         self.instruction_relabel_ratio = instruction_relabel_ratio
         if instruction_relabel_ratio:
-            self.data = with_hindsight_tasks(self.data, hindsight_fn, instruction_relabel_ratio)
-            table = hindsight_table(self.data)
+            self.data = with_hindsight_tasks(self.data, hindsight_fn)
+            # Built here once so that a bad ratio fails now, not when the first batch is drawn.
+            table = InstructionRelabel(hindsight_table(self.data), instruction_relabel_ratio)
             rank_zero_info(
                 f"data: hindsight instructions from {hindsight_fn}: "
-                f"{table.relabelable.mean():.1%} of rows have one; "
+                f"{table.hindsight.relabelable.mean():.1%} of rows have one; "
                 f"{instruction_relabel_ratio:.0%} of each batch tried"
             )
         observations = self.data.observations
@@ -194,8 +195,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.train_data: Trajectories = self.data
         self.val_data: Trajectories | None = None
         self._device_data: dict[tuple[int, torch.device], DeviceData] = {}
-        #: Conservative sharing: the critic's scores of the training data (refreshed).
-        self.task_scores: TaskScores | None = None
+        #: Conservative sharing: each dataset's scores (by ``id``), refreshed as it is drawn.
+        self._task_scores: dict[int, TaskScores] = {}
 
     def _choose_relabel(self, relabel: str, goal_dims: list[int] | None) -> tuple[str, str]:
         """The relabel mode to use and why (``auto`` decided from the data)."""
@@ -307,9 +308,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         if self.sharing is None:
             return base
-        scores = None
-        if self.sharing.mode == "conservative":
-            scores = self.task_scores_of(data)
+        scores = self.task_scores_of(data) if self.conservative else None
         return SharingSampler(
             base,
             self.sharing.sharing(data, self.path, scores),
@@ -317,19 +316,26 @@ class TrajectoryDataModule(L.LightningDataModule):
             stored_goals=self._stored_goals(data),
         )
 
+    @property
+    def conservative(self) -> bool:
+        """Whether shares are filtered by the critic's scores (``task_sharing:
+        conservative``)."""
+        return self.sharing is not None and self.sharing.mode == "conservative"
+
     def task_scores_of(self, data: Trajectories) -> TaskScores:
-        """The conservative scores of ``data`` (the training data's are refreshed as the
-        critic trains; see :class:`TaskScores`)."""
+        """The conservative scores of ``data``, one per dataset (the training and validation
+        data keep their own), refreshed as the critic trains (see :class:`TaskScores`)."""
         assert self.sharing is not None
-        if self.task_scores is None or self.task_scores.data is not data:
-            self.task_scores = TaskScores(
+        scores = self._task_scores.get(id(data))
+        if scores is None:
+            scores = self._task_scores[id(data)] = TaskScores(
                 self,
                 data,
                 self.sharing.conservative_percentile,
                 self.sharing.refresh,
                 seed=self.seed,
             )
-        return self.task_scores
+        return scores
 
     def _stored_goals(self, data: Trajectories) -> np.ndarray | None:
         """The stored goals (``desired_goal``) shared rows keep under goal relabeling."""
@@ -403,16 +409,16 @@ class BatchStream:
         self.steps = steps
         self.numpy_sampler = module.sampler(data, rng)
         self.store = store
+        self.scores = module.task_scores_of(data) if module.conservative else None
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[Batch]:
         gather = self.store is None
-        scores = self.module.task_scores
         for _ in range(self.steps):
-            if scores is not None and scores.data is self.data:
-                scores.refresh_if_due()
+            if self.scores is not None:
+                self.scores.refresh_if_due()
             batch = self.numpy_sampler.sample(self.module.batch_size, gather=gather)
             yield self.module.to_batch(self.data, batch, self.store)
 

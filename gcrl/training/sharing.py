@@ -106,8 +106,11 @@ class SharingConfig:
         ratio = 0.5 if ratio is None else ratio
         if not 0.0 < ratio <= 1.0:
             raise ConfigError(f"task_relabel_ratio: must lie in (0, 1], got {ratio}")
-        rules = {"sharing_top_k": top_k, "sharing_percentile": percentile}
-        rules["sharing_temperature"] = temperature
+        rules = {
+            "sharing_top_k": top_k,
+            "sharing_percentile": percentile,
+            "sharing_temperature": temperature,
+        }
         selection = None
         if mode == "high-reward":
             selection = TaskSelection(top_k, percentile, temperature)
@@ -203,12 +206,10 @@ class SharingSampler:
 HINDSIGHT_COLUMNS = ("hindsight_task_id", "hindsight_reward", "hindsight_terminal")
 
 
-def with_hindsight_tasks(data: Trajectories, hindsight_fn: str, ratio: float) -> Trajectories:
+def with_hindsight_tasks(data: Trajectories, hindsight_fn: str) -> Trajectories:
     """``data`` with its hindsight tasks (from the ``MODULE:NAME`` function) as info columns
     (so a split into training and validation episodes keeps them) and its task table extended
     by them."""
-    if not 0.0 <= ratio <= 1.0:
-        raise ConfigError(f"instruction_relabel_ratio: must lie in [0, 1], got {ratio}")
     table: HindsightTasks = import_object(hindsight_fn, "hindsight_fn")(data)
     infos = dict(data.infos)
     columns = (table.task_ids, table.rewards, table.terminals)
