@@ -25,11 +25,16 @@ On-the-fly rows, in transitions per second (batch size x calls / seconds, timed 
   whole observations; gcrl's OGBench mode runs on the same flat observations.
 * gcrl's ``GoalSampler`` in the mode of each: HER k = 4 with PointMaze's 0.45 success radius,
   and OGBench's value and actor goals with OGBench's reward (index equality, -1/0).
+* gcrl's ``GoalSampler`` in OGBench's mode with 2-D position goals, three layouts of the same
+  data: dict observations (``achieved_goal``), and flat array observations whose first two
+  dimensions are the goal, given as a list (``goal_dims=[0, 1]``) or a slice; the array rows
+  should be as fast as the dict one (D4RL-AntMaze-style data).
 
 Every method runs in a fresh subprocess; its peak memory is the growth of the maximum resident
 set over its setup (load, buffer fill) and sampling. The offline rows time ``gcrl relabel`` on
-the whole file and on its first half: seconds, and the command's whole-process peak resident
-set (interpreter included), which should not grow with the file. The tables end with the
+the whole file and on its first half, each run in a fresh process that does nothing else:
+seconds, and the growth of the peak resident set over the command (interpreter and imports
+excluded), which should not grow with the file. The tables end with the
 ratios the targets are stated in.
 """
 
@@ -61,6 +66,11 @@ SB3 = "SB3 HerReplayBuffer"
 OGBENCH = "OGBench-style GCDataset"
 GCRL_HER = "gcrl GoalSampler (HER k=4)"
 GCRL_OGBENCH = "gcrl GoalSampler (OGBench)"
+GCRL_DICT = "gcrl GoalSampler (OGBench), dict, achieved_goal"
+GCRL_LIST = "gcrl GoalSampler (OGBench), array, goal_dims [0, 1]"
+GCRL_SLICE = "gcrl GoalSampler (OGBench), array, goal_dims 0:2"
+#: The measurement of one offline ``gcrl relabel`` in a fresh process.
+OFFLINE = "offline"
 
 Sample = Callable[[int], Any]
 
@@ -391,7 +401,10 @@ def ogbench_sampler(path: Path) -> tuple[Sample, dict[str, Any]]:
 
 # --------------------------------------------------------------------------- gcrl
 def gcrl_sampler(path: Path, mode: str) -> tuple[Sample, dict[str, Any]]:
-    """gcrl's GoalSampler over the loaded file, in SB3's (``her``) or OGBench's mode."""
+    """gcrl's GoalSampler over the loaded file: ``her`` (SB3's mode), ``ogbench`` (OGBench's
+    mode, goals are whole flat observations), or OGBench's mode with position goals on
+    ``dict`` observations (``achieved_goal``) or on flat array observations whose first two
+    dimensions are the goal (``list``: ``goal_dims=[0, 1]``, ``slice``: ``slice(0, 2)``)."""
     from gcrl.datasets import load_native
     from gcrl.relabel import GoalMixture, GoalReward, GoalSampler
 
@@ -404,14 +417,17 @@ def gcrl_sampler(path: Path, mode: str) -> tuple[Sample, dict[str, Any]]:
             reward=GoalReward(tolerance=GOAL_RADIUS),
             seed=0,
         )
-    else:
-        sampler = GoalSampler(
-            flat_observations(data),  # goals are whole observations, as in OGBench
-            value_goals=GoalMixture.ogbench_value(),
-            actor_goals=GoalMixture.ogbench_actor(),
-            reward=GoalReward.ogbench(),
-            seed=0,
-        )
+        return sampler.sample, {}
+    goal_dims: Any = {"list": [0, 1], "slice": slice(0, 2)}.get(mode)
+    sampler = GoalSampler(
+        data if mode == "dict" else flat_observations(data),
+        goal_key="achieved_goal",
+        goal_dims=goal_dims,
+        value_goals=GoalMixture.ogbench_value(),
+        actor_goals=GoalMixture.ogbench_actor(),
+        reward=GoalReward.ogbench(),
+        seed=0,
+    )
     return sampler.sample, {}
 
 
@@ -432,7 +448,11 @@ SAMPLERS: dict[str, tuple[Callable[[Path], tuple[Sample, dict[str, Any]]], tuple
     OGBENCH: (ogbench_sampler, ()),
     GCRL_HER: (lambda path: gcrl_sampler(path, "her"), ("gcrl.relabel",)),
     GCRL_OGBENCH: (lambda path: gcrl_sampler(path, "ogbench"), ("gcrl.relabel",)),
+    GCRL_DICT: (lambda path: gcrl_sampler(path, "dict"), ("gcrl.relabel",)),
+    GCRL_LIST: (lambda path: gcrl_sampler(path, "list"), ("gcrl.relabel",)),
+    GCRL_SLICE: (lambda path: gcrl_sampler(path, "slice"), ("gcrl.relabel",)),
 }
+GCRL_ROWS = (GCRL_HER, GCRL_OGBENCH, GCRL_DICT, GCRL_LIST, GCRL_SLICE)
 
 
 def measure(
@@ -465,12 +485,33 @@ def throughput(sample: Sample, batch: int, seconds: float) -> float:
             return calls * batch / elapsed
 
 
+def offline_argv(source: Path, out: Path) -> list[str]:
+    """``gcrl relabel``'s arguments of the offline rows."""
+    return ["relabel", str(source), str(out), "--strategy", "future", "--k", str(HER_K)]
+
+
+def measure_offline(source: Path, out: Path) -> dict[str, float]:
+    """One ``gcrl relabel`` (called in a fresh process that does nothing else): seconds and
+    the growth of the peak resident set over the command alone, MB (the interpreter and the
+    imports excluded, so the figure is the command's working memory)."""
+    from gcrl.cli.main import main as gcrl_main
+
+    rss0 = reset_peak()
+    start = time.perf_counter()
+    code = gcrl_main([*offline_argv(source, out), "--force", "--seed", "0"])
+    seconds = time.perf_counter() - start
+    if code:
+        sys.exit(f"gcrl relabel exited {code}")
+    return {"seconds": seconds, "peak_mb": peak_mb(rss0)}
+
+
 def offline(source: Path, out: Path, repeats: int) -> dict[str, float]:
-    """``gcrl relabel`` on ``source``: best seconds, highest whole-process peak (MB)."""
-    gcrl = Path(sys.executable).with_name("gcrl")
-    argv = [str(gcrl), "relabel", str(source), str(out)]
-    argv += ["--strategy", "future", "--k", str(HER_K), "--force", "--seed", "0"]
-    runs = [run_command(argv) for _ in range(repeats)]
+    """``gcrl relabel`` on ``source``, each run in a fresh process: best seconds, highest
+    peak (MB)."""
+    runs = [
+        run_isolated(__file__, OFFLINE, ["--target", str(source), "--out", str(out)])
+        for _ in range(repeats)
+    ]
     written = _transitions(out)
     out.unlink()
     return {
@@ -495,7 +536,11 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="method names to skip")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure == OFFLINE:
+        print(json.dumps(measure_offline(args.target, args.out)))
+        return
     if args.measure:
         result = measure(args.measure, args.target, args.batches, args.repeats, args.seconds)
         print(json.dumps(result))
@@ -510,7 +555,7 @@ def main() -> None:
     skip = set(args.skip)
     if not gcrl_available():
         print("gcrl.relabel.sampler is missing: gcrl rows skipped", file=sys.stderr)
-        skip |= {GCRL_HER, GCRL_OGBENCH}
+        skip |= set(GCRL_ROWS)
     results: dict[str, dict[str, Any]] = {}
     child_args = ["--target", str(full), "--repeats", str(args.repeats)]
     child_args += ["--seconds", str(args.seconds), "--batches", *map(str, args.batches)]
@@ -601,6 +646,10 @@ def report(
             "< 30 at 1M" if args.transitions == 1_000_000 else "< 30 at 1M (not 1M here)",
         )
     )
+    for name in (GCRL_LIST, GCRL_SLICE):
+        for batch in args.batches:
+            label = f"{name.split(', ', 1)[1]} / dict, batch {batch}"
+            rows.append((label, ratio(name, GCRL_DICT, batch), ">= 0.67 (within 1.5x)"))
     rows.append(
         (
             "offline peak memory, full / half file",

@@ -6,11 +6,14 @@ position can be read off its value.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gcrl.datasets.trajectories import take_rows
 from gcrl.errors import MissingKeyError, RewardFunctionError
 from gcrl.relabel import (
     EpisodeIndex,
@@ -167,6 +170,38 @@ def test_array_observations_with_goal_dims_and_task_ids() -> None:
         GoalSampler(data, goal_dims=[0, 1], value_goals=GoalMixture.her(), seed=1)
     with pytest.raises(MissingKeyError, match="observations/position"):
         GoalSampler(make_trajectories([3], goal=True), goal_key="position")
+
+
+@pytest.mark.parametrize("layout", ["strided", "fortran"])
+def test_take_rows_copies_only_the_rows_of_a_non_contiguous_array(layout: str) -> None:
+    # np.take copies the whole array first when it is not C-contiguous: 16 MB here for 64 rows.
+    base = np.arange(2_000_000 * 2, dtype=np.float32).reshape(-1, 2)
+    array = np.asfortranarray(base) if layout == "fortran" else base[:, :1]
+    assert not array.flags.c_contiguous
+    rows = np.random.default_rng(0).integers(0, len(array), 64)
+    tracemalloc.start()
+    try:
+        taken = take_rows(array, rows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(taken, array[rows])
+    assert peak < 64 * 1024, f"take_rows allocated {peak} bytes for {taken.nbytes}"
+
+
+def test_goal_dims_as_list_or_slice_give_the_same_batches_from_contiguous_columns() -> None:
+    data = make_trajectories([40, 60, 25], obs_dim=5)
+    batches = []
+    for dims in ([0, 1], slice(0, 2)):
+        sampler = GoalSampler(
+            data, goal_dims=dims, value_goals=GoalMixture.ogbench_value(), seed=3  # type: ignore[arg-type]
+        )
+        assert sampler.achieved.flags.c_contiguous and sampler.next_achieved.flags.c_contiguous
+        assert not np.shares_memory(sampler.achieved, data.observations)
+        batches.append(sampler.sample(128))
+    for key in batches[0]:
+        np.testing.assert_array_equal(batches[0][key], batches[1][key], err_msg=key)
+    np.testing.assert_array_equal(batches[0]["observations"], data.observations[batches[0]["rows"]])
 
 
 def test_reward_fn_replaces_rewards_and_is_checked() -> None:

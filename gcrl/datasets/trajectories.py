@@ -295,18 +295,27 @@ def replace_fields(data: Trajectories, **changes: Any) -> Trajectories:
 
 
 def take_rows(array: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
-    """``array[rows]``: a view for a slice, else a gather (``np.take``, several times faster
-    than fancy indexing for rows of a 2-D array)."""
+    """``array[rows]``: a view for a slice, else a gather of the rows alone.
+
+    ``np.take`` is several times faster than fancy indexing for rows of a C-contiguous 2-D
+    array, but copies the *whole* array first when it is not C-contiguous (a strided column
+    view, an F-ordered array); those take fancy indexing, which copies only the rows."""
     if isinstance(rows, slice):
         return array[rows]
-    return array.take(rows, axis=0)
+    if array.flags.c_contiguous:
+        return array.take(rows, axis=0)
+    return array[np.asarray(rows)]
 
 
 def goal_columns(
     data: Trajectories, goal_key: str, goal_dims: Sequence[int] | slice | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The achieved-goal column of ``s`` and of ``s'``: ``observations[goal_key]`` of dict
-    observations, the ``goal_dims`` (default: all) of array observations."""
+    observations, the ``goal_dims`` (default: all) of array observations.
+
+    Selected dimensions are copied once into C-contiguous arrays, so that gathering a batch of
+    goal rows from them never copies the column (a list of dimensions gives an F-ordered
+    copy, a slice a strided view, both slow to gather from)."""
     obs, nxt = data.observations, data.next_observations
     if isinstance(obs, dict):
         assert isinstance(nxt, dict)
@@ -319,7 +328,8 @@ def goal_columns(
     else:
         assert isinstance(nxt, np.ndarray)
     if goal_dims is not None:
-        obs, nxt = obs[:, goal_dims], nxt[:, goal_dims]
+        obs = np.ascontiguousarray(obs[:, goal_dims])
+        nxt = np.ascontiguousarray(nxt[:, goal_dims])
     return obs, nxt
 
 
