@@ -10,7 +10,7 @@ line: ``{"algorithm": ..., "steps_per_second": ..., "jax": version}``.
 The networks and losses follow OGBench's ``impls`` (``agents/gcbc.py``, ``agents/gciql.py``,
 ``utils/networks.py``) at their default configuration, written here from their description:
 
-* MLPs of 3 x 512 with flax's default GELU (tanh form), Xavier-uniform kernels;
+* MLPs of 3 x 512 (``--hidden-dims``) with flax's default GELU (tanh form), Xavier-uniform kernels;
 * GCBC: a Gaussian actor with a constant unit standard deviation, loss = mean negative
   log-likelihood of the data's action;
 * GCIQL: a value network and a twin critic (a ``vmap``-ed ensemble) with LayerNorm after each
@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+#: OGBench's default hidden widths (``--hidden-dims`` overrides them).
 HIDDEN = (512, 512, 512)
 PREDRAWN = 16
 
@@ -45,11 +46,12 @@ class MLP(nn.Module):
 
     out_dim: int
     layer_norm: bool = False
+    hidden: tuple[int, ...] = HIDDEN
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         init = nn.initializers.xavier_uniform()
-        for width in HIDDEN:
+        for width in self.hidden:
             x = nn.gelu(nn.Dense(width, kernel_init=init)(x))
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
@@ -58,6 +60,8 @@ class MLP(nn.Module):
 
 class TwinCritic(nn.Module):
     """Two value MLPs with separate parameters, evaluated as one vmapped network."""
+
+    hidden: tuple[int, ...] = HIDDEN
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -69,7 +73,7 @@ class TwinCritic(nn.Module):
             out_axes=0,
             axis_size=2,
         )
-        return ensemble(1, True)(x)[..., 0]
+        return ensemble(1, True, self.hidden)(x)[..., 0]
 
 
 def gaussian_log_prob(mean: jax.Array, actions: jax.Array) -> jax.Array:
@@ -77,9 +81,9 @@ def gaussian_log_prob(mean: jax.Array, actions: jax.Array) -> jax.Array:
     return -0.5 * (((actions - mean) ** 2).sum(-1) + mean.shape[-1] * jnp.log(2 * jnp.pi))
 
 
-def gcbc_step(dims: dict[str, int]) -> tuple[Any, Any]:
+def gcbc_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]:
     """(initial state, jitted update) of GCBC."""
-    actor = MLP(dims["action"])
+    actor = MLP(dims["action"], hidden=hidden)
     params = actor.init(jax.random.PRNGKey(0), jnp.zeros((1, dims["obs"] + dims["goal"])))
     tx = optax.adam(3e-4)
 
@@ -98,9 +102,10 @@ def gcbc_step(dims: dict[str, int]) -> tuple[Any, Any]:
     return (params, tx.init(params)), update
 
 
-def gciql_step(dims: dict[str, int]) -> tuple[Any, Any]:
+def gciql_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]:
     """(initial state, jitted update) of GCIQL with the DDPG+BC actor."""
-    value, critic, actor = MLP(1, True), TwinCritic(), MLP(dims["action"])
+    value = MLP(1, True, hidden)
+    critic, actor = TwinCritic(hidden), MLP(dims["action"], hidden=hidden)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     state_in = jnp.zeros((1, dims["obs"] + dims["goal"]))
     critic_in = jnp.zeros((1, dims["obs"] + dims["goal"] + dims["action"]))
@@ -169,11 +174,17 @@ def batches(dims: dict[str, int], batch_size: int, seed: int = 0) -> list[dict[s
 
 
 def steps_per_second(
-    algorithm: str, dims: dict[str, int], batch_size: int, warmup: int, steps: int, repeats: int
+    algorithm: str,
+    dims: dict[str, int],
+    hidden: tuple[int, ...],
+    batch_size: int,
+    warmup: int,
+    steps: int,
+    repeats: int,
 ) -> float:
     """Best rate over ``repeats`` rounds of ``steps`` updates, after ``warmup`` (with the
     compilation) untimed ones."""
-    state, update = (gcbc_step if algorithm == "GCBC" else gciql_step)(dims)
+    state, update = (gcbc_step if algorithm == "GCBC" else gciql_step)(dims, hidden)
     data = batches(dims, batch_size)
     loss = jnp.zeros(())
     for i in range(warmup):
@@ -196,13 +207,20 @@ def main() -> None:
     parser.add_argument("--goal-dim", type=int, required=True)
     parser.add_argument("--action-dim", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--hidden-dims", type=int, nargs="+", default=list(HIDDEN))
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     dims = {"obs": args.obs_dim, "goal": args.goal_dim, "action": args.action_dim}
     rate = steps_per_second(
-        args.algorithm, dims, args.batch_size, args.warmup, args.steps, args.repeats
+        args.algorithm,
+        dims,
+        tuple(args.hidden_dims),
+        args.batch_size,
+        args.warmup,
+        args.steps,
+        args.repeats,
     )
     result = {"algorithm": args.algorithm, "steps_per_second": rate, "jax": jax.__version__}
     print(json.dumps(result))

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _measure import peak_mb, reset_peak, run_command, run_isolated
+from _measure import peak_mb, reset_peak, run_isolated
 
 #: PointMaze's success radius (its sparse ``compute_reward``).
 GOAL_RADIUS = 0.45

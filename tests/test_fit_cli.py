@@ -83,3 +83,80 @@ def test_config_mistakes_exit_non_zero(workdir: Path, capsys: pytest.CaptureFixt
     assert main(["fit", "--config", config, "--data.path", "missing.hdf5"]) == 2
     assert "missing.hdf5" in capsys.readouterr().err
     assert main(["fit", "--config", config, "--data.no_such_option", "1"]) != 0
+
+
+DDP_CASES = [("BC", "none"), ("BC", "pcgrad"), ("IQL", "none"), ("IQL", "gradnorm")]
+
+
+@pytest.mark.parametrize(("algorithm", "optim"), DDP_CASES, ids=lambda v: str(v))
+def test_fit_under_ddp_on_two_cpu_processes(workdir: Path, algorithm: str, optim: str) -> None:
+    """``gcrl fit --trainer.strategy ddp --trainer.devices 2`` (gloo): Lightning re-launches
+    ``gcrl fit`` for rank 1; the ranks draw different batches, end with equal parameters, and
+    one checkpoint and one log are written."""
+    import os
+    import subprocess
+    import sys
+
+    probe = workdir / "probe"
+    args = [sys.executable, "-m", "gcrl", "fit", "--model", f"gcrl.algorithms.{algorithm}"]
+    args += ["--model.task_signal", "onehot", "--model.optim", optim]
+    if algorithm == "BC":
+        args += ["--model.hidden_dims", "[16, 16]"]
+    else:
+        args += ["--model.actor_hidden_dims", "[16, 16]", "--model.value_hidden_dims", "[16]"]
+    args += ["--data.path", "multitask.hdf5"]
+    args += ["--data.batch_size", "16", "--data.relabel", "none", "--data.steps_per_epoch", "3"]
+    args += ["--trainer.max_steps", "6", "--trainer.log_every_n_steps", "2"]
+    args += ["--trainer.accelerator", "cpu"]
+    args += ["--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    args += ["--trainer.callbacks+=tests.rank_probe.RankProbe"]
+    args += [f"--trainer.callbacks.out={probe}"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(probe / f"rank{r}.pt") for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == 6
+    assert ranks[0]["batches"] != ranks[1]["batches"], "both ranks drew the same batches"
+    params = [r["params"] for r in ranks]
+    assert params[0].keys() == params[1].keys()
+    for name in params[0]:
+        torch.testing.assert_close(params[0][name], params[1][name], msg=name, rtol=0, atol=1e-6)
+    assert len(list(workdir.glob("runs/**/*.ckpt"))) == 1
+    assert [p.name for p in workdir.glob("runs/csv/*")] == ["version_0"]
+    assert (workdir / "runs/csv/version_0/metrics.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "compile_step"), [("BC", False), ("IQL", False), ("BC", True)]
+)
+def test_resume_mid_epoch_continues_exactly(
+    workdir: Path, algorithm: str, compile_step: bool
+) -> None:
+    """A run resumed from a checkpoint taken mid-epoch ends with the weights of the
+    uninterrupted run: the batch stream's random state is in the checkpoint, and target
+    networks are updated before the checkpoint callback runs."""
+    common = ["--model", f"gcrl.algorithms.{algorithm}", "--data.path", "data.hdf5"]
+    common += ["--model.compile_step", str(compile_step).lower()]
+    if algorithm == "BC":
+        common += ["--model.hidden_dims", "[16, 16]"]
+    else:
+        common += ["--model.actor_hidden_dims", "[16]", "--model.value_hidden_dims", "[16]"]
+    common += ["--data.batch_size", "16", "--data.steps_per_epoch", "5", "--data.seed", "3"]
+    common += ["--trainer.max_steps", "14", "--trainer.enable_progress_bar", "false"]
+    common += ["--trainer.logger", "false"]
+    every = ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_top_k=-1"]
+    every += ["--trainer.callbacks.every_n_train_steps=7", "--trainer.callbacks.dirpath=ckpt"]
+    assert main(["fit", *common, *every]) == 0
+    steps = sorted(p.name for p in (workdir / "ckpt").glob("*.ckpt"))
+    assert steps == ["epoch=1-step=7.ckpt", "epoch=2-step=14.ckpt"], steps
+    final = torch.load(workdir / "ckpt/epoch=2-step=14.ckpt", weights_only=False)
+    resumed_dir = ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.dirpath=again"]
+    args = ["fit", *common, *resumed_dir, "--ckpt_path", "ckpt/epoch=1-step=7.ckpt"]
+    assert main(args) == 0
+    (resumed_path,) = (workdir / "again").glob("*.ckpt")
+    resumed = torch.load(resumed_path, weights_only=False)
+    assert resumed["global_step"] == 14
+    for name, value in final["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=0, msg=name)

@@ -194,7 +194,10 @@ def test_goal_dims_as_list_or_slice_give_the_same_batches_from_contiguous_column
     batches = []
     for dims in ([0, 1], slice(0, 2)):
         sampler = GoalSampler(
-            data, goal_dims=dims, value_goals=GoalMixture.ogbench_value(), seed=3  # type: ignore[arg-type]
+            data,
+            goal_dims=dims,
+            value_goals=GoalMixture.ogbench_value(),
+            seed=3,  # type: ignore[arg-type]
         )
         assert sampler.achieved.flags.c_contiguous and sampler.next_achieved.flags.c_contiguous
         assert not np.shares_memory(sampler.achieved, data.observations)

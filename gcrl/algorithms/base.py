@@ -74,9 +74,14 @@ class GCRLModule(L.LightningModule):
         gradnorm_alpha: GradNorm's restoring factor (1.5).
         gradient_clip_val: clip the gradient norm to this (with ``optim``, where Lightning's
             trainer option does not apply; None: no clipping).
-        compile_losses: compile the loss computation with ``torch.compile`` (the first step
-            compiles, for seconds to a minute; on 2 CPU cores we measured no reliable gain, the
-            matrix products dominate, so it is off by default).
+        compile_step: compile the training update with ``torch.compile``: the losses and
+            the objective in one graph, whose backward AOTAutograd compiles too, on CUDA in
+            ``reduce-overhead`` mode (CUDA graphs: the step's kernels replayed as one launch);
+            the optimiser (fused Adam) and the target-network update are one kernel each
+            already. None (default): on for CUDA, off elsewhere (on CPU the matrix products
+            dominate and ``benchmarks/train.py`` measures no reliable gain). The first step
+            compiles, for seconds to a minute. Validation and acting stay eager.
+        compile_losses: the name ``compile_step`` had in gcrl 0.1 (checkpoints keep it).
     """
 
     #: The per-sample losses whose means are summed into the training objective.
@@ -98,6 +103,7 @@ class GCRLModule(L.LightningModule):
         optim: str = "none",
         gradnorm_alpha: float = 1.5,
         gradient_clip_val: float | None = None,
+        compile_step: bool | None = None,
         compile_losses: bool = False,
     ) -> None:
         super().__init__()
@@ -110,7 +116,7 @@ class GCRLModule(L.LightningModule):
         self.num_tasks = self.spec.num_tasks
         self.learning_rate = learning_rate
         self._compiled: Any = None
-        self.compile_losses = compile_losses
+        self.compile_step: bool | None = True if compile_losses else compile_step
         if optim not in OPTIMS:
             raise ConfigError(f"optim: unknown {optim!r}; choose one of {', '.join(OPTIMS)}")
         self.optim = optim
@@ -145,13 +151,16 @@ class GCRLModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         """Refuse a task signal that cannot apply before training on it (checked here, not
-        when building: checkpoints of gcrl 0.1.0 trained such models and still load)."""
+        when building: checkpoints of gcrl 0.1.0 trained such models and still load), and
+        decide ``compile_step`` for the device."""
         kind = self.hparams.get("task_signal", "auto")
         if kind in ("onehot", "embedding", "text") and self.num_tasks < 2:
             raise ConfigError(
                 f"task_signal {kind}: the data holds {self.num_tasks} task, so the signal "
                 "would be a constant; use goal (goal-conditioned data) or none"
             )
+        if self.compile_step is None:
+            self.compile_step = self.device.type == "cuda"
 
     def _build_signal(
         self,
@@ -212,20 +221,35 @@ class GCRLModule(L.LightningModule):
         return task_ids if self.num_heads > 1 else None
 
     # ----------------------------------------------------------------- training
-    def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`losses`, compiled on first use when ``compile_losses`` is set."""
-        if not self.compile_losses:
-            return self.losses(batch)
+    def compute_losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """:meth:`losses` and the objective (:meth:`objective_value`), compiled into one graph
+        on first use when ``compile_step`` is on."""
+        if not self.compile_step:
+            return self._losses_and_objective(batch)
         if self._compiled is None:
-            self._compiled = torch.compile(self.losses, dynamic=False)
-        return self._compiled(batch)
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._compiled = torch.compile(self._losses_and_objective, dynamic=False, mode=mode)
+        return self._compiled(batch)  # type: ignore[no-any-return]
+
+    def _losses_and_objective(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        losses = self.losses(batch)
+        return losses, self.objective_value(losses)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         if self.optim != "none":
             return self._multitask_step(batch)
-        losses = self.compute_losses(batch)
+        losses, objective = self.compute_losses(batch)
         self.log_losses("", losses, batch)
-        return self.objective_value(losses)
+        return objective
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's optimiser step, then :meth:`update_targets` (before any callback's
+        ``on_train_batch_end``, so a checkpoint saved there holds the updated targets)."""
+        super().optimizer_step(*args, **kwargs)
+        self.update_targets()
+
+    def update_targets(self) -> None:
+        """Update target networks after each optimiser step (none by default)."""
 
     def _multitask_step(self, batch: Batch) -> torch.Tensor:
         """One step of PCGrad or GradNorm under manual optimisation."""
@@ -233,13 +257,14 @@ class GCRLModule(L.LightningModule):
         optimizer = self.optimizers()
         assert not isinstance(optimizer, list)
         with multitask.capture():
-            losses = self.compute_losses(batch)
+            losses, objective = self.compute_losses(batch)
         per_sample = torch.stack([losses[name] for name in self.objective]).sum(0)
         optimizer.zero_grad()
         multitask.backward(per_sample, batch.task_ids)
         if self.gradient_clip_val is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)  # type: ignore[arg-type]
         optimizer.step()
+        self.update_targets()
         schedulers = self.lr_schedulers()
         if schedulers is not None and not isinstance(schedulers, list):
             schedulers.step()
@@ -248,16 +273,14 @@ class GCRLModule(L.LightningModule):
             names = self.spec.task_names
             weights = multitask.weights.detach()
             self.log_dict({f"gradnorm/weight/{n}": w for n, w in zip(names, weights, strict=True)})
-        return self.objective_value(losses).detach()
+        return objective.detach()
 
     def _build_multitask(self) -> Any:
         from gcrl.optim import GradNorm, PCGrad
 
-        if self.trainer.world_size > 1:
-            raise ConfigError(
-                f"optim {self.optim}: not supported under distributed training yet; use "
-                "gcrl.optim directly with torch.distributed, or a single device"
-            )
+        # Under DDP, Lightning's manual optimisation leaves DDP's gradient reducer idle unless
+        # manual_backward runs; gcrl.optim all-reduces the per-task gradients itself, so
+        # every rank applies the same surgery to the gradients of the union of the batches.
         heads = [
             p
             for m in self.modules()

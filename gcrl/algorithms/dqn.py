@@ -90,7 +90,7 @@ class DQN(GCRLModule):
             self.q, self.target_q, batch, cond, self.heads(batch), self.discount, self.cql_alpha
         )
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def update_targets(self) -> None:
         polyak_update(self.target_q, self.q, self.tau)
 
     @torch.no_grad()

@@ -159,7 +159,7 @@ class IQL(GCRLModule):
             "actor/bc_loss": bc_loss.detach(),
         }
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def update_targets(self) -> None:
         polyak_update(self.target_critic, self.critic, self.tau)
 
     def act_on(

@@ -70,8 +70,9 @@ def quiet_lightning() -> None:
 def run(args: Sequence[str]) -> int:
     """Run a Lightning subcommand (``fit``, ``validate`` or ``test`` and its options)."""
     quiet_lightning()
-    # LightningCLI reads ``args``; an unrelated sys.argv (a test runner's) only makes it warn.
-    saved, sys.argv = sys.argv, sys.argv[:1]
+    # LightningCLI reads ``args``. Lightning's DDP launcher starts the other ranks by running
+    # ``sys.argv`` again, so it must hold this very command: ``gcrl fit ...``.
+    saved, sys.argv = sys.argv, [sys.argv[0], *args]
     try:
         _cli(args)
     finally:

@@ -394,7 +394,14 @@ class TrajectoryDataModule(L.LightningDataModule):
 
 
 class BatchStream:
-    """``steps`` batches from ``data``, drawn and relabeled a whole batch at a time."""
+    """``steps`` batches from ``data`` per pass, drawn and relabeled a whole batch at a time.
+
+    Resumable (Lightning's ``state_dict`` / ``load_state_dict`` of a training iterable): the
+    state is the random generator's state before the first batch not yet trained on, and that
+    batch's position in the epoch, so a run resumed from any checkpoint draws the batches an
+    uninterrupted run draws. Lightning fetches one batch ahead of the one it trains on, so the
+    stream keeps the generator's state before each batch of the current pass.
+    """
 
     def __init__(
         self,
@@ -407,20 +414,48 @@ class BatchStream:
         self.module = module
         self.data = data
         self.steps = steps
+        self.rng = rng
         self.numpy_sampler = module.sampler(data, rng)
         self.store = store
         self.scores = module.task_scores_of(data) if module.conservative else None
+        #: Generator state before batch ``i`` of the current pass, for the last few ``i``.
+        self._states: dict[int, dict[str, Any]] = {}
+        self._start = 0  # position the next pass starts at (a resumed pass starts mid-epoch)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[Batch]:
         gather = self.store is None
-        for _ in range(self.steps):
+        start, self._start = self._start, 0
+        self._states = {}
+        for position in range(start, self.steps):
+            self._remember(position)
             if self.scores is not None:
                 self.scores.refresh_if_due()
             batch = self.numpy_sampler.sample(self.module.batch_size, gather=gather)
             yield self.module.to_batch(self.data, batch, self.store)
+        self._remember(self.steps)
+
+    def _remember(self, position: int) -> None:
+        self._states[position] = self.rng.bit_generator.state
+        self._states.pop(position - 8, None)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where to resume: the position in the epoch of the next batch to train on (the
+        batches Lightning has processed in this epoch) and the generator state before it."""
+        trainer = self.module.trainer
+        drawn = max(self._states, default=0)
+        position = drawn
+        if trainer is not None:
+            position = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        state = self._states.get(position, self.rng.bit_generator.state)
+        return {"position": position % self.steps, "rng": state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next pass draws the rest of the epoch."""
+        self.rng.bit_generator.state = state["rng"]
+        self._start = int(state["position"])
 
 
 class FixedBatches:
