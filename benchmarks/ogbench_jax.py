@@ -5,7 +5,7 @@
 
 Needs ``jax``, ``flax`` and ``optax`` (not gcrl's dependencies: ``train.py --jax-python``
 points at an interpreter that has them, e.g. a separate virtual environment). Prints one JSON
-line: ``{"algorithm": ..., "steps_per_second": ..., "jax": version}``.
+line: ``{"algorithm": ..., "steps_per_second": best, "rounds": [...], "jax": version}``.
 
 The networks and losses follow OGBench's ``impls`` (``agents/gcbc.py``, ``agents/gciql.py``,
 ``utils/networks.py``) at their default configuration, written here from their description:
@@ -179,25 +179,29 @@ def steps_per_second(
     hidden: tuple[int, ...],
     batch_size: int,
     warmup: int,
-    steps: int,
+    seconds: float,
     repeats: int,
-) -> float:
-    """Best rate over ``repeats`` rounds of ``steps`` updates, after ``warmup`` (with the
-    compilation) untimed ones."""
+) -> list[float]:
+    """The rate of each of ``repeats`` rounds of updates timed for about ``seconds``, after
+    ``warmup`` (with the compilation) untimed ones."""
     state, update = (gcbc_step if algorithm == "GCBC" else gciql_step)(dims, hidden)
     data = batches(dims, batch_size)
     loss = jnp.zeros(())
     for i in range(warmup):
         state, loss = update(state, data[i % PREDRAWN])
     loss.block_until_ready()
-    best = 0.0
+    rounds = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        for i in range(steps):
-            state, loss = update(state, data[i % PREDRAWN])
-        loss.block_until_ready()
-        best = max(best, steps / (time.perf_counter() - start))
-    return best
+        steps, start = 0, time.perf_counter()
+        # Blocks of 10 updates between clock reads, so that JAX's asynchronous dispatch
+        # overlaps Python with the computation as in a training loop.
+        while (elapsed := time.perf_counter() - start) < seconds or steps < 10:
+            for _ in range(10):
+                state, loss = update(state, data[steps % PREDRAWN])
+                steps += 1
+            loss.block_until_ready()
+        rounds.append(steps / elapsed)
+    return rounds
 
 
 def main() -> None:
@@ -209,20 +213,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--hidden-dims", type=int, nargs="+", default=list(HIDDEN))
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     dims = {"obs": args.obs_dim, "goal": args.goal_dim, "action": args.action_dim}
-    rate = steps_per_second(
+    rounds = steps_per_second(
         args.algorithm,
         dims,
         tuple(args.hidden_dims),
         args.batch_size,
         args.warmup,
-        args.steps,
+        args.seconds,
         args.repeats,
     )
-    result = {"algorithm": args.algorithm, "steps_per_second": rate, "jax": jax.__version__}
+    result = {
+        "algorithm": args.algorithm,
+        "steps_per_second": max(rounds),
+        "rounds": rounds,
+        "jax": jax.__version__,
+    }
     print(json.dumps(result))
 
 

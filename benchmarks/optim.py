@@ -9,7 +9,10 @@ belonging to one task. PCGrad projects over the trunk (the heads are task-specif
 measures gradient norms at the trunk's last layer. "PCGrad (one pass)" picks per layer between
 per-sample kernels and per-task gradients for the tasks' Gram matrix (``strategy="auto"``);
 "per-task gradients only" forms every task's gradient (``strategy="per-task"``), for
-comparison. Every method takes the same Adam step;
+comparison. The references compute the two the usual way: PCGrad with one backward per task
+and the projection loop; GradNorm with one ``create_graph`` backward per task for the norms
+and a second backward through them into the task weights (the paper's algorithm). Every method
+takes the same Adam step;
 times are milliseconds per step (forward, backward, combination, optimiser), best of
 --repeats, the methods interleaved. The table ends with the ratios the targets are stated in.
 """
@@ -64,9 +67,14 @@ def losses_of(
     return ((model(x, t) - y) ** 2).sum(-1)
 
 
-def methods(num_tasks: int, batch: int, width: int) -> dict[str, Callable[[], None]]:
-    """One step of each method, each on its own model and Adam."""
+def methods(
+    num_tasks: int, batch: int, width: int, compiled: bool = False
+) -> dict[str, Callable[[], None]]:
+    """One step of each method, each on its own model and Adam; ``compiled``: the forward
+    pass and loss of plain Adam and of the one-pass methods through ``torch.compile`` (their
+    backward compiled by AOTAutograd, as ``compile_step`` does)."""
     out: dict[str, Callable[[], None]] = {}
+    forward = torch.compile(losses_of, dynamic=False) if compiled else losses_of
 
     model, x, y, t = setup(num_tasks, batch, width, 0)
     adam = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -74,7 +82,7 @@ def methods(num_tasks: int, batch: int, width: int) -> dict[str, Callable[[], No
     def plain() -> None:
         adam.zero_grad()
         # The summed task losses sum_t L_t, as PCGrad and GradNorm see them.
-        TaskLosses(losses_of(model, x, y, t), t, num_tasks).total().backward()
+        TaskLosses(forward(model, x, y, t), t, num_tasks).total().backward()
         adam.step()
 
     out["plain Adam"] = plain
@@ -99,7 +107,7 @@ def methods(num_tasks: int, batch: int, width: int) -> dict[str, Callable[[], No
         def step() -> None:
             adam.zero_grad()
             with combiner.capture():
-                per_sample = losses_of(model, x, y, t)
+                per_sample = forward(model, x, y, t)
             combiner.backward(per_sample, t)
             adam.step()
 
@@ -146,21 +154,38 @@ def methods(num_tasks: int, batch: int, width: int) -> dict[str, Callable[[], No
     model_n, xn, yn, tn = setup(num_tasks, batch, width, 0)
     adam_n = torch.optim.Adam(model_n.parameters(), lr=1e-4)
     last = model_n.trunk[4].weight
-    weights = torch.ones(num_tasks)
+    weights = torch.ones(num_tasks, requires_grad=True)
+    adam_w = torch.optim.Adam([weights], lr=0.025)
+    initial: list[torch.Tensor] = []
 
     def per_task_gradnorm() -> None:
+        """GradNorm as its paper and the usual implementations compute it: each task's
+        gradient norm at the last shared layer with ``create_graph=True``, then a second
+        backward of ``sum_t |G_t - G r_t^alpha|`` into the task weights (Adam), renormalised."""
         adam_n.zero_grad()
         per_sample = losses_of(model_n, xn, yn, tn)
         task_losses = torch.stack([per_sample[tn == k].mean() for k in range(num_tasks)])
+        if not initial:
+            initial.append(task_losses.detach())
         norms = torch.stack(
             [
-                torch.autograd.grad(weights[k] * task_losses[k], last, retain_graph=True)[0].norm()
+                torch.autograd.grad(
+                    weights[k] * task_losses[k], last, retain_graph=True, create_graph=True
+                )[0].norm()
                 for k in range(num_tasks)
             ]
         )
-        (weights * task_losses).sum().backward()
-        weights.add_(-0.025 * torch.sign(norms - norms.mean()))
+        ratio = task_losses.detach() / initial[0]
+        target = (norms.mean() * (ratio / ratio.mean()) ** 1.5).detach()
+        balance = (norms - target).abs().sum()
+        adam_w.zero_grad()
+        (weights.grad,) = torch.autograd.grad(balance, weights, retain_graph=True)
+        (weights.detach() * task_losses).sum().backward()
         adam_n.step()
+        adam_w.step()
+        with torch.no_grad():
+            weights.clamp_(min=1e-3)
+            weights.mul_(num_tasks / weights.sum())
 
     out["GradNorm (one backward per task)"] = per_task_gradnorm
     return out
@@ -185,17 +210,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: small nets)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the forward pass of plain Adam and the one-pass methods",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    compiled = ", forward passes compiled" if args.compile else ""
     print(
-        f"3 x {args.width} MLP, batch {args.batch}, {args.threads} torch thread(s); ms per "
-        f"step, best of {args.repeats}\n"
+        f"3 x {args.width} MLP, batch {args.batch}, {args.threads} torch thread(s){compiled}; "
+        f"ms per step, best of {args.repeats}\n"
     )
     print("| tasks | method | ms/step | vs plain Adam |")
     print("|---:|---|---:|---:|")
     ratios: dict[tuple[int, str], float] = {}
     for num_tasks in args.tasks:
-        runs = methods(num_tasks, args.batch, args.width)
+        runs = methods(num_tasks, args.batch, args.width, args.compile)
         best = {name: float("inf") for name in runs}
         for _ in range(args.repeats):
             for name, step in runs.items():

@@ -1,51 +1,49 @@
-"""Training speed: gcrl's GCBC and GCIQL through Lightning, beside a plain PyTorch loop over the
-same module and beside OGBench's JAX implementations.
+"""Training speed: gcrl's GCBC and GCIQL through Lightning (eager and with ``compile_step``),
+beside a plain PyTorch loop over the same module, a bare PyTorch MLP, and OGBench's updates in
+JAX measured in the same run, at several batch and network sizes.
 
-    .venv/bin/python benchmarks/train.py                       # a few minutes on 2 CPU cores
-    .venv/bin/python benchmarks/train.py --steps 30 --iql-steps 10 --repeats 1 --skip-threads
-    # with the JAX reference measured in the same run (jax, flax, optax in another venv):
+    taskset -c 1 .venv/bin/python benchmarks/train.py --jax-python /tmp/jax/bin/python
+    .venv/bin/python benchmarks/train.py --seconds 1 --repeats 1 --algorithms GCBC  # quick
+    # the JAX reference (jax, flax, optax) in a venv of its own:
     python -m venv /tmp/jax && /tmp/jax/bin/pip install jax flax optax
-    .venv/bin/python benchmarks/train.py --jax-python /tmp/jax/bin/python
 
-Builds (once, cached under --workdir) a native gcrl file of PointMaze-like transitions with
-``benchmarks/relabel.py``'s ``make_data``: dict observations ``observation`` (4,),
-``achieved_goal`` (2,) and ``desired_goal`` (2,), float32 actions (2,), episodes of
---episode-length steps ending in a timeout. Batches of --batch-size come from
-``TrajectoryDataModule(relabel="ogbench")``; the networks have OGBench's sizes (3 x 512):
+Builds (once, cached under --workdir) a native file of PointMaze-like transitions with
+``benchmarks/relabel.py``'s ``make_data`` (dict observations ``observation`` (4,),
+``achieved_goal`` (2,), ``desired_goal`` (2,), float32 actions (2,)) and the same data with
+flat array observations (the ``observation`` key; the goal is its first two dimensions,
+``goal_dims=[0, 1]``, as in D4RL AntMaze files). Batches come from
+``TrajectoryDataModule(relabel="ogbench")``. Each (batch size, hidden widths) of the grid
+(``--batch-size`` x ``--hidden-dims``) and algorithm runs in a fresh process with
+``torch.set_num_threads(--threads)`` (1 by default; pin the run with ``taskset``):
 
-* GCBC: ``BC(task_signal="goal", hidden_dims=[512, 512, 512], loss="nll")``;
-* GCIQL: ``IQL(task_signal="goal")`` with its defaults (OGBench GCIQL's).
+* GCBC: ``BC(task_signal="goal", hidden_dims=H, loss="nll")``;
+* GCIQL: ``IQL(task_signal="goal", actor_hidden_dims=H, value_hidden_dims=H)``, otherwise its
+  defaults (OGBench GCIQL's).
 
-Each algorithm runs in a fresh process with ``torch.set_num_threads(--threads)``, and each
-method is timed over --steps steps after --warmup untimed ones (best of --repeats, the methods
-interleaved):
+Methods (steps per second after --warmup untimed steps, each timed for about --seconds, best
+of --repeats interleaved rounds):
 
-* gcrl via Lightning: ``Trainer(max_steps=..., logger=False, ...)`` fitting the module on the
-  data module; a callback reads ``time.perf_counter()`` at ``on_train_batch_start``, and the
-  rate counts whole steps from the start of step --warmup (data, logging, hooks included);
-* plain loop, pre-drawn batches: the same module class and Adam (``configure_optimizers()``),
-  ``loss = module.training_step(batch, i)`` (its ``self.log`` calls are no-ops without a
-  Trainer), ``zero_grad``, ``backward``, ``step``, and ``on_train_batch_end`` (IQL's target
-  update), cycling over 16 batches drawn beforehand from the same data module: the model's
-  cost alone;
-* bare PyTorch MLP, no gcrl (GCBC only): the floor for any PyTorch implementation, a
-  hand-written ``nn.Sequential`` of the same sizes (exact GELU), fused Adam and the
-  unit-variance Gaussian's negative log-likelihood (up to its constant), on the same
-  pre-drawn batches: no gcrl code at all;
-* plain loop, fresh batches: the same loop drawing each batch from the data module's
-  ``train_dataloader()`` (the numpy goal sampler for rows, goals and rewards, then the
-  observations and actions gathered from the tensors the data module holds on the device):
-  model + data.
+* bare PyTorch MLP (GCBC only): a hand-written ``nn.Sequential`` with fused Adam on pre-drawn
+  batches, no gcrl code: the floor for an eager PyTorch implementation;
+* plain loop: the gcrl module's ``training_step``, ``backward``, Adam and ``update_targets``
+  on 16 pre-drawn batches: the model's cost alone;
+* plain loop, compiled update: the update ``compile_step`` runs (``gcrl.algorithms.compiled``:
+  gradient, Adam and target update in one compiled function) on the same pre-drawn batches:
+  the row to set beside OGBench's jitted update, which is timed the same way;
+* gcrl via Lightning, dict / array observations: ``Trainer.fit`` on the data module (data,
+  logging and hooks included), each layout's own data module;
+* gcrl via Lightning, compile_step: the same with ``compile_step=True`` (dict observations);
+* gcrl via Lightning, compile_step, updates_per_batch K: the same with ``updates_per_batch=K``
+  (--updates-per-batch, 8 by default): K optimiser steps per Lightning step, their batches
+  drawn at once; steps/s counts optimiser steps;
+* OGBench JAX: ``benchmarks/ogbench_jax.py`` (same sizes and losses, pre-drawn batches, the
+  whole update under one ``jax.jit``) in its own process with --jax-python. Without it the
+  table prints the figures quoted by the issues where they exist, marked "quoted, not
+  measured", and no ratio against JAX.
 
-With --compile every method uses ``compile_losses=True`` (the loss computation compiled by
-``torch.compile`` during the warm-up steps); by default all run eagerly.
-
-The reference rows: with --jax-python, OGBench's updates in JAX (``benchmarks/ogbench_jax.py``:
-same sizes and losses, pre-drawn batches, so the model's cost alone), each run in its own
-process right after the algorithm's torch process, with the same steps and rounds. Without it,
-the figures the issue quotes (:data:`OGBENCH_JAX`, measured earlier on this machine type).
-A second table gives the Lightning GCBC rate at 1 and 2 threads (--threads defaults to the
-faster one). The script ends with the ratios the targets are stated in.
+With --ddp, a second table: GCBC through ``gcrl fit`` on 1 process against 2 (``--trainer.
+strategy ddp --trainer.devices 2`` on CPU, gloo), the global batch held equal (each of the
+two ranks takes half), at the first grid size.
 """
 
 from __future__ import annotations
@@ -54,46 +52,76 @@ import argparse
 import itertools
 import json
 import logging
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-#: OGBench's JAX GCBC and GCIQL (``impls/main.py``, the same sizes and batch), training steps
-#: per second quoted by the issue, measured earlier on this machine type; used without
-#: --jax-python.
-OGBENCH_JAX: dict[str, float] = {"GCBC": 48.0, "GCIQL": 6.0}
 ALGORITHMS = ("GCBC", "GCIQL")
-BARE = "bare PyTorch MLP, no gcrl"
+BARE = "bare PyTorch MLP"
 PLAIN = "plain loop, pre-drawn batches"
-FRESH = "plain loop, fresh batches"
-LIGHTNING = "gcrl via Lightning"
-REFERENCE = "OGBench JAX (reference)"
-METHODS = (BARE, PLAIN, FRESH, LIGHTNING)
-#: Batches drawn beforehand for the plain loop, reused cyclically.
+PLAIN_COMPILED = "plain loop, pre-drawn, compiled update"
+LIGHTNING = "gcrl via Lightning, dict observations"
+ARRAY = "gcrl via Lightning, array observations"
+COMPILED = "gcrl via Lightning, dict, compile_step"
+STEPPED = "gcrl via Lightning, dict, compile_step, updates_per_batch {k}"
+JAX = "OGBench JAX"
+METHODS = (BARE, PLAIN, PLAIN_COMPILED, LIGHTNING, ARRAY, COMPILED)
+#: Batches drawn beforehand for the loops without a data module, reused cyclically.
 PREDRAWN = 16
-#: Targets: Lightning / plain loop, and Lightning / OGBench JAX.
-OVERHEAD_TARGET = 0.9
-REFERENCE_TARGET = 1.0
+#: Steps/s of OGBench's own training loop (``impls/main.py``, sampling included) quoted by the
+#: issues, on this machine type: (algorithm, batch, hidden) -> figure. Shown only without
+#: --jax-python, labelled as quoted.
+QUOTED_JAX: dict[tuple[str, int, tuple[int, ...]], float] = {
+    ("GCBC", 256, (256, 256)): 287.6,
+    ("GCIQL", 256, (256, 256)): 57.8,
+    ("GCBC", 1024, (512, 512, 512)): 48.0,
+    ("GCIQL", 1024, (512, 512, 512)): 6.0,
+}
+TARGET = 1.0  # Lightning (best of eager / compiled) / OGBench JAX
 
 
-# --------------------------------------------------------------------------- building
-def data_module(path: Path, batch_size: int, steps: int) -> Any:
-    """The benchmark's data module: OGBench relabeling, one epoch of ``steps`` batches."""
+# --------------------------------------------------------------------------- data
+def array_copy(path: Path, out: Path) -> None:
+    """``path`` with flat array observations (its ``observation`` key), once."""
+    if out.exists():
+        return
+    import dataclasses
+
+    from gcrl.datasets import load_native, save
+
+    data = load_native(path)
+    flat = dataclasses.replace(
+        data,
+        observations=data.observations["observation"],
+        next_observations=data.next_observations["observation"],
+    )
+    save(flat, out)
+
+
+def data_module(path: Path, layout: str, batch_size: int, steps: int, updates: int = 1) -> Any:
     from gcrl.training import TrajectoryDataModule
 
     dm = TrajectoryDataModule(
-        str(path), batch_size=batch_size, relabel="ogbench", steps_per_epoch=steps, seed=0
+        str(path),
+        batch_size=batch_size,
+        relabel="ogbench",
+        goal_dims=[0, 1] if layout == "array" else None,
+        updates_per_batch=updates,
+        steps_per_epoch=steps,
+        seed=0,
     )
     dm.setup("fit")
     return dm
 
 
-def make_module(algorithm: str, spec: Any, compile_losses: bool) -> Any:
-    """GCBC or GCIQL with OGBench's network sizes, freshly initialised (seed 0);
-    ``compile_losses`` compiles their loss computation (``torch.compile``)."""
+def make_module(algorithm: str, spec: Any, hidden: list[int], compile_step: bool) -> Any:
+    """GCBC or GCIQL of ``hidden`` widths, freshly initialised (seed 0)."""
     import torch
 
     from gcrl.algorithms import BC, IQL
@@ -103,75 +131,92 @@ def make_module(algorithm: str, spec: Any, compile_losses: bool) -> Any:
         return BC(
             spec=spec,
             task_signal="goal",
-            hidden_dims=[512, 512, 512],
+            hidden_dims=hidden,
             loss="nll",
-            compile_losses=compile_losses,
+            compile_step=compile_step,
         )
-    return IQL(spec=spec, task_signal="goal", compile_losses=compile_losses)
+    return IQL(
+        spec=spec,
+        task_signal="goal",
+        actor_hidden_dims=hidden,
+        value_hidden_dims=hidden,
+        compile_step=compile_step,
+    )
 
 
 # --------------------------------------------------------------------------- measuring
-def bare_gcbc(dims: list[int], batches: Iterator[Any], warmup: int, steps: int) -> float:
-    """Steps per second of GCBC written directly in PyTorch (no gcrl module): the same
-    sizes, exact GELU, fused Adam and a unit-variance Gaussian's log-likelihood."""
+def timed(step: Callable[[], None], warmup: int, seconds: float) -> float:
+    """Steps per second of ``step()`` called for at least ``seconds`` after ``warmup``."""
+    for _ in range(warmup):
+        step()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
+        step()
+        calls += 1
+    return calls / elapsed
+
+
+def bare_step(dims: list[int], hidden: list[int], batches: Iterator[Any]) -> Callable[[], None]:
+    """A GCBC step written directly in PyTorch: exact GELU, fused Adam, unit-variance
+    Gaussian log-likelihood (up to its constant)."""
     import torch
     from torch import nn
 
     obs_dim, goal_dim, action_dim = dims
     torch.manual_seed(0)
     layers: list[nn.Module] = []
-    for width_in in (obs_dim + goal_dim, 512, 512):
-        layers += [nn.Linear(width_in, 512), nn.GELU()]
-    actor = nn.Sequential(*layers, nn.Linear(512, action_dim))
+    width = obs_dim + goal_dim
+    for out in hidden:
+        layers += [nn.Linear(width, out), nn.GELU()]
+        width = out
+    actor = nn.Sequential(*layers, nn.Linear(width, action_dim))
     optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, fused=True)
-    start = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            start = time.perf_counter()
+
+    def step() -> None:
         batch = next(batches)
         mean = actor(torch.cat([batch.observations, batch.goals["actor"]], -1))
         loss = 0.5 * ((mean - batch.actions) ** 2).sum(-1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return steps / (time.perf_counter() - start)
+
+    return step
 
 
-def plain_loop(module: Any, batches: Iterator[Any], warmup: int, steps: int) -> float:
-    """Steps per second of a hand-written loop over ``module`` (after ``warmup`` steps)."""
+def plain_step(module: Any, batches: Iterator[Any]) -> Callable[[], None]:
+    """A hand-written loop over the gcrl module (its ``self.log`` calls are no-ops)."""
     optimizer = module.configure_optimizers()
     module.train()
-    start = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
-            start = time.perf_counter()
-        batch = next(batches)
-        loss = module.training_step(batch, i)
+
+    def step() -> None:
+        loss = module.training_step(next(batches), 0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        module.on_train_batch_end(None, batch, i)
-    return steps / (time.perf_counter() - start)
+        module.update_targets()
+
+    return step
 
 
-def lightning_fit(module: Any, dm: Any, warmup: int, steps: int) -> float:
-    """Steps per second of ``Trainer.fit``, from the start of step ``warmup`` to the start of
-    step ``warmup + steps`` (whole steps: data, training step, logging, hooks)."""
+def compiled_plain_step(module: Any, batches: Iterator[Any]) -> Callable[[], None]:
+    """The compiled whole update (``gcrl.algorithms.compiled``, what ``compile_step`` runs)
+    on pre-drawn batches: the model's cost alone, compiled, beside OGBench's jitted update."""
+    from gcrl.algorithms.compiled import CompiledAdam, CompiledUpdate
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    update = CompiledUpdate(module, CompiledAdam(params, lr=module.learning_rate), None)
+    module.train()
+    return lambda: update(next(batches)) and None
+
+
+def lightning_rate(module: Any, dm: Any, warmup: int, steps: int) -> float:
+    """Steps per second of ``Trainer.fit`` over ``steps`` steps after ``warmup``."""
     import lightning as L
     import torch
+    from _clock import StepClock
 
     threads = torch.get_num_threads()
-
-    class StepClock(L.Callback):
-        def __init__(self) -> None:
-            self.starts: list[float] = []
-
-        def on_train_batch_start(self, *args: Any) -> None:
-            self.starts.append(time.perf_counter())
-            if torch.get_num_threads() != threads:
-                raise RuntimeError(f"Lightning set {torch.get_num_threads()} torch threads")
-
-    clock = StepClock()
+    clock = StepClock(warmup=warmup)
     trainer = L.Trainer(
         max_steps=warmup + steps + 1,
         logger=False,
@@ -183,62 +228,103 @@ def lightning_fit(module: Any, dm: Any, warmup: int, steps: int) -> float:
         callbacks=[clock],
     )
     trainer.fit(module, datamodule=dm)
-    return steps / (clock.starts[warmup + steps] - clock.starts[warmup])
+    if torch.get_num_threads() != threads:
+        raise RuntimeError(f"Lightning set {torch.get_num_threads()} torch threads")
+    return clock.rate(steps)
 
 
-def cycle(batches: Iterable[Any]) -> Iterator[Any]:
-    return itertools.cycle(list(batches))
-
-
-def measure(
-    algorithm: str,
-    path: Path,
-    methods: list[str],
-    batch_size: int,
-    threads: int,
-    warmup: int,
-    steps: int,
-    repeats: int,
-    compile_losses: bool,
-) -> dict[str, Any]:
-    """Best rate of each method over ``repeats`` interleaved rounds (in a fresh process)."""
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every method at one size for one algorithm (in a fresh process)."""
     import lightning  # noqa: F401  (sets its loggers' level: override it after)
     import torch
 
     warnings.simplefilter("ignore")  # self.log without a Trainer; Lightning's CPU notes
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    torch.set_num_threads(threads)
-    dm = data_module(path, batch_size, warmup + steps + 1)
-    plain_module = make_module(algorithm, dm.spec, compile_losses)
-    lightning_module = make_module(algorithm, dm.spec, compile_losses)
-    predrawn = cycle(itertools.islice(iter(dm.train_dataloader()), PREDRAWN))
-    runs: dict[str, Callable[[], float]] = {
-        PLAIN: lambda: plain_loop(plain_module, predrawn, warmup, steps),
-        FRESH: lambda: plain_loop(plain_module, iter(dm.train_dataloader()), warmup, steps),
-        LIGHTNING: lambda: lightning_fit(lightning_module, dm, warmup, steps),
-    }
+    torch.set_num_threads(args.threads)
+    algorithm, hidden, batch = args.measure, args.hidden_dims[0], args.batch_size[0]
+    dims_of = hidden_list(hidden)
+    dm = data_module(args.target, "dict", batch, PREDRAWN)
+    predrawn = itertools.cycle(list(dm.train_dataloader()))
     dims = [dm.spec.observation_dim, dm.spec.goal_dim, dm.spec.action_dim]
-    if algorithm == "GCBC":
-        runs[BARE] = lambda: bare_gcbc(dims, predrawn, warmup, steps)
-    methods = [m for m in methods if m in runs]
-    rates: dict[str, list[float]] = {m: [] for m in methods}
-    for _ in range(repeats):
-        for method in methods:
-            rates[method].append(runs[method]())
-    stream = iter(dm.train_dataloader())
-    next(stream)
-    start = time.perf_counter()
-    for _ in range(steps):
-        next(stream)
-    data_ms = (time.perf_counter() - start) / steps * 1000
-    return {
-        "rates": {m: max(r) for m, r in rates.items()},
-        "all": rates,
-        "threads": torch.get_num_threads(),
-        "data_ms": data_ms,
-        "parameters": sum(p.numel() for p in plain_module.parameters()),
-        "dims": dims,
+    plain = plain_step(make_module(algorithm, dm.spec, dims_of, False), predrawn)
+    # The plain loop's rate sizes the Lightning runs to about --seconds each.
+    estimate = timed(plain, args.warmup, min(args.seconds, 1.0))
+    steps = max(20, int(estimate * args.seconds))
+
+    def fit(layout: str, compile_step: bool, updates: int = 1) -> Callable[[], float]:
+        def run() -> float:
+            path = args.target if layout == "dict" else args.array_target
+            batches = (args.warmup + steps) // updates + 2
+            data = data_module(path, layout, batch, batches, updates)
+            module = make_module(algorithm, data.spec, dims_of, compile_step)
+            # The clock ticks once per batch: rates in optimiser steps per second.
+            warmup = max(1, args.warmup // updates)
+            return updates * lightning_rate(module, data, warmup, batches - warmup - 1)
+
+        return run
+
+    compiled = compiled_plain_step(make_module(algorithm, dm.spec, dims_of, True), predrawn)
+    runs: dict[str, Callable[[], float]] = {
+        PLAIN: lambda: timed(plain, args.warmup, args.seconds),
+        PLAIN_COMPILED: lambda: timed(compiled, args.warmup, args.seconds),
+        LIGHTNING: fit("dict", False),
+        ARRAY: fit("array", False),
+        COMPILED: fit("dict", True),
     }
+    stepped = STEPPED.format(k=args.updates_per_batch)
+    if args.updates_per_batch > 1 and STEPPED in args.methods:
+        runs[stepped] = fit("dict", True, args.updates_per_batch)
+    if algorithm == "GCBC":
+        bare = bare_step(dims, dims_of, predrawn)
+        runs[BARE] = lambda: timed(bare, args.warmup, args.seconds)
+    chosen = [m for m in (*METHODS, stepped) if m in runs and m in (*args.methods, stepped)]
+    rates: dict[str, list[float]] = {m: [] for m in chosen}
+    for _ in range(args.repeats):
+        for method in chosen:
+            rates[method].append(runs[method]())
+    return {"rates": rates, "dims": dims, "threads": torch.get_num_threads()}
+
+
+def hidden_list(spec: str) -> list[int]:
+    return [int(w) for w in spec.split(",")]
+
+
+def measure_jax(
+    args: argparse.Namespace, algorithm: str, dims: list[int], batch: int, hidden: str
+) -> list[float]:
+    """OGBench's update in JAX (``ogbench_jax.py``): the rate of each of --repeats rounds."""
+    obs, goal, action = (str(d) for d in dims)
+    command = [args.jax_python, str(Path(__file__).with_name("ogbench_jax.py"))]
+    command += ["--algorithm", algorithm, "--obs-dim", obs, "--goal-dim", goal]
+    command += ["--action-dim", action, "--batch-size", str(batch)]
+    command += ["--hidden-dims", *hidden.split(","), "--warmup", str(args.warmup)]
+    command += ["--seconds", str(args.seconds), "--repeats", str(args.repeats)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return [float(r) for r in json.loads(out.strip().splitlines()[-1])["rounds"]]
+
+
+def ddp_rates(args: argparse.Namespace, path: Path, batch: int, hidden: str) -> dict[int, float]:
+    """GCBC steps/s through ``gcrl fit`` on 1 and on 2 CPU processes, global batch ``batch``."""
+    out: dict[int, float] = {}
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    for devices in (1, 2):
+        with tempfile.TemporaryDirectory() as work:
+            rate = Path(work) / "rate.json"
+            command = [sys.executable, "-m", "gcrl", "fit", "--model", "gcrl.algorithms.BC"]
+            command += ["--model.task_signal", "goal", "--model.loss", "nll"]
+            command += ["--model.hidden_dims", f"[{hidden}]", "--data.path", str(path)]
+            command += ["--data.batch_size", str(batch // devices), "--data.relabel", "ogbench"]
+            command += ["--trainer.max_steps", str(args.ddp_steps), "--trainer.logger", "false"]
+            command += ["--trainer.enable_checkpointing", "false"]
+            command += ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
+            command += ["--trainer.devices", str(devices)]
+            if devices > 1:
+                command += ["--trainer.strategy", "ddp"]
+            command += ["--trainer.callbacks+=_clock.StepClock", f"--trainer.callbacks.out={rate}"]
+            subprocess.run(command, check=True, capture_output=True, cwd=work, env=env)
+            out[devices] = json.loads(rate.read_text())["steps_per_second"]
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -246,48 +332,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--transitions", type=int, default=100_000)
+    parser.add_argument("--transitions", type=int, default=200_000)
     parser.add_argument("--episode-length", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--steps", type=int, default=100, help="timed GCBC steps per run")
-    parser.add_argument("--iql-steps", type=int, default=30, help="timed GCIQL steps per run")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; the best one counts")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[256, 1024])
     parser.add_argument(
-        "--threads", type=int, default=2, help="torch.set_num_threads (2: faster when quiet)"
+        "--hidden-dims",
+        nargs="+",
+        default=["256,256", "512,512,512"],
+        help="hidden widths, comma-separated, one network size per value",
     )
     parser.add_argument(
-        "--skip-threads", action="store_true", help="skip the 1 vs 2 threads GCBC table"
+        "--grid",
+        action="store_true",
+        help="every batch size with every network (default: the i-th with the i-th)",
     )
-    parser.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="compile_losses=True for every method (compiled during the warm-up steps)",
-    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds; best and spread shown")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
     parser.add_argument(
-        "--jax-python",
-        help="a Python with jax, flax and optax: measure the OGBench JAX rows in this run",
+        "--methods", nargs="+", default=[*METHODS, STEPPED], choices=[*METHODS, STEPPED]
     )
+    parser.add_argument(
+        "--updates-per-batch",
+        type=int,
+        default=8,
+        help="the updates_per_batch row (optimiser steps per Lightning step)",
+    )
+    parser.add_argument(
+        "--jax-python", help="a Python with jax, flax and optax: measure OGBench's JAX rows"
+    )
+    parser.add_argument("--ddp", action="store_true", help="add the 1 vs 2 process table")
+    parser.add_argument("--ddp-steps", type=int, default=300)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/gcrl-bench-train"))
     parser.add_argument("--measure", help=argparse.SUPPRESS)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), help=argparse.SUPPRESS)
     parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--array-target", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        result = measure(
-            args.measure,
-            args.target,
-            args.methods,
-            args.batch_size,
-            args.threads,
-            args.warmup,
-            args.steps,
-            args.repeats,
-            args.compile,
-        )
-        print(json.dumps(result))
+        print(json.dumps(measure(args)))
         return
 
     from _measure import run_isolated
@@ -295,134 +379,91 @@ def main() -> None:
 
     work = args.workdir / f"n{args.transitions}-L{args.episode_length}"
     work.mkdir(parents=True, exist_ok=True)
-    path = work / "data.hdf5"
+    path, array_path = work / "data.hdf5", work / "array.hdf5"
     print(f"building data in {work} (cached) ...", file=sys.stderr)
     make_data(path, work / "half.hdf5", args.transitions, args.episode_length)
+    array_copy(path, array_path)
 
-    common = ["--target", str(path), "--batch-size", str(args.batch_size)]
-    common += ["--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-    common += ["--compile" if args.compile else "--no-compile"]
-    gcbc = [*common, "--steps", str(args.steps)]
-    steps = {"GCBC": args.steps, "GCIQL": args.iql_steps}
-    results: dict[str, dict[str, Any]] = {}
-    for algorithm in args.algorithms:
-        child = [*common, "--steps", str(steps[algorithm]), "--threads", str(args.threads)]
-        results[algorithm] = run_isolated(__file__, algorithm, child)
-        print(f"  {algorithm}: {results[algorithm]['all']}", file=sys.stderr)
-        results[algorithm]["reference"] = OGBENCH_JAX[algorithm]
-        if args.jax_python:
-            rate = measure_jax(args, algorithm, results[algorithm]["dims"], steps[algorithm])
-            results[algorithm]["reference"] = rate
-            print(f"  {algorithm}, OGBench in JAX: {rate:.1f}/s", file=sys.stderr)
-
-    threads: dict[int, float] = {}
-    if not args.skip_threads:
-        for n in (1, 2):
-            if n == args.threads and "GCBC" in results:
-                threads[n] = results["GCBC"]["rates"][LIGHTNING]
-                continue
-            child = [*gcbc, "--threads", str(n), "--methods", LIGHTNING]
-            threads[n] = run_isolated(__file__, "GCBC", child)["rates"][LIGHTNING]
-            print(f"  GCBC via Lightning, {n} thread(s): {threads[n]:.1f}/s", file=sys.stderr)
-    report(args, results, threads)
-    print_matmul_bound(args.batch_size, args.threads)
-
-
-def measure_jax(args: argparse.Namespace, algorithm: str, dims: list[int], steps: int) -> float:
-    """Steps per second of OGBench's update in JAX (``ogbench_jax.py``), in ``--jax-python``."""
-    import subprocess
-
-    obs, goal, action = (str(d) for d in dims)
-    command = [args.jax_python, str(Path(__file__).with_name("ogbench_jax.py"))]
-    command += ["--algorithm", algorithm, "--obs-dim", obs, "--goal-dim", goal]
-    command += ["--action-dim", action, "--batch-size", str(args.batch_size)]
-    command += ["--warmup", str(args.warmup), "--steps", str(steps)]
-    command += ["--repeats", str(args.repeats)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["steps_per_second"])
-
-
-def print_matmul_bound(batch: int, threads: int) -> None:
-    """How fast this machine multiplies GCBC's hidden-layer matrices: the bound on its step.
-
-    A GCBC step multiplies ``batch x 512`` by ``512 x 512`` six times (two hidden layers,
-    forward and two backward products each); at the measured rate that alone takes the time
-    printed, whatever the framework.
-    """
-    import torch
-
-    torch.set_num_threads(threads)
-    a, w = torch.randn(batch, 512), torch.randn(512, 512)
-    for _ in range(10):
-        a @ w
-    calls = 200
-    start = time.perf_counter()
-    for _ in range(calls):
-        a @ w
-    seconds = (time.perf_counter() - start) / calls
-    gflops = 2 * batch * 512 * 512 / seconds / 1e9
-    print(
-        f"\na {batch} x 512 by 512 x 512 fp32 matmul runs at {gflops:.0f} GFLOPS here "
-        f"({threads} thread(s)); GCBC's six per step take {6 * seconds * 1000:.1f} ms at that "
-        f"rate, {1 / (6 * seconds):.0f} steps/s at most"
-    )
-
-
-def report(
-    args: argparse.Namespace, results: dict[str, dict[str, Any]], threads: dict[int, float]
-) -> None:
-    print(
-        f"\n{args.transitions:,} transitions, batch {args.batch_size}, 3 x 512 MLPs, "
-        f"{args.threads} torch thread(s); steps/s over {args.steps} (GCBC) or {args.iql_steps} "
-        f"(GCIQL) steps after {args.warmup} warm-up steps, best of {args.repeats} interleaved "
-        "rounds, each algorithm in a fresh process\n"
-    )
-    print("| algorithm | method | steps/s | vs plain loop | vs OGBench JAX reference |")
-    print("|---|---|---:|---:|---:|")
-    for algorithm, result in results.items():
-        rates = result["rates"]
-        base, ref = rates.get(PLAIN), result["reference"]
-        for method in (*METHODS, REFERENCE):
-            rate = ref if method == REFERENCE else rates.get(method)
-            if rate is None:
-                continue
-            vs_plain = f"{rate / base:.2f}" if base else "n/a"
-            print(f"| {algorithm} | {method} | {rate:.1f} | {vs_plain} | {rate / ref:.2f} |")
-    if args.jax_python:
-        print(
-            "\nOGBench JAX rows: measured in this run (benchmarks/ogbench_jax.py, pre-drawn "
-            "batches, in its own process after the algorithm's torch process)."
-        )
+    if args.grid:
+        sizes = list(itertools.product(args.batch_size, args.hidden_dims))
     else:
-        quoted = ", ".join(f"{k} {v:g}" for k, v in OGBENCH_JAX.items())
-        print(
-            f"\nOGBench JAX rows: the issue's figures ({quoted} steps/s), measured earlier on "
-            "this machine type, not by this script (--jax-python measures them)."
-        )
-    for algorithm, result in results.items():
-        print(
-            f"{algorithm}: {result['parameters']:,} parameters; one batch from the data module "
-            f"(sample + tensors) takes {result['data_ms']:.2f} ms"
-        )
-    if threads:
-        print("\n| torch threads | GCBC via Lightning, steps/s |")
-        print("|---:|---:|")
-        for n, rate in threads.items():
-            print(f"| {n} | {rate:.1f} |")
-        best = max(threads, key=threads.__getitem__)
-        print(f"faster here: {best} thread(s); this run used --threads {args.threads}")
-
-    rows: list[tuple[str, str, str]] = []
-    for algorithm, result in results.items():
+        sizes = list(zip(args.batch_size, args.hidden_dims, strict=True))
+    rows: list[dict[str, Any]] = []
+    for (batch, hidden), algorithm in itertools.product(sizes, args.algorithms):
+        child = ["--target", str(path), "--array-target", str(array_path)]
+        child += ["--batch-size", str(batch), "--hidden-dims", hidden, "--threads"]
+        child += [str(args.threads), "--warmup", str(args.warmup), "--seconds"]
+        child += [str(args.seconds), "--repeats", str(args.repeats), "--methods", *args.methods]
+        child += ["--updates-per-batch", str(args.updates_per_batch)]
+        result = run_isolated(__file__, algorithm, child)
         rates = result["rates"]
-        lightning, plain = rates.get(LIGHTNING), rates.get(PLAIN)
-        overhead = f"{lightning / plain:.2f}" if lightning and plain else "n/a"
-        rows.append((f"{algorithm}: Lightning / plain loop", overhead, f">= {OVERHEAD_TARGET}"))
-        versus = f"{lightning / result['reference']:.2f}" if lightning else "n/a"
-        rows.append((f"{algorithm}: Lightning / OGBench JAX", versus, f">= {REFERENCE_TARGET:g}"))
-    print("\nratios (targets in brackets)")
-    for label, value, target in rows:
-        print(f"{label:<34} {value:>6}  [{target}]")
+        if args.jax_python:
+            rates[JAX] = measure_jax(args, algorithm, result["dims"], batch, hidden)
+        rows.append({"algorithm": algorithm, "batch": batch, "hidden": hidden, "rates": rates})
+        print(f"  {algorithm} batch {batch} [{hidden}]: {rates}", file=sys.stderr)
+    ddp = ddp_rates(args, path, *sizes[0]) if args.ddp else {}
+    report(args, rows, ddp)
+
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], ddp: dict[int, float]) -> None:
+    print(
+        f"\n{args.transitions:,} transitions; {args.threads} torch thread(s); steps/s timed for "
+        f"about {args.seconds:g} s after {args.warmup} warm-up steps, best of {args.repeats} "
+        "interleaved rounds (spread: lowest-highest), each algorithm and size in a fresh "
+        "process\n"
+    )
+    reference = "vs OGBench JAX" if args.jax_python else "vs OGBench JAX (quoted)"
+    print(f"| algorithm | batch | hidden | method | steps/s | spread | vs plain | {reference} |")
+    print("|---|---:|---|---|---:|---|---:|---:|")
+    ratios: list[tuple[str, str, str]] = []
+    for row in rows:
+        rates = row["rates"]
+        key = (row["algorithm"], row["batch"], tuple(hidden_list(row["hidden"])))
+        jax = max(rates[JAX]) if JAX in rates else None
+        quoted = QUOTED_JAX.get(key) if jax is None else None
+        plain = max(rates[PLAIN]) if PLAIN in rates else None
+        for method in (*METHODS, *(m for m in rates if m not in METHODS and m != JAX), JAX):
+            if method not in rates:
+                continue
+            best, low = max(rates[method]), min(rates[method])
+            vs_plain = f"{best / plain:.2f}" if plain else "n/a"
+            vs_jax = f"{best / jax:.2f}" if jax else "n/a"
+            print(
+                f"| {row['algorithm']} | {row['batch']} | {row['hidden']} | {method} | "
+                f"{best:.1f} | {low:.1f}-{best:.1f} | {vs_plain} | {vs_jax} |"
+            )
+        if quoted is not None:
+            print(
+                f"| {row['algorithm']} | {row['batch']} | {row['hidden']} | OGBench JAX, "
+                f"impls/main.py (quoted, not measured) | {quoted:g} | | | |"
+            )
+        if jax:
+            label = f"{row['algorithm']} batch {row['batch']} [{row['hidden']}]"
+            update = max(rates[PLAIN_COMPILED]) / jax if PLAIN_COMPILED in rates else None
+            fits = [max(v) for m, v in rates.items() if m.startswith("gcrl via Lightning")]
+            ratios.append(
+                (
+                    label,
+                    f"{update:.2f}" if update else "n/a",
+                    f"{max(fits) / jax:.2f}" if fits else "n/a",
+                )
+            )
+    if ddp:
+        print("\n| GCBC via gcrl fit, global batch held equal | steps/s | vs 1 process |")
+        print("|---|---:|---:|")
+        for devices, rate in ddp.items():
+            print(f"| {devices} process(es) | {rate:.1f} | {rate / ddp[1]:.2f} |")
+    if ratios:
+        print(
+            f"\nratios to OGBench's jitted JAX update [target >= {TARGET}]: the compiled "
+            "update alone (both on pre-drawn batches), and gcrl fit's whole step (the best "
+            "Lightning row; data, hooks and logging included)"
+        )
+        print(f"{'':<32} {'update':>8} {'gcrl fit':>9}")
+        for label, update, fit in ratios:
+            print(f"{label:<32} {update:>8} {fit:>9}")
+    elif not args.jax_python:
+        print("\nno JAX ratio: the JAX rows were not measured in this run (--jax-python)")
 
 
 if __name__ == "__main__":

@@ -57,8 +57,9 @@ class EvaluationCallback(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:
-        step = trainer.global_step
-        if step % self.every_n_steps == 0 and step != self._last_step:
+        # Steps advance by updates_per_batch per batch: evaluate on crossing a multiple.
+        step, every = trainer.global_step, self.every_n_steps
+        if step // every > max(self._last_step, 0) // every:
             self._evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -244,11 +244,53 @@ def test_compiled_step_equals_the_eager_step(
         torch.manual_seed(0)
         model = algorithm(spec=dm.spec, task_signal=signal, compile_step=compile_step, **sizes)
         fit(model, dm, 4)
-        assert (model._compiled is not None) == compile_step
+        whole_step = model._whole_step
+        assert (whole_step is not None and not whole_step.eager) == compile_step
         trained.append(model.state_dict())
     eager, compiled = trained
     for name, value in eager.items():
         torch.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "sizes"),
+    [(BC, {"hidden_dims": [16]}), (IQL, {"actor_hidden_dims": [16], "value_hidden_dims": [16]})],
+    ids=["bc", "iql"],
+)
+def test_updates_per_batch_step_on_each_part_in_turn(
+    algorithm: type, sizes: dict, tmp_path: Path
+) -> None:
+    """``updates_per_batch=2``: each Lightning step takes one optimiser step per part of its
+    batch, the same as a plain loop over the parts (target updates included), and
+    ``max_steps`` counts optimiser steps."""
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=4, length=8)
+
+    def data() -> TrajectoryDataModule:
+        return TrajectoryDataModule(
+            str(path), batch_size=16, updates_per_batch=2, steps_per_epoch=3, seed=1
+        )
+
+    batches = list(data().train_dataloader())
+    assert [b.updates for b in batches] == [2, 2, 2] and len(batches[0]) == 32
+    parts = [part for batch in batches for part in batch.parts()]
+    assert all(len(p) == 16 for p in parts)
+    torch.manual_seed(0)
+    stepped = algorithm(spec=data().spec, task_signal="goal", **sizes)
+    trainer = fit(stepped, data(), 5)
+    assert trainer.global_step == 5  # the third batch takes one of its two steps
+
+    torch.manual_seed(0)
+    looped = algorithm(spec=data().spec, task_signal="goal", **sizes)
+    optimizer = looped.configure_optimizers()
+    for part in parts[:5]:
+        _, objective = looped.compute_losses(part)
+        optimizer.zero_grad()
+        objective.backward()
+        optimizer.step()
+        looped.update_targets()
+    expected = looped.state_dict()
+    for name, value in stepped.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-7, msg=name)
 
 
 @pytest.mark.parametrize("optim", ["pcgrad", "gradnorm"])

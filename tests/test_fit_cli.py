@@ -85,6 +85,21 @@ def test_config_mistakes_exit_non_zero(workdir: Path, capsys: pytest.CaptureFixt
     assert main(["fit", "--config", config, "--data.no_such_option", "1"]) != 0
 
 
+def test_updates_per_batch_count_and_label_optimiser_steps(workdir: Path) -> None:
+    import csv
+
+    args = ["fit", "--model", "gcrl.algorithms.BC", "--model.hidden_dims", "[16]"]
+    args += ["--data.path", "data.hdf5", "--data.batch_size", "8", "--data.updates_per_batch", "4"]
+    args += ["--trainer.max_steps", "10", "--trainer.log_every_n_steps", "1"]
+    args += ["--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    (checkpoint,) = workdir.glob("runs/csv/version_0/checkpoints/*.ckpt")
+    assert checkpoint.name == "epoch=0-step=10.ckpt"
+    with open(workdir / "runs/csv/version_0/metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("actor/loss")]
+    assert [int(r["step"]) for r in rows] == [3, 7, 9]  # the index of each batch's last step
+
+
 DDP_CASES = [("BC", "none"), ("BC", "pcgrad"), ("IQL", "none"), ("IQL", "gradnorm")]
 
 

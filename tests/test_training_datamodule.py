@@ -101,7 +101,7 @@ def columns(batch: Batch) -> dict[str, torch.Tensor]:
     out = {
         f.name: getattr(batch, f.name)
         for f in fields(batch)
-        if f.name != "goals" and getattr(batch, f.name) is not None
+        if isinstance(getattr(batch, f.name), torch.Tensor)
     }
     return out | {f"goals/{k}": v for k, v in batch.goals.items()}
 

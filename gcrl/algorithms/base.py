@@ -116,6 +116,8 @@ class GCRLModule(L.LightningModule):
         self.num_tasks = self.spec.num_tasks
         self.learning_rate = learning_rate
         self._compiled: Any = None
+        self._whole_step: Any = None  # the compiled update (gcrl.algorithms.compiled)
+        self._updates_per_batch = 1  # the data module's, read when fitting starts
         self.compile_step: bool | None = True if compile_losses else compile_step
         if optim not in OPTIMS:
             raise ConfigError(f"optim: unknown {optim!r}; choose one of {', '.join(OPTIMS)}")
@@ -159,8 +161,6 @@ class GCRLModule(L.LightningModule):
                 f"task_signal {kind}: the data holds {self.num_tasks} task, so the signal "
                 "would be a constant; use goal (goal-conditioned data) or none"
             )
-        if self.compile_step is None:
-            self.compile_step = self.device.type == "cuda"
 
     def _build_signal(
         self,
@@ -223,24 +223,100 @@ class GCRLModule(L.LightningModule):
     # ----------------------------------------------------------------- training
     def compute_losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """:meth:`losses` and the objective (:meth:`objective_value`), compiled into one graph
-        on first use when ``compile_step`` is on."""
+        on first use when ``compile_step`` is on (PCGrad and GradNorm: their one-pass
+        gradients come from the eager backward of this graph)."""
         if not self.compile_step:
             return self._losses_and_objective(batch)
         if self._compiled is None:
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self._compiled = torch.compile(self._losses_and_objective, dynamic=False, mode=mode)
-        return self._compiled(batch)  # type: ignore[no-any-return]
+        return self._compiled(batch)
 
     def _losses_and_objective(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         losses = self.losses(batch)
         return losses, self.objective_value(losses)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        if self.optim != "none":
-            return self._multitask_step(batch)
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        """One Lightning step: one optimiser step under automatic optimisation; under manual
+        optimisation (``compile_step``, ``optim``, ``updates_per_batch`` > 1) one per part of
+        the batch (:meth:`Batch.parts`), each counted by Lightning as a step."""
+        log = self._logging_step()
+        if self.automatic_optimization:
+            losses, objective = self.compute_losses(batch)
+            if log:
+                self.log_losses("", losses, batch)
+            return objective
+        parts = batch.parts()[: self._updates_left(batch.updates)]
+        extra: dict[str, torch.Tensor] = {}
+        for part in parts:
+            if self.optim != "none":
+                losses = self._multitask_update(part, extra if log else None)
+            elif self.compile_step:
+                losses = self._compiled_update(part)
+            else:
+                losses = self._eager_update(part)
+            schedulers = self.lr_schedulers()
+            if schedulers is not None and not isinstance(schedulers, list):
+                schedulers.step()
+        if log:
+            # Several updates: labelled by the last one's index (as Lightning labels batches
+            # of one update), not by batch.
+            step = self.global_step - 1 if batch.updates > 1 else None
+            self.log_losses("", losses, part, extra, step=step)
+        return None
+
+    def _updates_left(self, updates: int) -> int:
+        """How many of a batch's ``updates`` fit before ``trainer.max_steps``."""
+        max_steps = self.trainer.max_steps
+        if max_steps is None or max_steps < 0:
+            return updates
+        return max(1, min(updates, max_steps - self.global_step))
+
+    def _optimizer(self) -> Any:
+        optimizer = self.optimizers()
+        assert not isinstance(optimizer, list)
+        return optimizer
+
+    def _eager_update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One eager optimiser step under manual optimisation."""
+        optimizer = self._optimizer()
         losses, objective = self.compute_losses(batch)
-        self.log_losses("", losses, batch)
-        return objective
+        optimizer.zero_grad()
+        self.manual_backward(objective)
+        clip = self._clip_value()
+        if clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=clip)
+        optimizer.step()
+        self.update_targets()
+        return losses
+
+    def _compiled_update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One step of the compiled whole update (:mod:`gcrl.algorithms.compiled`):
+        Lightning's optimiser step runs it, so it is counted as a step."""
+        optimizer = self._optimizer()
+        if self._whole_step is None:
+            from gcrl.algorithms.compiled import CompiledUpdate
+
+            self._whole_step = CompiledUpdate(self, optimizer.optimizer, self._clip_value())
+        losses: dict[str, torch.Tensor] = {}
+        optimizer.step(closure=lambda: losses.update(self._whole_step(batch)))
+        return losses
+
+    def _clip_value(self) -> float | None:
+        """The gradient-norm bound: ``gradient_clip_val``, else the trainer's (which
+        Lightning applies only under automatic optimisation)."""
+        if self.gradient_clip_val is not None:
+            return self.gradient_clip_val
+        trainer = self._trainer
+        value = None if trainer is None else trainer.gradient_clip_val
+        if value is None:
+            return None
+        if trainer is not None and trainer.gradient_clip_algorithm not in (None, "norm"):
+            raise ConfigError(
+                "trainer.gradient_clip_algorithm: only norm clipping applies under manual "
+                "optimisation (compile_step, optim, updates_per_batch); unset it"
+            )
+        return float(value)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Lightning's optimiser step, then :meth:`update_targets` (before any callback's
@@ -251,29 +327,28 @@ class GCRLModule(L.LightningModule):
     def update_targets(self) -> None:
         """Update target networks after each optimiser step (none by default)."""
 
-    def _multitask_step(self, batch: Batch) -> torch.Tensor:
-        """One step of PCGrad or GradNorm under manual optimisation."""
+    def _multitask_update(
+        self, batch: Batch, metrics: dict[str, torch.Tensor] | None
+    ) -> dict[str, torch.Tensor]:
+        """One step of PCGrad or GradNorm under manual optimisation; GradNorm's task weights
+        go into ``metrics`` when given."""
         multitask = self._multitask or self._build_multitask()
-        optimizer = self.optimizers()
-        assert not isinstance(optimizer, list)
+        optimizer = self._optimizer()
         with multitask.capture():
-            losses, objective = self.compute_losses(batch)
+            losses, _ = self.compute_losses(batch)
         per_sample = torch.stack([losses[name] for name in self.objective]).sum(0)
         optimizer.zero_grad()
         multitask.backward(per_sample, batch.task_ids)
-        if self.gradient_clip_val is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)  # type: ignore[arg-type]
+        clip = self._clip_value()
+        if clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=clip)
         optimizer.step()
         self.update_targets()
-        schedulers = self.lr_schedulers()
-        if schedulers is not None and not isinstance(schedulers, list):
-            schedulers.step()
-        self.log_losses("", losses, batch)
-        if self.optim == "gradnorm" and self._logging_step():
-            names = self.spec.task_names
+        if self.optim == "gradnorm" and metrics is not None:
             weights = multitask.weights.detach()
-            self.log_dict({f"gradnorm/weight/{n}": w for n, w in zip(names, weights, strict=True)})
-        return objective.detach()
+            names = self.spec.task_names
+            metrics.update({f"gradnorm/weight/{n}": w for n, w in zip(names, weights, strict=True)})
+        return losses
 
     def _build_multitask(self) -> Any:
         from gcrl.optim import GradNorm, PCGrad
@@ -314,29 +389,54 @@ class GCRLModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters, fused into one kernel per step where torch
         has one for their device and dtype (on 2 CPU cores it steps GCBC's 0.5M parameters
-        about 3x faster than the per-tensor loop; the update is the same)."""
+        about 3x faster than the per-tensor loop; the update is the same). With
+        ``compile_step`` (decided here, where the device is known), the same Adam applied by
+        the compiled update, under manual optimisation."""
         params = [p for p in self.parameters() if p.requires_grad]
+        if self.compile_step is None:
+            self.compile_step = self.device.type == "cuda"
+        datamodule = getattr(self._trainer, "datamodule", None)
+        self._updates_per_batch = int(getattr(datamodule, "updates_per_batch", 1))
+        if self.compile_step or self._updates_per_batch > 1:
+            self.automatic_optimization = False
+        if self.compile_step and self.optim == "none":
+            from gcrl.algorithms.compiled import CompiledAdam
+
+            return CompiledAdam(params, lr=self.learning_rate)
         return torch.optim.Adam(params, lr=self.learning_rate, fused=fused_adam_supported(params))
 
-    def log_losses(self, prefix: str, losses: Mapping[str, torch.Tensor], batch: Batch) -> None:
+    def log_losses(
+        self,
+        prefix: str,
+        losses: Mapping[str, torch.Tensor],
+        batch: Batch,
+        extra: Mapping[str, torch.Tensor] | None = None,
+        step: int | None = None,
+    ) -> None:
         """Log each mean loss as ``{prefix}{name}`` and its mean per task as
-        ``{prefix}{name}/task/{task name}``: in training on the steps Lightning writes (every
-        ``log_every_n_steps``), in validation over the whole epoch."""
+        ``{prefix}{name}/task/{task name}`` (and ``extra``): in training (called on the steps
+        Lightning writes, :meth:`_logging_step`) for the step, in validation over the whole
+        epoch. With ``step``, written to the loggers at that optimiser step directly (batches
+        of several updates, which Lightning would label by batch)."""
         training = prefix == ""
-        if training and not self._logging_step():
+        metrics = {f"{prefix}{k}": v.mean() for k, v in losses.items()}
+        metrics.update(extra or {})
+        if self.num_tasks > 1:
+            if training and batch.source_task_ids is not None:
+                metrics.update(self._sharing_shares(batch))
+            metrics.update(self._per_task(prefix, losses, batch.task_ids))
+        if step is not None:
+            scalars = {k: float(v) for k, v in metrics.items()}
+            for logger in self.loggers:
+                logger.log_metrics(scalars, step=step)
             return
-        self.log_dict(
-            {f"{prefix}{k}": v.mean() for k, v in losses.items()},
-            on_step=training,
-            on_epoch=not training,
-            prog_bar=False,
-            batch_size=len(batch),
-        )
-        if self.num_tasks < 2:
-            return
-        if training and batch.source_task_ids is not None:
-            self.log_dict(self._sharing_shares(batch), on_step=True, batch_size=len(batch))
-        task_ids = batch.task_ids
+        self.log_dict(metrics, on_step=training, on_epoch=not training, batch_size=len(batch))
+
+    def _per_task(
+        self, prefix: str, losses: Mapping[str, torch.Tensor], task_ids: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Each per-sample loss's mean over each task present, by ``{prefix}{name}/task/
+        {task name}``."""
         counts = torch.bincount(task_ids, minlength=self.num_tasks)
         present = (counts > 0).tolist()
         counts = counts.clamp(min=1)
@@ -352,7 +452,7 @@ class GCRLModule(L.LightningModule):
             for task, (mean, seen) in enumerate(zip(means, present, strict=True)):
                 if seen:
                     per_task[f"{prefix}{name}/task/{names[task]}"] = mean
-        self.log_dict(per_task, on_step=training, on_epoch=not training, batch_size=len(batch))
+        return per_task
 
     def _sharing_shares(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Task sharing: ``sharing/share`` (the shared share of the batch) and
@@ -372,10 +472,11 @@ class GCRLModule(L.LightningModule):
         return out
 
     def _logging_step(self) -> bool:
-        """True on the training steps whose metrics Lightning writes: ``(step + 1) % every``
-        is 0. Logging on other steps costs about 0.65 ms a call and is never written."""
+        """True, at the start of a training step, when Lightning writes its metrics: every
+        ``log_every_n_steps`` batches (each batch holds ``updates_per_batch`` optimiser
+        steps). Logging on other steps costs about 0.65 ms a call and is never written."""
         every = max(1, getattr(self._trainer, "log_every_n_steps", 50))
-        return (self.global_step + 1) % every == 0
+        return (self.global_step // self._updates_per_batch + 1) % every == 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)

@@ -3,7 +3,7 @@
 >>> from gcrl.training import Batch, TrajectoryDataModule
 >>> sorted(f for f in Batch.__dataclass_fields__)  # doctest: +NORMALIZE_WHITESPACE
 ['actions', 'goals', 'masks', 'next_observations', 'observations', 'rewards',
- 'source_task_ids', 'task_ids']
+ 'source_task_ids', 'task_ids', 'updates']
 """
 
 from gcrl.training.batch import Batch, DeviceData

@@ -34,9 +34,37 @@ class Batch:
     goals: Mapping[str, torch.Tensor] = field(default_factory=dict)  # name -> [B, goal dim]
     #: Task sharing: each row's own task ([B] int64; ``task_ids`` holds the target task).
     source_task_ids: torch.Tensor | None = None
+    #: Optimiser steps this batch is for: its rows are that many equal consecutive parts
+    #: (``TrajectoryDataModule(updates_per_batch=...)``), one per step.
+    updates: int = 1
 
     def __len__(self) -> int:
         return len(self.observations)
+
+    def parts(self) -> list[Batch]:
+        """The batch's :attr:`updates` parts, each a batch of its own (views, no copies)."""
+        if self.updates == 1:
+            return [self]
+        size = len(self) // self.updates
+
+        def part(t: torch.Tensor, i: int) -> torch.Tensor:
+            return t[i * size : (i + 1) * size]
+
+        return [
+            Batch(
+                observations=part(self.observations, i),
+                actions=part(self.actions, i),
+                rewards=part(self.rewards, i),
+                masks=part(self.masks, i),
+                next_observations=part(self.next_observations, i),
+                task_ids=part(self.task_ids, i),
+                goals={k: part(v, i) for k, v in self.goals.items()},
+                source_task_ids=None
+                if self.source_task_ids is None
+                else part(self.source_task_ids, i),
+            )
+            for i in range(self.updates)
+        ]
 
     @property
     def device(self) -> torch.device:
@@ -71,6 +99,7 @@ class Batch:
             task_ids=move(self.task_ids),
             goals={k: move(v) for k, v in self.goals.items()},
             source_task_ids=None if self.source_task_ids is None else move(self.source_task_ids),
+            updates=self.updates,
         )
 
 

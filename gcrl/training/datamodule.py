@@ -98,6 +98,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         device_data: hold observations and actions on the training device and gather
             batches there, one of :data:`DEVICE_DATA_MODES`.
         val_fraction: share of episodes held out for validation (by episodes, seeded).
+        updates_per_batch: optimiser steps per Lightning step: each batch holds this many
+            batches of ``batch_size`` rows, drawn at once, and the model steps on each in
+            turn (Lightning's per-step hooks then run once for all of them; logs stay
+            labelled by optimiser step). Training switches to manual optimisation, so
+            ``trainer.gradient_clip_val`` is applied by the model (norm clipping only);
+            ``every_n_train_steps`` of a checkpoint callback should be a multiple of it.
         steps_per_epoch, val_batches: batches per training epoch / per validation run.
         seed: all sampling is drawn from generators seeded by it (and the rank).
     """
@@ -125,6 +131,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         normalize: bool = False,
         device_data: str = "auto",
         val_fraction: float = 0.0,
+        updates_per_batch: int = 1,
         steps_per_epoch: int = 1000,
         val_batches: int = 8,
         seed: int = 0,
@@ -138,6 +145,8 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction: must lie in [0, 1), got {val_fraction}")
+        if updates_per_batch < 1:
+            raise ConfigError(f"updates_per_batch: must be at least 1, got {updates_per_batch}")
         self.save_hyperparameters()
         self.path = path
         self.batch_size = batch_size
@@ -148,6 +157,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.tolerance = tolerance
         self.device_data = device_data
         self.val_fraction = val_fraction
+        self.updates_per_batch = updates_per_batch
         self.steps_per_epoch = steps_per_epoch
         self.val_batches = val_batches
         self.seed = seed
@@ -234,7 +244,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         # Each rank draws its own indices; epochs continue the same stream.
         rng = np.random.default_rng([self.seed, rank])
         data = self.train_data
-        return BatchStream(self, data, self.steps_per_epoch, rng, self.on_device(data))
+        store = self.on_device(data)
+        return BatchStream(self, data, self.steps_per_epoch, rng, store, self.updates_per_batch)
 
     def val_dataloader(self) -> FixedBatches:
         if self.val_data is None:
@@ -344,11 +355,15 @@ class TrajectoryDataModule(L.LightningDataModule):
         return data.observations.get(DESIRED_GOAL)
 
     def to_batch(
-        self, data: Trajectories, batch: dict[str, Any], store: DeviceData | None = None
+        self,
+        data: Trajectories,
+        batch: dict[str, Any],
+        store: DeviceData | None = None,
+        updates: int = 1,
     ) -> Batch:
-        """The numpy batch as a :class:`Batch`; with a ``store``, observations and actions
-        are gathered from it by ``rows`` (the numpy batch may lack them) and every tensor is
-        on its device."""
+        """The numpy batch as a :class:`Batch` (for ``updates`` optimiser steps); with a
+        ``store``, observations and actions are gathered from it by ``rows`` (the numpy batch
+        may lack them) and every tensor is on its device."""
         spec = self.spec
         rows = batch["rows"]
         n = len(rows)
@@ -389,12 +404,15 @@ class TrajectoryDataModule(L.LightningDataModule):
             actions=actions,
             next_observations=next_observations,
             goals=goals,
+            updates=updates,
             **small,
         )
 
 
 class BatchStream:
-    """``steps`` batches from ``data`` per pass, drawn and relabeled a whole batch at a time.
+    """``steps`` batches from ``data`` per pass, drawn and relabeled a whole batch at a time
+    (``updates`` batches of the module's ``batch_size`` in one draw, for as many optimiser
+    steps).
 
     Resumable (Lightning's ``state_dict`` / ``load_state_dict`` of a training iterable): the
     state is the random generator's state before the first batch not yet trained on, and that
@@ -410,10 +428,12 @@ class BatchStream:
         steps: int,
         rng: np.random.Generator,
         store: DeviceData | None = None,
+        updates: int = 1,
     ) -> None:
         self.module = module
         self.data = data
         self.steps = steps
+        self.updates = updates
         self.rng = rng
         self.numpy_sampler = module.sampler(data, rng)
         self.store = store
@@ -433,23 +453,25 @@ class BatchStream:
             self._remember(position)
             if self.scores is not None:
                 self.scores.refresh_if_due()
-            batch = self.numpy_sampler.sample(self.module.batch_size, gather=gather)
-            yield self.module.to_batch(self.data, batch, self.store)
+            rows = self.module.batch_size * self.updates  # every update's rows in one draw
+            batch = self.numpy_sampler.sample(rows, gather=gather)
+            yield self.module.to_batch(self.data, batch, self.store, self.updates)
         self._remember(self.steps)
 
     def _remember(self, position: int) -> None:
-        self._states[position] = self.rng.bit_generator.state
+        self._states[position] = dict(self.rng.bit_generator.state)
         self._states.pop(position - 8, None)
 
     def state_dict(self) -> dict[str, Any]:
         """Where to resume: the position in the epoch of the next batch to train on (the
         batches Lightning has processed in this epoch) and the generator state before it."""
         trainer = self.module.trainer
-        drawn = max(self._states, default=0)
-        position = drawn
+        position = max(self._states, default=0)  # without a trainer: all drawn were used
         if trainer is not None:
-            position = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        state = self._states.get(position, self.rng.bit_generator.state)
+            # A _ProcessedTracker at run time (typed as its base class).
+            current = trainer.fit_loop.epoch_loop.batch_progress.current
+            position = int(getattr(current, "processed"))  # noqa: B009
+        state = self._states.get(position, dict(self.rng.bit_generator.state))
         return {"position": position % self.steps, "rng": state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
