@@ -209,8 +209,9 @@ def compiled_plain_step(module: Any, batches: Iterator[Any]) -> Callable[[], Non
     return lambda: update(next(batches)) and None
 
 
-def lightning_rate(module: Any, dm: Any, warmup: int, steps: int) -> float:
-    """Steps per second of ``Trainer.fit`` over ``steps`` steps after ``warmup``."""
+def lightning_rate(module: Any, dm: Any, warmup: int, steps: int, updates: int = 1) -> float:
+    """Lightning steps per second of ``Trainer.fit`` over ``steps`` steps after ``warmup``
+    (each of ``updates`` optimiser steps)."""
     import lightning as L
     import torch
     from _clock import StepClock
@@ -218,7 +219,7 @@ def lightning_rate(module: Any, dm: Any, warmup: int, steps: int) -> float:
     threads = torch.get_num_threads()
     clock = StepClock(warmup=warmup)
     trainer = L.Trainer(
-        max_steps=warmup + steps + 1,
+        max_steps=(warmup + steps + 1) * updates,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -259,7 +260,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             module = make_module(algorithm, data.spec, dims_of, compile_step)
             # The clock ticks once per batch: rates in optimiser steps per second.
             warmup = max(1, args.warmup // updates)
-            return updates * lightning_rate(module, data, warmup, batches - warmup - 1)
+            rate = lightning_rate(module, data, warmup, batches - warmup - 1, updates)
+            return updates * rate
 
         return run
 

@@ -144,16 +144,27 @@ def test_fit_under_ddp_on_two_cpu_processes(workdir: Path, algorithm: str, optim
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "compile_step"), [("BC", False), ("IQL", False), ("BC", True)]
+    ("algorithm", "compile_step", "optim"),
+    [
+        ("BC", False, "none"),
+        ("IQL", False, "none"),
+        ("BC", True, "none"),
+        ("BC", False, "pcgrad"),
+        ("IQL", False, "gradnorm"),
+    ],
 )
 def test_resume_mid_epoch_continues_exactly(
-    workdir: Path, algorithm: str, compile_step: bool
+    workdir: Path, algorithm: str, compile_step: bool, optim: str
 ) -> None:
     """A run resumed from a checkpoint taken mid-epoch ends with the weights of the
-    uninterrupted run: the batch stream's random state is in the checkpoint, and target
-    networks are updated before the checkpoint callback runs."""
-    common = ["--model", f"gcrl.algorithms.{algorithm}", "--data.path", "data.hdf5"]
-    common += ["--model.compile_step", str(compile_step).lower()]
+    uninterrupted run: the batch stream's random state, PCGrad's generator and GradNorm's
+    task weights are in the checkpoint, and target networks are updated before the
+    checkpoint callback runs."""
+    data = "data.hdf5" if optim == "none" else "multitask.hdf5"
+    common = ["--model", f"gcrl.algorithms.{algorithm}", "--data.path", data]
+    common += ["--model.compile_step", str(compile_step).lower(), "--model.optim", optim]
+    if optim != "none":
+        common += ["--model.task_signal", "onehot", "--data.relabel", "none"]
     if algorithm == "BC":
         common += ["--model.hidden_dims", "[16, 16]"]
     else:

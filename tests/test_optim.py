@@ -421,3 +421,31 @@ def test_bad_arguments() -> None:
         GradNorm(nn.GELU(), 2)
     with pytest.raises(ConfigError, match="task_ids"):
         TaskLosses(torch.zeros(3), torch.tensor([0, 1, 5]), 2)
+
+
+def test_pcgrad_and_gradnorm_state_round_trips() -> None:
+    """What a checkpoint keeps: PCGrad's generator continues its visiting orders, GradNorm's
+    weights and moments continue their updates."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    pcgrad = PCGrad([net], 5, seed=1)
+    random_orders(5, pcgrad.generator)
+    saved = pcgrad.state_dict()
+    expected = random_orders(5, pcgrad.generator)
+    other = PCGrad([net], 5, seed=2)
+    other.load_state_dict(saved)
+    assert torch.equal(random_orders(5, other.generator), expected)
+
+    x, task_ids = torch.randn(40, 3), torch.arange(40) % 4
+    gradnorm = GradNorm(net[0], 4)
+    for _ in range(3):
+        with gradnorm.capture():
+            losses = net(x).squeeze(1) ** 2 * (1 + task_ids)
+        gradnorm.backward(losses, task_ids)
+    restored = GradNorm(net[0], 4)
+    restored.load_state_dict(gradnorm.state_dict())
+    for method in (gradnorm, restored):
+        with method.capture():
+            losses = net(x).squeeze(1) ** 2 * (1 + task_ids)
+        method.backward(losses, task_ids)
+    assert not torch.equal(restored.weights, torch.ones(4))
+    torch.testing.assert_close(restored.weights, gradnorm.weights, rtol=0, atol=0)

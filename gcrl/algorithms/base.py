@@ -126,6 +126,7 @@ class GCRLModule(L.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self.automatic_optimization = optim == "none"
         self._multitask: Any = None
+        self._multitask_state: dict[str, Any] | None = None  # from a checkpoint
         self.conditioning = conditioning
         self.num_heads = self.num_tasks if multi_head else 1
         kind = self._signal_kind(task_signal)
@@ -368,6 +369,8 @@ class GCRLModule(L.LightningModule):
             self._multitask = GradNorm(
                 self.last_shared_layer(), self.num_tasks, alpha=self.gradnorm_alpha
             )
+        if self._multitask_state is not None:
+            self._multitask.load_state_dict(self._multitask_state)
         return self._multitask
 
     def last_shared_layer(self) -> torch.nn.Linear:
@@ -523,3 +526,9 @@ class GCRLModule(L.LightningModule):
             "algorithm": f"{cls.__module__}.{cls.__qualname__}",
             "spec": self.spec.to_dict(),
         }
+        if self._multitask is not None:  # PCGrad's generator, GradNorm's task weights
+            checkpoint[CHECKPOINT_KEY]["multitask"] = self._multitask.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the multi-task optimiser's state for when it is built (at the first step)."""
+        self._multitask_state = checkpoint.get(CHECKPOINT_KEY, {}).get("multitask")

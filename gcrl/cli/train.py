@@ -50,6 +50,8 @@ class GcrlCLI(LightningCLI):
 HARMLESS_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",
     r"Total length of `FixedBatches` across ranks is zero",
+    # sys.argv holds the command for Lightning's DDP launcher, and LightningCLI reads args.
+    r"LightningCLI's args parameter is intended to run from within Python",
 )
 
 

@@ -11,6 +11,8 @@ network's gradients.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -62,6 +64,26 @@ class GradNorm:
     def weights(self) -> torch.Tensor:
         """The current task weights ``[T]`` (positive, summing to T)."""
         return torch.from_numpy(self._weights.astype(np.float32))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The task weights, their Adam moments and step count, and the initial losses."""
+        # Tensors and ints only: checkpoints load with torch.load(weights_only=True).
+        return {
+            "weights": torch.from_numpy(self._weights.copy()),
+            "first_moments": torch.from_numpy(self._moments[0].copy()),
+            "second_moments": torch.from_numpy(self._moments[1].copy()),
+            "steps": self._steps,
+            "initial_losses": self.initial_losses.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._weights = state["weights"].double().numpy().copy()
+        self._moments = (
+            state["first_moments"].double().numpy().copy(),
+            state["second_moments"].double().numpy().copy(),
+        )
+        self._steps = int(state["steps"])
+        self.initial_losses = state["initial_losses"].clone()
 
     def capture(self):  # type: ignore[no-untyped-def]
         """Context manager to wrap the forward pass in."""

@@ -11,6 +11,7 @@ updates of a ``[T, T]`` matrix, not a double loop over gradient vectors.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -129,6 +130,13 @@ class PCGrad:
         self.reduction = reduction
         self.gradients = TaskGradients(modules, params, strategy)
         self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random generator's state (the visiting orders a resumed run continues)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
 
     def capture(self):  # type: ignore[no-untyped-def]
         """Context manager to wrap the forward pass in."""
