@@ -72,15 +72,16 @@ class GCRLModule(L.LightningModule):
             both take every task's gradient from one backward pass (:mod:`gcrl.optim`) and run
             under Lightning's manual optimisation.
         gradnorm_alpha: GradNorm's restoring factor (1.5).
-        gradient_clip_val: clip the gradient norm to this (with ``optim``, where Lightning's
-            trainer option does not apply; None: no clipping).
-        compile_step: compile the training update with ``torch.compile``: the losses and
-            the objective in one graph, whose backward AOTAutograd compiles too, on CUDA in
-            ``reduce-overhead`` mode (CUDA graphs: the step's kernels replayed as one launch);
-            the optimiser (fused Adam) and the target-network update are one kernel each
-            already. None (default): on for CUDA, off elsewhere (on CPU the matrix products
-            dominate and ``benchmarks/train.py`` measures no reliable gain). The first step
-            compiles, for seconds to a minute. Validation and acting stay eager.
+        gradient_clip_val: clip the gradient norm to this (None: the trainer's
+            ``gradient_clip_val``, which under manual optimisation, with ``optim``,
+            ``compile_step`` or ``updates_per_batch``, the model applies itself).
+        compile_step: run the whole update (gradient, clipping, Adam, target networks) as
+            one function compiled by ``torch.compile`` (:mod:`gcrl.algorithms.compiled`; on
+            CUDA in ``reduce-overhead`` mode, CUDA graphs); with ``optim``, only the losses
+            are compiled. None (default): on for CUDA, off elsewhere: on one CPU core it is
+            1.3 to 1.4 times as fast at batch 256 / 2 x 256 and no faster at 1024 / 3 x 512
+            (``benchmarks/train.py``), and the first step compiles for 10 to 60 s.
+            Validation and acting stay eager.
         compile_losses: the name ``compile_step`` had in gcrl 0.1 (checkpoints keep it).
     """
 
@@ -154,8 +155,7 @@ class GCRLModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         """Refuse a task signal that cannot apply before training on it (checked here, not
-        when building: checkpoints of gcrl 0.1.0 trained such models and still load), and
-        decide ``compile_step`` for the device."""
+        when building: checkpoints of gcrl 0.1.0 trained such models and still load)."""
         kind = self.hparams.get("task_signal", "auto")
         if kind in ("onehot", "embedding", "text") and self.num_tasks < 2:
             raise ConfigError(
