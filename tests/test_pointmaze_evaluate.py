@@ -213,3 +213,25 @@ def test_gymnasium_robotics_backend_records_navigate_play(tmp_path: Path) -> Non
     reached = reached[~np.isin(reached, np.r_[data.episode_ends - 1, data.episode_ends - 2])]
     goals = data.observations["desired_goal"]
     assert len(reached) and (goals[reached + 2] != goals[reached]).any(axis=1).all()
+
+
+def test_gcivl_fits_evaluates_and_loads_as_a_policy(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCIVL end to end: ``gcrl fit`` with its config, ``gcrl evaluate`` in the real
+    environment, and ``gcrl.load_policy`` on raw observations."""
+    from gcrl.policy import load_policy
+
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(CONFIGS / "pointmaze-gcivl.yaml"), "--data.path", str(small)]
+    args += ["--data.batch_size", "32", "--model.init_args.actor_hidden_dims", "[16]"]
+    args += ["--model.init_args.value_hidden_dims", "[16]", "--trainer.max_steps", "4"]
+    args += ["--data.steps_per_epoch", "2", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    checkpoint = next((tmp_path / "runs" / "csv" / "version_0" / "checkpoints").glob("*.ckpt"))
+    args = ["evaluate", str(checkpoint), "--env", "pointmaze-medium", "--episodes", "1"]
+    assert main([*args, "--tasks", "task1", "--json", "r.json"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["tasks"][0]["episodes"] == 1
+    observations = {k: v[:3] for k, v in load(small).observations.items()}
+    actions = load_policy(checkpoint)(observations)
+    assert actions.shape == (3, 2) and np.abs(actions).max() <= 1.0
