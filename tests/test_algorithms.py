@@ -101,7 +101,9 @@ def gcivl_reference(model: GCIVL, batch: Batch) -> tuple[list[float], list[float
             s, s2 = batch.observations[i : i + 1], batch.next_observations[i : i + 1]
             r, m = float(batch.rewards[i]), float(batch.masks[i])
 
-            def v(net: torch.nn.Module, k: int, state: torch.Tensor, goal: str) -> float:
+            def v(
+                net: torch.nn.Module, k: int, state: torch.Tensor, goal: str, i: int = i
+            ) -> float:
                 goals = batch.goal(goal)
                 assert goals is not None
                 cond = model.condition(state, goals[i : i + 1])
