@@ -136,3 +136,36 @@ def fit(model: L.LightningModule, data: Any, steps: int, **trainer: object) -> L
     t = L.Trainer(**options)  # type: ignore[arg-type]
     t.fit(model, data)
     return t
+
+
+def goal_chain(path: Path, cells: int = 7, episodes: int = 200, seed: int = 0) -> Path:
+    """Discrete goal reaching on a chain: a random walk (action 1 right, 0 left, clipped at
+    the ends) of 10 steps. Dict observations: ``observation`` and ``achieved_goal`` are the
+    one-hot cell, ``desired_goal`` a random cell, one-hot; actions are int64."""
+    rng = np.random.default_rng(seed)
+    eye = np.eye(cells, dtype=np.float32)
+    cell_rows, next_rows, act_rows, goal_rows = [], [], [], []
+    for _ in range(episodes):
+        cell, goal = int(rng.integers(cells)), int(rng.integers(cells))
+        for _ in range(10):
+            action = int(rng.integers(2))
+            nxt = min(max(cell + (1 if action else -1), 0), cells - 1)
+            cell_rows.append(cell)
+            next_rows.append(nxt)
+            act_rows.append(action)
+            goal_rows.append(goal)
+            cell = nxt
+    n = len(cell_rows)
+    ends = np.zeros(n, dtype=bool)
+    ends[9::10] = True
+    obs, nxt, goals = eye[cell_rows], eye[next_rows], eye[goal_rows]
+    data = Trajectories(
+        observations={"observation": obs, "achieved_goal": obs, "desired_goal": goals},
+        next_observations={"observation": nxt, "achieved_goal": nxt, "desired_goal": goals},
+        actions=np.array(act_rows, dtype=np.int64),
+        rewards=(np.array(next_rows) == np.array(goal_rows)).astype(np.float32),
+        terminals=np.zeros(n, dtype=bool),
+        timeouts=ends,
+        episode_starts=episode_starts_from_ends(ends),
+    )
+    return save(data, path, overwrite=True)

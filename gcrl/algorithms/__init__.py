@@ -3,6 +3,7 @@
 - :class:`BC`: behaviour cloning (Gaussian NLL, MSE, or cross-entropy for discrete actions);
 - :class:`IQL`: goal-conditioned implicit Q-learning with OGBench GCIQL's defaults;
 - :class:`GCIVL`: goal-conditioned implicit V-learning (no Q-function), OGBench's defaults;
+- :class:`CRL`: contrastive RL (a bilinear critic trained by NCE over the batch);
 - :class:`DQN`: double DQN with a conservative regulariser, for discrete actions.
 
 Checkpoints name their class by its import path, so a new algorithm needs no registration.
@@ -10,8 +11,9 @@ Checkpoints name their class by its import path, so a new algorithm needs no reg
 
 from gcrl.algorithms.base import GCRLModule
 from gcrl.algorithms.bc import BC
+from gcrl.algorithms.crl import CRL
 from gcrl.algorithms.dqn import DQN
 from gcrl.algorithms.gcivl import GCIVL
 from gcrl.algorithms.iql import IQL
 
-__all__ = ["BC", "DQN", "GCIVL", "IQL", "GCRLModule"]
+__all__ = ["BC", "CRL", "DQN", "GCIVL", "IQL", "GCRLModule"]

@@ -51,10 +51,17 @@ DEVICE_DATA_MODES = ("auto", "always", "never")
 DEVICE_SHARE = 0.5
 
 
-def goal_sets(relabel: str, her_k: int) -> dict[str, GoalMixture | str]:
-    """The goal sets a relabel mode draws (``value`` carries the rewards)."""
+def goal_sets(
+    relabel: str, her_k: int, value_goals: dict[str, float] | None = None
+) -> dict[str, GoalMixture | str]:
+    """The goal sets a relabel mode draws (``value`` carries the rewards); ``value_goals``
+    replaces the weights of OGBench's value mixture (its geometric part keeps discount 0.99,
+    clipped to the episode's last state)."""
     if relabel == "ogbench":
-        return {"value": GoalMixture.ogbench_value(), "actor": GoalMixture.ogbench_actor()}
+        value = GoalMixture.ogbench_value()
+        if value_goals is not None:
+            value = GoalMixture(value_goals, value.gamma, value.truncation)
+        return {"value": value, "actor": GoalMixture.ogbench_actor()}
     return {"value": GoalMixture.her(her_k), "actor": "value"}
 
 
@@ -71,6 +78,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         goal_dims: array observations: the dimensions forming the goal (default: all, as
             OGBench does); a goal-free dataset needs neither.
         her_k, tolerance: ``her`` mode.
+        value_goals: ``ogbench`` mode: the value goals' mixture weights by strategy (default
+            OGBench's ``{current: 0.2, geometric: 0.5, random: 0.3}``; CRL uses
+            ``{geometric: 1.0}``).
         task_sharing: share rows with other tasks of a multi-task dataset inside each batch:
             ``none``, ``random``, ``high-reward``, ``zero-reward``, ``conservative``
             (:mod:`gcrl.training.sharing`); composes with every ``relabel`` mode (shared rows
@@ -118,6 +128,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         goal_dims: list[int] | None = None,
         her_k: int = 4,
         tolerance: float = 0.5,
+        value_goals: dict[str, float] | None = None,
         task_sharing: str = "none",
         task_relabel_ratio: float | None = None,
         task_reward_fn: str | None = None,
@@ -154,6 +165,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.goal_key = goal_key
         self.goal_dims = goal_dims
         self.her_k = her_k
+        self.value_goals = value_goals
         self.tolerance = tolerance
         self.device_data = device_data
         self.val_fraction = val_fraction
@@ -305,7 +317,7 @@ class TrajectoryDataModule(L.LightningDataModule):
                 data,
                 goal_key=self.goal_key,
                 goal_dims=None if isinstance(data.observations, dict) else self.goal_dims,
-                goal_sets=goal_sets(self.relabel, self.her_k),
+                goal_sets=goal_sets(self.relabel, self.her_k, self.value_goals),
                 reward=GoalReward.ogbench()
                 if self.relabel == "ogbench"
                 else GoalReward(self.tolerance),

@@ -1,0 +1,226 @@
+"""Contrastive RL (CRL), with OGBench's defaults.
+
+Critic: an ensemble of two bilinear networks, ``phi(s, a)`` and ``psi(g)``, each mapping to a
+``latent_dim`` vector, with ``Q(s, a, g) = exp(phi . psi / sqrt(latent_dim))``. It is trained
+by binary NCE over the batch: each row's own goal (a future state of its trajectory, drawn
+geometrically: ``data.value_goals: {geometric: 1.0}``) is the positive, the other rows' goals
+are the negatives. No rewards are used. Actor, as in OGBench:
+
+- ``ddpgbc`` (default, continuous actions): maximise ``log Q`` of the actor's clipped mean
+  action, the lower of the two critics, normalised by its mean absolute value, plus
+  ``alpha`` times the log-likelihood of the data's action;
+- ``awr`` (continuous or discrete actions): a second, single bilinear ``V(s, g)`` trained the
+  same way, and weights ``exp(alpha * (log Q - log V))`` capped at 100.
+
+Discrete actions enter ``phi`` one-hot.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.func import functional_call
+
+from gcrl.algorithms.base import GCRLModule
+from gcrl.errors import ConfigError
+from gcrl.models.critics import ValueEnsemble
+from gcrl.models.policies import Policy
+from gcrl.training.batch import Batch
+
+ACTOR_LOSSES = ("ddpgbc", "awr")
+#: ``log Q`` is taken of ``max(Q, 1e-6)``, as OGBench does.
+LOG_FLOOR = math.log(1e-6)
+#: AWR's cap on ``exp(alpha * advantage)``.
+MAX_WEIGHT = 100.0
+
+
+class Bilinear(torch.nn.Module):
+    """``size`` pairs of networks ``phi(s[, a])`` and ``psi(g)``; :meth:`forward` gives
+    their latent vectors, each ``[size, B, latent_dim]``."""
+
+    def __init__(
+        self,
+        size: int,
+        state_dim: int,
+        goal_dim: int,
+        hidden_dims: list[int],
+        latent_dim: int,
+        **common: Any,
+    ) -> None:
+        super().__init__()
+        self.phi = ValueEnsemble(size, state_dim, 0, hidden_dims, latent_dim, **common)
+        self.psi = ValueEnsemble(size, goal_dim, 0, hidden_dims, latent_dim, **common)
+        self.latent_dim = latent_dim
+
+    def forward(
+        self, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        none = states.new_zeros(len(states), 0)
+        return self.phi(states, none, actions), self.psi(goals, none[: len(goals)])
+
+    def logits(
+        self, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``phi(s_i) . psi(g_i) / sqrt(latent_dim)`` for each row: ``[size, B]`` (``log Q``)."""
+        phi, psi = self(states, goals, actions)
+        return (phi * psi).sum(-1) / math.sqrt(self.latent_dim)
+
+
+def contrastive_loss(
+    net: Bilinear, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """Binary NCE over the batch: ``loss`` per row (``[B]``, the mean over the ensemble and
+    over the row's ``B`` pairs; its batch mean is OGBench's loss), ``logits_pos`` (the row's
+    own pair) and ``accuracy`` (whether the own pair has the row's largest logit)."""
+    phi, psi = net(states, goals, actions)
+    logits = torch.einsum("eik,ejk->eij", phi, psi) / math.sqrt(net.latent_dim)
+    eye = torch.eye(len(states), device=states.device, dtype=logits.dtype)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, eye.expand_as(logits), reduction="none"
+    )
+    mean_logits = logits.detach().mean(0)
+    own = torch.arange(len(states), device=states.device)
+    return {
+        "loss": bce.mean(dim=(0, 2)),
+        "logits_pos": mean_logits.diagonal(),
+        "accuracy": (mean_logits.argmax(1) == own).float(),
+    }
+
+
+class CRL(GCRLModule):
+    """Contrastive RL (OGBench CRL's defaults).
+
+    Args:
+        actor_hidden_dims, value_hidden_dims: MLP widths (512, 512, 512 each).
+        latent_dim: width of ``phi`` and ``psi`` (512).
+        layer_norm: on the critic networks.
+        actor_loss: ``ddpgbc`` (default) or ``awr`` (needed for discrete actions).
+        alpha: the BC weight (DDPG+BC) or AWR's inverse temperature (0.1).
+        const_std: the actor's Gaussian has standard deviation 1.
+        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+    """
+
+    goal_sets = ("value", "actor")
+
+    def __init__(
+        self,
+        actor_hidden_dims: list[int] | None = None,
+        value_hidden_dims: list[int] | None = None,
+        latent_dim: int = 512,
+        layer_norm: bool = True,
+        actor_loss: str = "ddpgbc",
+        alpha: float = 0.1,
+        const_std: bool = True,
+        activation: str = "gelu",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if actor_loss not in ACTOR_LOSSES:
+            raise ConfigError(f"actor_loss: unknown {actor_loss!r}; choose one of {ACTOR_LOSSES}")
+        if self.spec.discrete and actor_loss != "awr":
+            raise ConfigError("CRL: discrete actions need actor_loss awr")
+        if not self.signal.dim:
+            raise ConfigError("CRL: contrasts goals or tasks; the task signal is none")
+        self.actor_loss_kind, self.alpha = actor_loss, alpha
+        obs_dim, act_dim, cond_dim = (
+            self.spec.observation_dim,
+            self.spec.action_dim,
+            self.signal.dim,
+        )
+        dims = value_hidden_dims or [512, 512, 512]
+        common: dict[str, Any] = {"activation_name": activation, "layer_norm": layer_norm}
+        self.critic = Bilinear(2, obs_dim + act_dim, cond_dim, dims, latent_dim, **common)
+        self.value = (
+            Bilinear(1, obs_dim, cond_dim, dims, latent_dim, **common)
+            if actor_loss == "awr"
+            else None
+        )
+        self.actor = Policy(
+            "categorical" if self.spec.discrete else "gaussian",
+            obs_dim,
+            cond_dim,
+            act_dim,
+            actor_hidden_dims or [512, 512, 512],
+            const_std=const_std,
+            conditioning=self.conditioning,
+            num_heads=self.num_heads,
+            activation_name=activation,
+        )
+
+    @property
+    def objective(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The critic's and the actor's losses (and the value's, with AWR)."""
+        if self.actor_loss_kind == "awr":
+            return ("critic/loss", "value/loss", "actor/loss")
+        return ("critic/loss", "actor/loss")
+
+    def _critic_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions as ``phi`` takes them: one-hot for discrete actions."""
+        if self.spec.discrete:
+            return torch.nn.functional.one_hot(actions, self.spec.action_dim).float()
+        return actions
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        value_goals = self.batch_condition(batch, "value")
+        actor_goals = self.batch_condition(batch, "actor")
+        actions = self._critic_actions(batch.actions)
+        out = {
+            f"critic/{k}": v
+            for k, v in contrastive_loss(
+                self.critic, batch.observations, value_goals, actions
+            ).items()
+        }
+        if self.value is not None:
+            value = contrastive_loss(self.value, batch.observations, value_goals, None)
+            out.update({f"value/{k}": v for k, v in value.items()})
+        out.update(self._actor_losses(batch, actor_goals))
+        return out
+
+    def _actor_losses(self, batch: Batch, goals: torch.Tensor) -> dict[str, torch.Tensor]:
+        obs = batch.observations
+        heads = self.heads(batch)
+        dist = self.actor(obs, goals, heads)
+        log_prob = self.actor.log_prob(dist, batch.actions)
+        if self.actor_loss_kind == "awr":
+            assert self.value is not None
+            with torch.no_grad():
+                actions = self._critic_actions(batch.actions)
+                log_q = self.critic.logits(obs, goals, actions).clamp(min=LOG_FLOOR).min(0).values
+                log_v = self.value.logits(obs, goals).clamp(min=LOG_FLOOR)[0]
+                advantage = log_q - log_v
+                weight = torch.exp(advantage * self.alpha).clamp(max=MAX_WEIGHT)
+            return {"actor/loss": -(weight * log_prob), "actor/adv": advantage}
+        # DDPG+BC: the critic scores the actor's action, but only the actor learns from it.
+        frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+        q_actions = dist.clamp(-1.0, 1.0)
+        phi, psi = functional_call(self.critic, frozen, (obs, goals, q_actions), strict=False)
+        log_q = (phi * psi).sum(-1) / math.sqrt(self.critic.latent_dim)
+        q = log_q.clamp(min=LOG_FLOOR).min(0).values
+        q_loss = -q / (q.abs().mean().detach() + 1e-6)
+        bc_loss = -self.alpha * log_prob
+        return {
+            "actor/loss": q_loss + bc_loss,
+            "actor/q": q.detach(),
+            "actor/bc_loss": bc_loss.detach(),
+        }
+
+    def act_on(
+        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
+    ) -> torch.Tensor:
+        action = self.actor.mode(self.actor(observations, condition, heads))
+        return action if self.spec.discrete else action.clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def q_value(
+        self,
+        observations: torch.Tensor,
+        actions: torch.Tensor,
+        goals: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``log Q(s, a, g)``, the lower of the two critics; ``[B]``."""
+        condition = self.condition(observations, goals, task_ids)
+        actions = self._critic_actions(actions)
+        return self.critic.logits(observations, condition, actions).min(0).values
