@@ -57,8 +57,8 @@ class Bilinear(torch.nn.Module):
     def forward(
         self, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        none = states.new_zeros(len(states), 0)
-        return self.phi(states, none, actions), self.psi(goals, none[: len(goals)])
+        none = states.new_zeros(len(states), 0)  # the networks take no condition
+        return self.phi(states, none, actions), self.psi(goals, none)
 
     def logits(
         self, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None = None
@@ -209,8 +209,7 @@ class CRL(GCRLModule):
     def act_on(
         self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:
-        action = self.actor.mode(self.actor(observations, condition, heads))
-        return action if self.spec.discrete else action.clamp(-1.0, 1.0)
+        return self.actor.greedy(observations, condition, heads)
 
     @torch.no_grad()
     def q_value(

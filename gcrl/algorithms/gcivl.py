@@ -143,8 +143,7 @@ class GCIVL(GCRLModule):
     def act_on(
         self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:
-        action = self.actor.mode(self.actor(observations, condition, heads))
-        return action if self.spec.discrete else action.clamp(-1.0, 1.0)
+        return self.actor.greedy(observations, condition, heads)
 
     @torch.no_grad()
     def state_value(

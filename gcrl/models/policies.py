@@ -74,6 +74,13 @@ class Policy(nn.Module):
         """The most likely action: the mean, the action, or the arg-max index."""
         return out.argmax(-1) if self.kind == "categorical" else out
 
+    def greedy(
+        self, obs: torch.Tensor, cond: torch.Tensor, head: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The action to take: the arg-max index, or the mode clipped to [-1, 1]."""
+        action = self.mode(self(obs, cond, head))
+        return action if self.kind == "categorical" else action.clamp(-1.0, 1.0)
+
     def std(self) -> torch.Tensor:
         """The Gaussian's standard deviation per action dimension."""
         return torch.exp(self.log_std.clamp(-5.0, 2.0))
