@@ -52,7 +52,9 @@ def test_every_config_runs_fast_dev_run(config: Path, workdir: Path) -> None:
     assert main(args) == 0
 
 
-def test_fit_writes_logs_and_checkpoints_then_validates(workdir: Path) -> None:
+def test_fit_writes_logs_and_checkpoints_then_validates(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = next(c for c in CONFIGS if c.stem == "pointmaze-gcbc")
     common = ["--config", str(config), "--data.path", "data.hdf5", "--data.batch_size", "32"]
     common += ["--model.init_args.hidden_dims", "[16]"]
@@ -65,6 +67,8 @@ def test_fit_writes_logs_and_checkpoints_then_validates(workdir: Path) -> None:
     assert (workdir / "runs" / "tensorboard" / "version_0").is_dir()
     checkpoints = list((run / "checkpoints").glob("*.ckpt"))
     assert len(checkpoints) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert f"checkpoint: {checkpoints[0].relative_to(workdir)}" in printed
     policy = load_policy(checkpoints[0])
     assert policy(torch.zeros(2).numpy(), goals=torch.ones(2).numpy()).shape == (2,)
     args = ["validate", *common, "--ckpt_path", str(checkpoints[0])]

@@ -83,7 +83,7 @@ def run(args: Sequence[str]) -> int:
 
 
 def _cli(args: Sequence[str]) -> None:
-    GcrlCLI(
+    cli = GcrlCLI(
         GCRLModule,
         TrajectoryDataModule,
         subclass_mode_model=True,
@@ -92,3 +92,13 @@ def _cli(args: Sequence[str]) -> None:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
     )
+    if args and args[0] == "fit":
+        report_checkpoint(cli.trainer)
+
+
+def report_checkpoint(trainer: Any) -> None:
+    """After ``gcrl fit``: print where the last checkpoint was written (rank 0 only)."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+    if trainer.is_global_zero and path:
+        print(f"checkpoint: {path}")
