@@ -10,9 +10,9 @@ target-network update, all in place, and compiles it once with ``torch.compile``
 replays the compiled code.
 
 The Adam moments live in the optimiser's own ``state`` (the layout ``torch.optim.Adam``
-uses), so checkpoints hold them, a run resumes exactly, and a run may resume eagerly from a
-compiled one or the other way round. :class:`CompiledAdam` is the optimiser Lightning sees: its
-``step(closure)`` runs the closure, which runs the compiled update.
+uses), so checkpoints hold them and a run resumes exactly. :class:`CompiledAdam` is the
+optimiser Lightning sees: its ``step(closure)`` runs the closure, which runs the compiled
+update.
 """
 
 from __future__ import annotations
