@@ -75,6 +75,18 @@ def test_fit_writes_logs_and_checkpoints_then_validates(
     assert main([*args, "--trainer.enable_progress_bar", "false"]) == 0
 
 
+def test_lightning_callbacks_with_enum_defaults_are_accepted(workdir: Path) -> None:
+    """``--trainer.callbacks+=...Timer``: its ``interval`` default is an enum, which the saved
+    config.yaml now holds as its value (it used to end the run with 'cannot represent')."""
+    args = ["fit", "--model", "gcrl.algorithms.BC", "--model.hidden_dims", "[8]"]
+    args += ["--data.path", "data.hdf5", "--data.batch_size", "8", "--trainer.max_steps", "2"]
+    args += ["--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.callbacks+=lightning.pytorch.callbacks.Timer"]
+    assert main(args) == 0
+    saved = (workdir / "runs/csv/version_0/config.yaml").read_text()
+    assert "class_path: lightning.pytorch.callbacks.Timer" in saved and "interval: step" in saved
+
+
 def test_config_mistakes_exit_non_zero(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(next(c for c in CONFIGS if c.stem == "pointmaze-gcbc"))
     assert (

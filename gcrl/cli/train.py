@@ -69,9 +69,22 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+def _represent_enums() -> None:
+    """Let the saved ``config.yaml`` hold enum values (Lightning's ``Timer`` callback takes
+    ``interval=Interval.step``, which YAML's safe dumper cannot represent): as their value."""
+    import enum
+
+    import yaml  # type: ignore[import-untyped]  # no stubs; jsonargparse dumps with it
+
+    yaml.SafeDumper.add_multi_representer(
+        enum.Enum, lambda dumper, value: dumper.represent_data(value.value)
+    )
+
+
 def run(args: Sequence[str]) -> int:
     """Run a Lightning subcommand (``fit``, ``validate`` or ``test`` and its options)."""
     quiet_lightning()
+    _represent_enums()
     # LightningCLI reads ``args``. Lightning's DDP launcher starts the other ranks by running
     # ``sys.argv`` again, so it must hold this very command: ``gcrl fit ...``.
     saved, sys.argv = sys.argv, [sys.argv[0], *args]
