@@ -27,7 +27,7 @@ from gcrl.datasets.trajectories import (
     Observations,
     Task,
     Trajectories,
-    goal_columns,
+    goal_column,
     take_observations,
 )
 from gcrl.errors import ConfigError, DataError, MissingKeyError
@@ -162,17 +162,17 @@ class InputSpec:
             action_dim = int(np.prod(actions.shape[1:]))
         stored_goals = is_dict and DESIRED_GOAL in obs
         has_goals = goals or stored_goals
-        goal_column: np.ndarray | None = None
+        goals_seen: np.ndarray | None = None
         if has_goals and is_dict and goal_key not in obs and not goals:
-            goal_column = obs[DESIRED_GOAL]  # stored goals only: nothing is relabeled
+            goals_seen = obs[DESIRED_GOAL]  # stored goals only: nothing is relabeled
         elif has_goals:
             # Relabeled goals are achieved goals, so their statistics scale every goal.
-            goal_column = goal_columns(data, goal_key, None if is_dict else goal_dims)[0]
+            goals_seen = goal_column(obs, goal_key, None if is_dict else goal_dims)
         spec = cls(
             observation_dim=0,
             action_dim=action_dim,
             discrete=discrete,
-            goal_dim=0 if goal_column is None else int(np.prod(goal_column.shape[1:])),
+            goal_dim=0 if goals_seen is None else int(np.prod(goals_seen.shape[1:])),
             tasks=data.tasks,
             observation_keys=keys,
             goal_key=goal_key if is_dict else None,
@@ -186,8 +186,8 @@ class InputSpec:
             observation_dim=width,
             observation_scale=Standardisation.of(spec.state(obs, check=False)),
             goal_scale=None
-            if goal_column is None
-            else Standardisation.of(goal_column.reshape(len(goal_column), -1)),
+            if goals_seen is None
+            else Standardisation.of(goals_seen.reshape(len(goals_seen), -1)),
         )
 
     # ----------------------------------------------------------------- raw inputs

@@ -310,27 +310,34 @@ def take_rows(array: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
 def goal_columns(
     data: Trajectories, goal_key: str, goal_dims: Sequence[int] | slice | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The achieved-goal column of ``s`` and of ``s'``: ``observations[goal_key]`` of dict
+    """The achieved-goal column (:func:`goal_column`) of ``s`` and of ``s'``."""
+    return (
+        goal_column(data.observations, goal_key, goal_dims),
+        goal_column(data.next_observations, goal_key, goal_dims),
+    )
+
+
+def goal_column(
+    observations: Observations, goal_key: str, goal_dims: Sequence[int] | slice | None
+) -> np.ndarray:
+    """The achieved goals of ``observations``: ``observations[goal_key]`` of dict
     observations, the ``goal_dims`` (default: all) of array observations.
 
-    Selected dimensions are copied once into C-contiguous arrays, so that gathering a batch of
-    goal rows from them never copies the column (a list of dimensions gives an F-ordered
-    copy, a slice a strided view, both slow to gather from)."""
-    obs, nxt = data.observations, data.next_observations
-    if isinstance(obs, dict):
-        assert isinstance(nxt, dict)
-        if goal_key not in obs:
+    Selected dimensions are copied once into a C-contiguous array, so that gathering a batch of
+    goal rows from it never copies the column (a list of dimensions gives an F-ordered copy, a
+    slice a strided view, both slow to gather from)."""
+    if isinstance(observations, dict):
+        if goal_key not in observations:
             raise MissingKeyError(
                 f"observations/{goal_key}: no such key (the observations hold "
-                f"{', '.join(sorted(obs))}); pass goal_key"
+                f"{', '.join(sorted(observations))}); pass goal_key"
             )
-        obs, nxt = obs[goal_key], nxt[goal_key]
+        column = observations[goal_key]
     else:
-        assert isinstance(nxt, np.ndarray)
+        column = observations
     if goal_dims is not None:
-        obs = np.ascontiguousarray(obs[:, goal_dims])
-        nxt = np.ascontiguousarray(nxt[:, goal_dims])
-    return obs, nxt
+        column = np.ascontiguousarray(column[:, goal_dims])
+    return column
 
 
 def _check_same_structure(
