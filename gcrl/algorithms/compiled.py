@@ -93,11 +93,11 @@ class CompiledUpdate:
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
         state = [self._state(p) for p in self.params]
-        steps = torch.stack([s["step"] for s in state])
+        steps = [s["step"] for s in state]
         moments = ([s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state])
         group = self.optimizer.param_groups[0]
         # The learning rate as a tensor: a scheduler changing it must not recompile.
-        lr = torch.as_tensor(float(group["lr"]), device=steps.device)
+        lr = torch.as_tensor(float(group["lr"]), device=steps[0].device)
         beta1, beta2 = (float(b) for b in group["betas"])
         eps = float(group["eps"])
         if not self.eager:
@@ -113,8 +113,7 @@ class CompiledUpdate:
                 self.eager = True
         if self.eager:
             losses = self._update(batch, steps, *moments, lr, beta1, beta2, eps)
-        for s, step in zip(state, steps + 1, strict=True):
-            s["step"].copy_(step)
+        torch._foreach_add_(steps, 1)  # Adam's per-parameter step counts, in place
         return losses
 
     def _state(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -129,7 +128,7 @@ class CompiledUpdate:
     def _update(
         self,
         batch: Batch,
-        steps: torch.Tensor,
+        steps: list[torch.Tensor],
         exp_avgs: list[torch.Tensor],
         exp_avg_sqs: list[torch.Tensor],
         lr: torch.Tensor,
@@ -159,13 +158,13 @@ class CompiledUpdate:
                 scale = (self.clip / (norm + 1e-6)).clamp(max=1.0)
                 grads = [g * scale for g in grads]
             # Adam (torch.optim.Adam's update, bias corrections included), in place.
-            step = steps + 1
             torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
             torch._foreach_mul_(exp_avg_sqs, beta2)
             torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
             for i, param in enumerate(params):
-                correction1 = 1 - beta1 ** step[i]
-                correction2 = 1 - beta2 ** step[i]
+                step = steps[i] + 1  # this update's count (the stored one is updated after)
+                correction1 = 1 - beta1**step
+                correction2 = 1 - beta2**step
                 denom = (exp_avg_sqs[i] / correction2).sqrt() + eps
                 param.sub_(lr * exp_avgs[i] / (denom * correction1))
             self.module.update_targets()
