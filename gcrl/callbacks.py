@@ -16,8 +16,29 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
 
 from gcrl.errors import ConfigError
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, labelled ``Epoch N`` and the step budget when the
+    number of epochs is unbounded (``max_epochs=-1``, as step-budgeted runs are), where
+    Lightning's would read ``Epoch N/-2``; the logger's version number is left out."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        trainer = self.trainer
+        description = f"Epoch {current_epoch}"
+        if trainer.max_epochs is not None and trainer.max_epochs > 0:
+            description += f"/{trainer.max_epochs - 1}"
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            description += f", {trainer.max_steps:,} steps"
+        return f"{description:{len(self.validation_description)}}"
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 class EvaluationCallback(L.Callback):

@@ -7,6 +7,7 @@ and exit code 2.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -89,6 +90,10 @@ class OutputExistsError(GcrlError, FileExistsError):
     """The output path exists and overwriting was not asked for."""
 
 
+class UnwritableOutputError(GcrlError, OSError):
+    """The output's directory cannot be written (no permission, read-only file system)."""
+
+
 class ConfigError(GcrlError, ValueError):
     """An option or parameter has an invalid value (names the option)."""
 
@@ -99,3 +104,29 @@ class RewardFunctionError(GcrlError, ValueError):
 
 class RenderError(GcrlError, RuntimeError):
     """A frame was asked of an environment that cannot render (no offscreen OpenGL)."""
+
+
+class UnreadableError(DataError):
+    """The file cannot be read: no permission, truncated, or corrupt."""
+
+
+@contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Within this block, a failure of the storage layer (h5py, zip, the operating system)
+    while reading ``path`` becomes a one-line :class:`UnreadableError` naming the file; gcrl's
+    own errors pass through unchanged.
+
+    HDF5 reports corruption as ``OSError`` or ``RuntimeError`` depending on where the damage
+    lies, and a truncated zip as ``zipfile.BadZipFile`` (a plain ``Exception``).
+    """
+    import zipfile
+
+    try:
+        yield
+    except GcrlError:
+        raise
+    except PermissionError:
+        raise UnreadableError(f"{path}: permission denied") from None
+    except (OSError, RuntimeError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnreadableError(f"{path}: corrupt or unreadable ({reason})") from None

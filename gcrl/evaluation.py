@@ -57,8 +57,12 @@ class EvaluationReport:
     suite: str
     seed: int
     tasks: tuple[TaskResult, ...]
-    #: Frames of the recorded episodes, written by :func:`write_videos` (not in the JSON).
+    #: Frames of the recorded episodes (``<task>-<episode>``: the frame after the reset, then
+    #: one after each step), written by :func:`write_videos` (not in the JSON).
     videos: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
+    #: Per frame of each recorded episode, whether the episode has succeeded by then (the
+    #: caption :func:`write_videos` draws); same keys as ``videos``.
+    video_success: dict[str, list[bool]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def success_rates(self) -> np.ndarray:
@@ -135,7 +139,8 @@ class _Slot:
     steps: int = 0
     total: float = 0.0
     success: bool = False
-    frames: list[np.ndarray] | None = None
+    frames: list[np.ndarray] | None = None  # recorded episodes only, as frame_success
+    frame_success: list[bool] | None = None
 
 
 def episode_seed(seed: int, task: int, episode: int) -> int:
@@ -170,6 +175,7 @@ def evaluate(
     jobs = [(task, k) for task in chosen for k in range(episodes)]
     results: dict[int, list[tuple[bool, float, int]]] = {task: [] for task in chosen}
     videos: dict[str, list[np.ndarray]] = {}
+    video_success: dict[str, list[bool]] = {}
     slots = [_Slot(suite.make_env(render=record > 0)) for _ in range(min(num_envs, len(jobs)))]
     bar = _progress_bar(len(jobs), suite.name) if progress else None
     queue = iter(jobs)
@@ -182,6 +188,7 @@ def evaluate(
         slot.observation = slot.env.reset(task, episode_seed(seed, task, k))
         slot.steps, slot.total, slot.success = 0, 0.0, False
         slot.frames = [slot.env.render()] if k < record else None
+        slot.frame_success = [False] if k < record else None
 
     try:
         for slot in slots:
@@ -196,13 +203,15 @@ def evaluate(
                 slot.steps += 1
                 slot.total += step.reward
                 slot.success = slot.success or step.success
-                if slot.frames is not None:
+                if slot.frames is not None and slot.frame_success is not None:
                     slot.frames.append(slot.env.render())
+                    slot.frame_success.append(slot.success)
                 if step.done or slot.steps >= suite.max_steps:
                     task, k = slot.job  # type: ignore[misc]
                     results[task].append((slot.success, slot.total, slot.steps))
-                    if slot.frames is not None:
+                    if slot.frames is not None and slot.frame_success is not None:
                         videos[f"{suite.tasks[task].name}-{k}"] = slot.frames
+                        video_success[f"{suite.tasks[task].name}-{k}"] = slot.frame_success
                     if bar is not None:
                         bar.update(1)
                     start(slot)
@@ -219,6 +228,7 @@ def evaluate(
             _task_result(suite.tasks[task], results[task], seen) for task in sorted(results)
         ),
         videos=videos,
+        video_success=video_success,
     )
 
 
@@ -255,22 +265,130 @@ def _progress_bar(total: int, name: str) -> Any:
     return tqdm(total=total, desc=f"evaluating {name}", unit="episode")
 
 
+#: GIF frames smaller than this (either side, in pixels) are upscaled by an integer factor.
+MIN_VIDEO_SIZE = 256
+
+
+def upscale(frame: np.ndarray, min_size: int = MIN_VIDEO_SIZE) -> np.ndarray:
+    """``frame`` (RGB or RGBA uint8 ``[H, W, C]``, or grey ``[H, W]``) as RGB, enlarged by the
+    smallest integer factor that makes both sides at least ``min_size`` (nearest neighbour:
+    every pixel becomes a block, so grid worlds stay sharp)."""
+    image = np.asarray(frame)
+    if image.ndim == 2:
+        image = image[..., None]
+    image = np.broadcast_to(image, (*image.shape[:2], 3)) if image.shape[2] == 1 else image
+    image = image[..., :3].astype(np.uint8, copy=False)
+    factor = max(1, -(-min_size // max(1, min(image.shape[:2]))))
+    if factor > 1:
+        image = image.repeat(factor, axis=0).repeat(factor, axis=1)
+    return np.ascontiguousarray(image)
+
+
+#: Caption colours: text, and the status word of :func:`caption_frame`.
+_WHITE = (255, 255, 255)
+_STATUS_COLOURS = {"success": (110, 235, 110), "failed": (255, 120, 110), "running": (255, 215, 90)}
+
+
+def caption_frame(frame: np.ndarray, task: str, step: int, status: str | None = None) -> np.ndarray:
+    """``frame`` upscaled (:func:`upscale`), with ``"<task>  step <step>  <status>"`` drawn
+    in white (the status word in green, red or yellow) on a darkened band across its top. A
+    caption too wide for one line puts the task name on lines of its own. ``status``:
+    ``"success"`` (the episode has succeeded by this frame), ``"running"``, ``"failed"`` or
+    None (left out). Needs Pillow."""
+    from PIL import Image, ImageDraw
+
+    image = upscale(frame).copy()
+    height, width = image.shape[:2]
+    font = _caption_font(max(11, min(height, width) // 18))
+    tail = f"step {step}" + (f"  {status}" if status else "")
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pad = max(3, font.size // 4) if hasattr(font, "size") else 3
+    fits = draw.textlength(f"{task}  {tail}", font=font) <= width - 2 * pad
+    lines = [f"{task}  {tail}"] if fits else [*_wrap(draw, task, font, width - 2 * pad), tail]
+    line_height = draw.textbbox((0, 0), "Ag", font=font)[3] + pad // 2
+    band = min(height, len(lines) * line_height + 2 * pad)
+    image[:band] = image[:band] // 4  # darkened, so the text reads on any scene
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    for row, line in enumerate(lines):
+        y = pad + row * line_height
+        last = row == len(lines) - 1
+        head = line.removesuffix(status) if last and status else line
+        draw.text((pad, y), head, fill=_WHITE, font=font)
+        if last and status:
+            x = pad + draw.textlength(head, font=font)
+            draw.text((x, y), status, fill=_STATUS_COLOURS.get(status, _WHITE), font=font)
+    return np.asarray(canvas)
+
+
+def _caption_font(size: int) -> Any:
+    """Pillow's bundled default font at ``size`` pixels (its fixed-size bitmap font where
+    Pillow has no FreeType or predates ``load_default(size=)``)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):
+        return ImageFont.load_default()
+
+
+def _wrap(draw: Any, text: str, font: Any, width: float) -> list[str]:
+    """``text`` broken at spaces into lines at most ``width`` pixels wide (a word wider than
+    that gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [text]
+
+
+def _statuses(success: Sequence[bool] | None, frames: int) -> list[str | None]:
+    """Per frame: ``success`` once the episode has succeeded, ``running`` before, ``failed``
+    on the last frame of an episode that never did; None throughout when unknown."""
+    if success is None or len(success) != frames:
+        return [None] * frames
+    return [
+        "success" if hit else "failed" if k == frames - 1 else "running"
+        for k, hit in enumerate(success)
+    ]
+
+
 def write_videos(
     report: EvaluationReport, directory: str | os.PathLike[str], fps: int = 30
 ) -> list[Path]:
     """Write each recorded episode as an animated GIF ``<task>-<episode>.gif``; returns the
-    paths. Needs ``imageio`` (the ``eval`` extra)."""
+    paths. Frames are upscaled to at least :data:`MIN_VIDEO_SIZE` pixels a side and captioned
+    with the task, the step and whether the episode has succeeded yet (:func:`caption_frame`).
+    Needs Pillow (installed with the ``eval`` extra)."""
     try:
-        import imageio.v3 as iio
+        from PIL import Image
     except ImportError:
-        raise ConfigError("--video: needs imageio (pip install 'gcrl[eval]')") from None
+        raise ConfigError("--video: needs Pillow (pip install 'gcrl[eval]')") from None
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frames in report.videos.items():
+        if not frames:
+            continue
+        task = name.rpartition("-")[0] or name
+        statuses = _statuses(report.video_success.get(name), len(frames))
+        images = (
+            Image.fromarray(caption_frame(frame, task, step, status))
+            for step, (frame, status) in enumerate(zip(frames, statuses, strict=True))
+        )
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         path = out / f"{safe}.gif"
         with atomic_path(path, overwrite=True) as tmp:
-            iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
+            first = next(images)  # the rest are made one at a time while Pillow encodes
+            first.save(
+                tmp,
+                format="GIF",
+                save_all=True,
+                append_images=images,
+                duration=1000 / fps,
+                loop=0,
+            )
         paths.append(path)
     return paths

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gcrl.errors import DataError, DatasetNotFoundError, OutputExistsError
+from gcrl.errors import DataError, DatasetNotFoundError, OutputExistsError, UnwritableOutputError
 
 #: ``bundled:NAME`` names a dataset shipped inside the package (``gcrl/data/NAME.hdf5``).
 BUNDLED_PREFIX = "bundled:"
@@ -167,7 +167,12 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
         raise DatasetNotFoundError(f"{target}: output directory {target.parent} does not exist")
     remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    open(tmp, "xb").close()  # exclusive: never another writer's file
+    try:
+        open(tmp, "xb").close()  # exclusive: never another writer's file
+    except OSError as err:  # a read-only directory or file system, a full disk
+        raise UnwritableOutputError(
+            f"{target}: cannot write in {target.parent} ({err.strerror or err})"
+        ) from None
     try:
         yield tmp
         if overwrite:

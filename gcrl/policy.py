@@ -12,26 +12,39 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
-from gcrl.algorithms.base import CHECKPOINT_KEY, GCRLModule
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
-from gcrl.tasks.signals import EmbeddingSignal, OneHotSignal, TextSignal
+from gcrl.models.critics import ValueEnsemble
+from gcrl.models.policies import Policy
+from gcrl.spec import CHECKPOINT_KEY, InputSpec
+from gcrl.tasks.signals import (
+    SIGNAL_CLASSES,
+    EmbeddingSignal,
+    OneHotSignal,
+    TaskSignal,
+    TextSignal,
+    task_vectors,
+)
+
+if TYPE_CHECKING:
+    from gcrl.algorithms.base import GCRLModule
 
 #: Checkpoints naming a class in this package are imported; any other module must have been
 #: imported by the caller already, so that loading a checkpoint never runs code it names.
 _OWN_PACKAGE = "gcrl"
 
 
-def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """gcrl's metadata of a checkpoint (``algorithm``, ``spec``), read with ``weights_only``.
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The whole checkpoint, read with ``weights_only`` (no code runs).
 
-    Raises a one-line error for a missing file, a file that is not a checkpoint, or a
-    checkpoint gcrl did not write.
+    Raises a one-line error for a missing file, a file that is not a checkpoint (truncated or
+    of another program), a checkpoint gcrl did not write, or one without weights.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,10 +52,19 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise DataError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(raw, Mapping) or CHECKPOINT_KEY not in raw:
         raise DataError(f"{path}: not a gcrl checkpoint (no {CHECKPOINT_KEY!r} metadata)")
-    return dict(raw[CHECKPOINT_KEY])
+    if not isinstance(raw.get("state_dict"), Mapping) or not raw["state_dict"]:
+        raise DataError(f"{path}: the checkpoint holds no weights ('state_dict')")
+    return dict(raw)
+
+
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """gcrl's metadata of a checkpoint (``algorithm``, ``spec``, ``acting``); see
+    :func:`read_checkpoint` for the errors."""
+    return dict(read_checkpoint(path)[CHECKPOINT_KEY])
 
 
 def load_module(
@@ -50,7 +72,7 @@ def load_module(
     expected: type[GCRLModule] | None = None,
     map_location: str | torch.device = "cpu",
 ) -> GCRLModule:
-    """The trained module of a checkpoint, of the class it was trained as.
+    """The trained module of a checkpoint, of the class it was trained as (imports Lightning).
 
     ``expected`` (for example :class:`gcrl.algorithms.BC`) makes a checkpoint of another
     algorithm an error instead of a surprise.
@@ -59,9 +81,81 @@ def load_module(
     cls = algorithm_class(str(meta.get("algorithm", "")), path)
     if expected is not None and not issubclass(cls, expected):
         raise ConfigError(f"{path}: a {cls.__name__} checkpoint, not {expected.__name__}")
-    module = cls.load_from_checkpoint(Path(path), map_location=map_location, weights_only=True)
+    try:
+        module = cls.load_from_checkpoint(Path(path), map_location=map_location, weights_only=True)
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:  # Lightning's and torch's
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise DataError(f"{path}: cannot be loaded as {cls.__name__} ({reason})") from None
     module.eval()
     return module
+
+
+class Actor(nn.Module):
+    """The acting parts of a trained agent, rebuilt from a checkpoint without the algorithm's
+    class or Lightning: the task signal and the network that acts, under the same attribute
+    names as in the algorithm (so the checkpoint's weights load unchanged)."""
+
+    def __init__(self, spec: InputSpec, record: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.rule = str(record["rule"])
+        if self.rule not in _RULES:
+            raise DataError(f"acting rule {self.rule!r} is not one this gcrl knows")
+        self.network_name = str(record["network"])
+        self.num_heads = int(record["num_heads"])
+        signal_cls = SIGNAL_CLASSES[str(record["signal_class"])]
+        self.signal: TaskSignal = signal_cls(**record["signal_config"])
+        network_cls = _NETWORKS[str(record["network_class"])]
+        self.add_module(self.network_name, network_cls(**record["network_config"]))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return next(self.parameters(), torch.zeros(0)).device
+
+    @torch.no_grad()
+    def act(
+        self,
+        observations: torch.Tensor,
+        goals: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+        *,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Actions as the algorithm's ``act`` gives them, for the same network inputs."""
+        condition = task_vectors(self.signal, observations, goals, task_ids, text_embeddings)
+        heads = task_ids if self.num_heads > 1 else None
+        network = getattr(self, self.network_name)
+        if self.rule == "q_argmax":
+            return network(observations, condition, None, heads)[0].argmax(-1)
+        if self.rule == "mode":
+            return network.mode(network(observations, condition, heads))
+        return network.greedy(observations, condition, heads)
+
+
+_RULES = ("mode", "greedy", "q_argmax")
+_NETWORKS: dict[str, type[nn.Module]] = {"Policy": Policy, "ValueEnsemble": ValueEnsemble}
+
+
+def load_actor(path: str | os.PathLike[str]) -> Actor | None:
+    """The acting parts of a checkpoint (see :class:`Actor`), or None for a checkpoint that
+    does not describe them (gcrl 0.1, or an algorithm that acts in its own way)."""
+    raw = read_checkpoint(path)
+    meta = raw[CHECKPOINT_KEY]
+    record = meta.get("acting")
+    if record is None:
+        return None
+    spec = InputSpec.from_dict(meta["spec"])
+    try:
+        actor = Actor(spec, record)
+        prefixes = (f"{actor.network_name}.", "signal.")
+        weights = {k: v for k, v in raw["state_dict"].items() if k.startswith(prefixes)}
+        actor.load_state_dict(weights, strict=True)
+    except (KeyError, TypeError, RuntimeError) as err:  # a record or weights of another shape
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise DataError(f"{path}: the acting network cannot be rebuilt ({reason})") from None
+    actor.eval()
+    return actor
 
 
 def algorithm_class(class_path: str, source: str | os.PathLike[str]) -> type[GCRLModule]:
@@ -87,10 +181,33 @@ def algorithm_class(class_path: str, source: str | os.PathLike[str]) -> type[GCR
             f"{source}: algorithm {class_path!r}: module {module_name!r} is "
             + ("not in this gcrl" if own else "not gcrl's and not imported; import it first")
         )
+    from gcrl.algorithms.base import GCRLModule  # Lightning: only for whole modules
+
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, GCRLModule)):
         raise DataError(f"{source}: algorithm {class_path!r} is not a gcrl algorithm class")
     return cls
+
+
+class Acting(Protocol):
+    """What :class:`LoadedPolicy` needs of a trained agent: an :class:`Actor` or a whole
+    algorithm module."""
+
+    spec: InputSpec
+    signal: TaskSignal
+    num_heads: int
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def act(
+        self,
+        observations: torch.Tensor,
+        goals: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+        *,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
 
 
 class LoadedPolicy:
@@ -103,7 +220,7 @@ class LoadedPolicy:
     Returns numpy actions (int indices for discrete actions), batched like the input.
     """
 
-    def __init__(self, module: GCRLModule) -> None:
+    def __init__(self, module: Acting) -> None:
         self.module = module
         self.spec = module.spec
         self._embedder: Any = None
@@ -186,5 +303,9 @@ class LoadedPolicy:
 
 
 def load_policy(checkpoint: str | os.PathLike[str]) -> LoadedPolicy:
-    """A callable policy from a ``gcrl fit`` checkpoint (loaded with ``weights_only``)."""
-    return LoadedPolicy(load_module(checkpoint))
+    """A callable policy from a ``gcrl fit`` checkpoint (loaded with ``weights_only``).
+
+    Only the acting parts are rebuilt, with torch alone (no Lightning, no algorithm class);
+    checkpoints of gcrl 0.1 and of algorithms that act in their own way load the whole module.
+    """
+    return LoadedPolicy(load_actor(checkpoint) or load_module(checkpoint))

@@ -34,6 +34,8 @@ from gcrl.errors import ConfigError, DataError, MissingKeyError
 
 #: Version of the :meth:`InputSpec.to_dict` layout (checkpoints without one hold version 1).
 SPEC_VERSION = 1
+#: Checkpoint key holding gcrl's metadata (algorithm class, data spec, how to act).
+CHECKPOINT_KEY = "gcrl"
 #: The task table of data without tasks.
 DEFAULT_TASKS = (Task("task"),)
 

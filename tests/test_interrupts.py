@@ -162,4 +162,6 @@ def test_fit_prints_no_lightning_tips_nor_known_harmless_warnings(tmp_path: Path
     output = done.stdout + done.stderr
     for noise in ("💡 Tip", "LeafSpec", "Total length of `FixedBatches`"):
         assert noise not in output, noise
-    assert "data: relabel" in output, "the start-up line saying the relabel mode stays"
+    startup = [line for line in output.splitlines() if f"data: {data}: " in line]
+    assert len(startup) == 1, output  # one start-up line: what was loaded, which relabel mode
+    assert "24 transitions in 4 episodes; relabel ogbench" in startup[0], startup

@@ -158,6 +158,10 @@ def test_evaluate_cli_writes_json_plot_curves_and_videos(
         "task3-0.gif",
         "task5-0.gif",
     ]
+    from PIL import Image
+
+    with Image.open(tmp_path / "videos" / "task3-0.gif") as gif:
+        assert min(gif.size) >= 256  # the maze's 128 x 128 drawing upscaled
 
 
 def test_evaluate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

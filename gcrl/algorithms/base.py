@@ -18,7 +18,7 @@ import torch
 
 from gcrl.errors import ConfigError
 from gcrl.models.mlp import ConditionedMLP
-from gcrl.spec import InputSpec
+from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.tasks.signals import (
     SIGNALS,
     EmbeddingSignal,
@@ -27,13 +27,14 @@ from gcrl.tasks.signals import (
     OneHotSignal,
     TaskSignal,
     TextSignal,
+    task_vectors,
 )
 from gcrl.training.batch import Batch
 
+#: Options of gcrl 0.1 that its checkpoints hold and that still load (see GCRLModule).
+LEGACY_OPTIONS = ("compile_losses", "gradient_clip_val")
 #: Multi-task optimisers selectable with ``optim``.
 OPTIMS = ("none", "pcgrad", "gradnorm")
-#: Checkpoint key holding gcrl's metadata (algorithm class, data spec).
-CHECKPOINT_KEY = "gcrl"
 
 
 #: Devices with a fused Adam kernel in torch >= 2.4.
@@ -72,9 +73,6 @@ class GCRLModule(L.LightningModule):
             both take every task's gradient from one backward pass (:mod:`gcrl.optim`) and run
             under Lightning's manual optimisation.
         gradnorm_alpha: GradNorm's restoring factor (1.5).
-        gradient_clip_val: clip the gradient norm to this (None: the trainer's
-            ``gradient_clip_val``, which under manual optimisation, with ``optim``,
-            ``compile_step`` or ``updates_per_batch``, the model applies itself).
         compile_step: run the whole update (gradient, clipping, Adam, target networks) as
             one function compiled by ``torch.compile`` (:mod:`gcrl.algorithms.compiled`; on
             CUDA in ``reduce-overhead`` mode, CUDA graphs); with ``optim``, only the losses
@@ -82,13 +80,23 @@ class GCRLModule(L.LightningModule):
             1.3 to 1.4 times as fast at batch 256 / 2 x 256 and no faster at 1024 / 3 x 512
             (``benchmarks/train.py``), and the first step compiles for 10 to 60 s.
             Validation and acting stay eager.
-        compile_losses: the name ``compile_step`` had in gcrl 0.1 (checkpoints keep it).
+        **legacy: options of gcrl 0.1 that its checkpoints hold: ``compile_losses`` (now
+            ``compile_step``) and ``gradient_clip_val`` (now only ``trainer.gradient_clip_val``,
+            which under manual optimisation, with ``optim``, ``compile_step`` or
+            ``updates_per_batch``, the model applies itself).
     """
 
     #: The per-sample losses whose means are summed into the training objective.
     objective: ClassVar[tuple[str, ...]] = ()
     #: The goal sets of a batch (``Batch.goals``) the losses read.
     goal_sets: ClassVar[tuple[str, ...]] = ()
+    #: How :meth:`act_on` acts, so that :func:`gcrl.load_policy` can rebuild the acting parts
+    #: without the algorithm's class (nor Lightning): ``mode`` (the most likely action of the
+    #: policy), ``greedy`` (the mode clipped to [-1, 1]; the arg-max for discrete actions) or
+    #: ``q_argmax`` (the arg-max of a Q ensemble's first member). None: acting needs the class.
+    acting_rule: ClassVar[str | None] = None
+    #: The attribute holding the network that acts (a ``Policy`` or a ``ValueEnsemble``).
+    acting_network: ClassVar[str] = "actor"
 
     def __init__(
         self,
@@ -103,9 +111,8 @@ class GCRLModule(L.LightningModule):
         learning_rate: float = 3e-4,
         optim: str = "none",
         gradnorm_alpha: float = 1.5,
-        gradient_clip_val: float | None = None,
         compile_step: bool | None = None,
-        compile_losses: bool = False,
+        **legacy: Any,
     ) -> None:
         super().__init__()
         if spec is None:
@@ -119,13 +126,19 @@ class GCRLModule(L.LightningModule):
         self._compiled: Any = None
         self._whole_step: Any = None  # the compiled update (gcrl.algorithms.compiled)
         self._updates_per_batch = 1  # the data module's, read when fitting starts
-        self.compile_step: bool | None = True if compile_losses else compile_step
+        unknown = sorted(set(legacy) - set(LEGACY_OPTIONS))
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not an option of {type(self).__name__}")
+        self.compile_step: bool | None = True if legacy.get("compile_losses") else compile_step
         if optim not in OPTIMS:
             raise ConfigError(f"optim: unknown {optim!r}; choose one of {', '.join(OPTIMS)}")
         self.optim = optim
         self.gradnorm_alpha = gradnorm_alpha
-        self.gradient_clip_val = gradient_clip_val
-        self.automatic_optimization = optim == "none"
+        self.gradient_clip_val: float | None = legacy.get("gradient_clip_val")
+        # Manual optimisation (PCGrad, GradNorm, compiled steps, several updates per batch)
+        # is switched on in configure_optimizers: after Lightning's check that refuses
+        # trainer.gradient_clip_val under manual optimisation (the model applies it itself).
+        self.automatic_optimization = True
         self._multitask: Any = None
         self._multitask_state: dict[str, Any] | None = None  # from a checkpoint
         self.conditioning = conditioning
@@ -202,11 +215,7 @@ class GCRLModule(L.LightningModule):
     ) -> torch.Tensor:
         """The task vector of each sample, ``[B, signal dim]``, from its goal, task id or
         instruction embedding (whichever the signal takes)."""
-        if text_embeddings is not None and not isinstance(self.signal, TextSignal):
-            raise ConfigError("texts: the model is not text-conditioned")
-        if isinstance(self.signal, NoSignal):
-            return observations.new_zeros(len(observations), 0)
-        return self.signal(goals, task_ids, text_embeddings)
+        return task_vectors(self.signal, observations, goals, task_ids, text_embeddings)
 
     def batch_condition(self, batch: Batch, goal_set: str) -> torch.Tensor:
         """:meth:`condition` of a batch, with the goals of ``goal_set``."""
@@ -400,7 +409,7 @@ class GCRLModule(L.LightningModule):
             self.compile_step = self.device.type == "cuda"
         datamodule = getattr(self._trainer, "datamodule", None)
         self._updates_per_batch = int(getattr(datamodule, "updates_per_batch", 1))
-        if self.compile_step or self._updates_per_batch > 1:
+        if self.optim != "none" or self.compile_step or self._updates_per_batch > 1:
             self.automatic_optimization = False
         if self.compile_step and self.optim == "none":
             from gcrl.algorithms.compiled import CompiledAdam
@@ -428,11 +437,17 @@ class GCRLModule(L.LightningModule):
             if training and batch.source_task_ids is not None:
                 metrics.update(self._sharing_shares(batch))
             metrics.update(self._per_task(prefix, losses, batch.task_ids))
+        # The objective's losses are shown in the progress bar while training.
+        shown = {k: metrics.pop(k) for k in self.objective if training and k in metrics}
         if step is not None:
-            scalars = {k: float(v) for k, v in metrics.items()}
+            scalars = {k: float(v) for k, v in {**shown, **metrics}.items()}
             for logger in self.loggers:
                 logger.log_metrics(scalars, step=step)
+            if shown:
+                self.log_dict(shown, prog_bar=True, logger=False, batch_size=len(batch))
             return
+        if shown:
+            self.log_dict(shown, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch))
         self.log_dict(metrics, on_step=training, on_epoch=not training, batch_size=len(batch))
 
     def _per_task(
@@ -519,6 +534,29 @@ class GCRLModule(L.LightningModule):
         """Greedy actions given the task vector ``[B, signal dim]`` and head ids."""
         raise NotImplementedError
 
+    def acting_record(self) -> dict[str, Any] | None:
+        """What rebuilds the acting parts from a checkpoint (plain data: the rule, the acting
+        network's and the task signal's class names and constructor arguments, the number of
+        heads); None when this class acts in a way :attr:`acting_rule` does not describe (a
+        subclass that overrides ``act`` or ``act_on`` below the class declaring the rule)."""
+        for cls in type(self).__mro__:
+            if "acting_rule" in vars(cls):
+                break
+            if "act" in vars(cls) or "act_on" in vars(cls):
+                return None
+        if self.acting_rule is None:
+            return None
+        network = getattr(self, self.acting_network)
+        return {
+            "rule": self.acting_rule,
+            "network": self.acting_network,
+            "network_class": type(network).__name__,
+            "network_config": network.config,
+            "signal_class": type(self.signal).__name__,
+            "signal_config": self.signal.config,
+            "num_heads": self.num_heads,
+        }
+
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
@@ -526,6 +564,9 @@ class GCRLModule(L.LightningModule):
             "algorithm": f"{cls.__module__}.{cls.__qualname__}",
             "spec": self.spec.to_dict(),
         }
+        acting = self.acting_record()
+        if acting is not None:
+            checkpoint[CHECKPOINT_KEY]["acting"] = acting
         if self._multitask is not None:  # PCGrad's generator, GradNorm's task weights
             checkpoint[CHECKPOINT_KEY]["multitask"] = self._multitask.state_dict()
 

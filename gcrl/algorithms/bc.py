@@ -50,6 +50,7 @@ class BC(GCRLModule):
 
     objective = ("actor/loss",)
     goal_sets = ("actor",)
+    acting_rule = "mode"
 
     def __init__(
         self,

@@ -93,7 +93,9 @@ class CRL(GCRLModule):
     """Contrastive RL (OGBench CRL's defaults).
 
     Args:
-        actor_hidden_dims, value_hidden_dims: MLP widths (512, 512, 512 each).
+        hidden_dims: the widths of every MLP (512, 512, 512), the option BC and DQN share (so
+            switching algorithm keeps it); ``actor_hidden_dims`` and ``value_hidden_dims``
+            override it per network.
         latent_dim: width of ``phi`` and ``psi`` (512).
         layer_norm: on the critic networks.
         actor_loss: ``ddpgbc`` (default) or ``awr`` (needed for discrete actions).
@@ -103,9 +105,11 @@ class CRL(GCRLModule):
     """
 
     goal_sets = ("value", "actor")
+    acting_rule = "greedy"
 
     def __init__(
         self,
+        hidden_dims: list[int] | None = None,
         actor_hidden_dims: list[int] | None = None,
         value_hidden_dims: list[int] | None = None,
         latent_dim: int = 512,
@@ -129,7 +133,7 @@ class CRL(GCRLModule):
             self.spec.action_dim,
             self.signal.dim,
         )
-        dims = value_hidden_dims or [512, 512, 512]
+        dims = value_hidden_dims or hidden_dims or [512, 512, 512]
         common: dict[str, Any] = {"activation_name": activation, "layer_norm": layer_norm}
         self.critic = Bilinear(2, obs_dim + act_dim, cond_dim, dims, latent_dim, **common)
         self.value = (
@@ -142,7 +146,7 @@ class CRL(GCRLModule):
             obs_dim,
             cond_dim,
             act_dim,
-            actor_hidden_dims or [512, 512, 512],
+            actor_hidden_dims or hidden_dims or [512, 512, 512],
             const_std=const_std,
             conditioning=self.conditioning,
             num_heads=self.num_heads,

@@ -56,6 +56,8 @@ class DQN(GCRLModule):
 
     objective = ("critic/loss",)
     goal_sets = ("value",)  # acting is greedy in the Q of the goal given
+    acting_rule = "q_argmax"
+    acting_network = "q"
 
     def __init__(
         self,

@@ -77,7 +77,9 @@ class GCIVL(GCRLModule):
     """Goal-conditioned implicit V-learning (OGBench GCIVL's defaults).
 
     Args:
-        actor_hidden_dims, value_hidden_dims: MLP widths (512, 512, 512 each).
+        hidden_dims: the widths of every MLP (512, 512, 512), the option BC and DQN share (so
+            switching algorithm keeps it); ``actor_hidden_dims`` and ``value_hidden_dims``
+            override it per network.
         layer_norm: on the value networks (the actor has none, as in OGBench).
         discount, tau, expectile, alpha: 0.99, 0.005, 0.9 and AWR's inverse temperature 10.
         const_std: the actor's Gaussian has standard deviation 1.
@@ -86,9 +88,11 @@ class GCIVL(GCRLModule):
 
     objective = ("value/loss", "actor/loss")
     goal_sets = ("value", "actor")
+    acting_rule = "greedy"
 
     def __init__(
         self,
+        hidden_dims: list[int] | None = None,
         actor_hidden_dims: list[int] | None = None,
         value_hidden_dims: list[int] | None = None,
         layer_norm: bool = True,
@@ -108,7 +112,7 @@ class GCIVL(GCRLModule):
             "activation_name": activation,
         }
         obs_dim, cond_dim = self.spec.observation_dim, self.signal.dim
-        dims = value_hidden_dims or [512, 512, 512]
+        dims = value_hidden_dims or hidden_dims or [512, 512, 512]
         self.value = ValueEnsemble(2, obs_dim, cond_dim, dims, layer_norm=layer_norm, **common)
         self.target_value = target_copy(self.value)
         self.actor = Policy(
@@ -116,7 +120,7 @@ class GCIVL(GCRLModule):
             obs_dim,
             cond_dim,
             self.spec.action_dim,
-            actor_hidden_dims or [512, 512, 512],
+            actor_hidden_dims or hidden_dims or [512, 512, 512],
             const_std=const_std,
             **common,
         )

@@ -63,7 +63,9 @@ class IQL(GCRLModule):
     """Goal-conditioned IQL for continuous actions (OGBench GCIQL's defaults).
 
     Args:
-        actor_hidden_dims, value_hidden_dims: MLP widths (512, 512, 512 each).
+        hidden_dims: the widths of every MLP (512, 512, 512), the option BC and DQN share (so
+            switching algorithm keeps it); ``actor_hidden_dims`` and ``value_hidden_dims``
+            override it per network.
         layer_norm: on the value networks (the actor has none, as in OGBench).
         discount, tau, expectile: 0.99, 0.005, 0.9.
         actor_loss: ``ddpgbc`` (default) or ``awr``; ``alpha``: the BC weight (DDPG+BC, 0.3)
@@ -74,9 +76,11 @@ class IQL(GCRLModule):
 
     objective = ("value/loss", "critic/loss", "actor/loss")
     goal_sets = ("value", "actor")
+    acting_rule = "greedy"
 
     def __init__(
         self,
+        hidden_dims: list[int] | None = None,
         actor_hidden_dims: list[int] | None = None,
         value_hidden_dims: list[int] | None = None,
         layer_norm: bool = True,
@@ -98,7 +102,7 @@ class IQL(GCRLModule):
         self.actor_loss_kind, self.alpha = actor_loss, alpha
         obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
         cond_dim = self.signal.dim
-        value_dims = value_hidden_dims or [512, 512, 512]
+        value_dims = value_hidden_dims or hidden_dims or [512, 512, 512]
         common: dict[str, Any] = {
             "conditioning": self.conditioning,
             "num_heads": self.num_heads,
@@ -113,7 +117,7 @@ class IQL(GCRLModule):
             obs_dim,
             cond_dim,
             act_dim,
-            actor_hidden_dims or [512, 512, 512],
+            actor_hidden_dims or hidden_dims or [512, 512, 512],
             const_std=const_std,
             conditioning=self.conditioning,
             num_heads=self.num_heads,

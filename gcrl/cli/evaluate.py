@@ -1,18 +1,29 @@
-"""``gcrl evaluate CHECKPOINT --env SUITE``: success per task in the real environment.
+"""``gcrl evaluate CHECKPOINT --env ENV``: success per task in the real environment.
 
-Prints the per-task table with the mean, median and worst task; optionally writes the report
-as JSON, a PNG bar chart of per-task success, a PNG of the run's learning curves (from the
-CSV log beside the checkpoint) and GIF videos of the first episodes.
+``ENV`` is a gcrl suite (``pointmaze-medium``, ...), any gymnasium id (``CartPole-v1``,
+``PointMaze_UMaze-v3``, ``module:EnvId``) or ``minari:DATASET_ID`` (the environment a local
+Minari dataset recorded); see :mod:`gcrl.envs.gymnasium_suite`. Prints the per-task table with
+the mean, median and worst task; optionally writes the report as JSON, a PNG bar chart of
+per-task success, a PNG of the run's learning curves (from the CSV log beside the checkpoint)
+and GIF videos of the first episodes.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gcrl.envs import SUITES
-from gcrl.errors import DatasetNotFoundError
+import numpy as np
+
+from gcrl.datasets.trajectories import DESIRED_GOAL, Task
+from gcrl.envs import SUITES, Suite
+from gcrl.errors import ConfigError, DatasetNotFoundError, GcrlError
+
+#: The key of the state part of a dict observation, for policies trained on arrays.
+OBSERVATION = "observation"
 
 
 def add_parser(commands: Any) -> None:
@@ -24,7 +35,27 @@ def add_parser(commands: Any) -> None:
         "per task (mean, median and worst task).",
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a gcrl fit checkpoint")
-    parser.add_argument("--env", required=True, choices=sorted(SUITES), help="evaluation suite")
+    parser.add_argument(
+        "--env",
+        required=True,
+        metavar="ENV",
+        help=f"a gcrl suite ({', '.join(sorted(SUITES))}), a gymnasium id (CartPole-v1, "
+        "PointMaze_UMaze-v3; module:EnvId imports module first) or minari:DATASET_ID (the "
+        "environment of a local Minari dataset)",
+    )
+    parser.add_argument(
+        "--goal",
+        type=_numbers,
+        metavar="X,Y,...",
+        help="fixed goal of a gymnasium environment whose observations have no desired_goal",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="step limit of a gymnasium environment's episodes (default: its time limit, "
+        "else 1000)",
+    )
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task")
     parser.add_argument("--tasks", nargs="+", metavar="NAME", help="only these tasks")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes")
@@ -49,9 +80,12 @@ def run(options: argparse.Namespace) -> int:
     _check_outputs(options)  # before the rollout, not after it
     _limit_threads()
     policy = load_policy(options.checkpoint)
-    chosen = suite(options.env)
+    chosen = suite(options.env, goal=options.goal, max_steps=options.max_steps)
+    act = task_policy(policy, options.env)
+    # Mismatches fail as one line before the progress bar starts.
+    check_fit(act, chosen, options.tasks, options.seed, render=bool(options.video))
     report = evaluate(
-        policy.on_tasks,
+        act,
         chosen,
         episodes=options.episodes,
         tasks=options.tasks,
@@ -79,6 +113,91 @@ def run(options: argparse.Namespace) -> int:
         paths = write_videos(report, options.video)
         print(f"wrote {len(paths)} videos to {options.video}")
     return 0
+
+
+def task_policy(policy: Any, env: str) -> Any:
+    """``policy`` (a :class:`gcrl.policy.LoadedPolicy`) as the ``policy(observations, tasks)``
+    :func:`gcrl.evaluation.evaluate` calls, checking each batch against the policy's input
+    spec; returns that callable.
+
+    A mismatch (a missing key, a wrong width, no goal for a goal-conditioned policy) is one
+    :class:`ConfigError` line that names ``--env``. A policy trained on array observations
+    given dict ones (a goal-conditioned environment, or ``--goal``) gets their ``observation``
+    as its state and their ``desired_goal`` as its goal.
+    """
+    spec = policy.spec
+    wants_goals = bool(spec.goal_dim) and bool(getattr(policy.module.signal, "uses_goals", False))
+
+    def act(observations: Any, tasks: Sequence[Task]) -> np.ndarray:
+        goals = None
+        state = observations
+        if isinstance(observations, Mapping):
+            goals = observations.get(DESIRED_GOAL)
+            if not spec.dict_observations:  # trained on arrays: the state is "observation"
+                if OBSERVATION not in observations:
+                    raise ConfigError(
+                        f"--env {env}: the policy was trained on array observations; {env} "
+                        f"gives dicts of {', '.join(observations)} (no {OBSERVATION!r})"
+                    )
+                state = observations[OBSERVATION]
+        try:
+            spec.state(state)
+            if goals is not None and spec.goal_dim:
+                spec.network_goals(goals, len(tasks))
+        except GcrlError as err:
+            raise ConfigError(f"--env {env}: {err}") from None
+        if wants_goals and goals is None:
+            raise ConfigError(
+                f"--env {env}: the policy is goal-conditioned ({spec.goal_dim}-d goals) and "
+                f"{env}'s observations hold no {DESIRED_GOAL}; give one with --goal"
+            )
+        if state is observations or goals is None or not spec.goal_dim:
+            return np.asarray(policy.on_tasks(state, tasks))
+        # An array-trained goal-conditioned policy: the goal goes beside the state.
+        index = {name: i for i, name in enumerate(policy.task_names)}
+        known = all(t.name in index for t in tasks)
+        ids = np.array([index[t.name] for t in tasks]) if known else None
+        return np.asarray(policy(state, goals=goals, task_ids=ids))
+
+    return act
+
+
+def check_fit(
+    act: Any, chosen: Suite, tasks: Sequence[str] | None, seed: int, render: bool = False
+) -> None:
+    """Play one step of the first task (of ``tasks``, else of the suite) with ``act`` (and
+    draw a frame when ``render``), so that observations or actions that do not fit the
+    policy, or an environment that cannot render, fail before the rollout, as one-line
+    errors; returns nothing. Unknown ``tasks`` are left to the evaluator."""
+    from gcrl.datasets.trajectories import stack_observations
+    from gcrl.evaluation import episode_seed
+
+    index = {t.name: i for i, t in enumerate(chosen.tasks)}
+    task = index.get(tasks[0]) if tasks else 0
+    if task is None:
+        return
+    env = chosen.make_env(render=render)
+    try:
+        observation = env.reset(task, episode_seed(seed, task, 0))
+        if render:
+            env.render()
+        actions = act(stack_observations([observation]), [chosen.tasks[task]])
+        env.step(actions[0])
+    finally:
+        env.close()
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    """``--goal X,Y,...`` as floats; raises argparse's error for anything else."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers (X,Y,...), got {text!r}"
+        ) from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
 
 
 def _check_outputs(options: argparse.Namespace) -> None:

@@ -14,6 +14,11 @@ from gcrl.io import Interrupted, interruptible
 EXIT_USAGE = 2
 #: Subcommands handed to LightningCLI (``gcrl fit --config CONFIG.yaml``).
 TRAINING_COMMANDS = ("fit", "validate", "test")
+TRAINING_SUMMARIES = {
+    "fit": "train an algorithm from a YAML config (gcrl fit --config CONFIG.yaml)",
+    "validate": "validation losses of a checkpoint (--config CONFIG.yaml --ckpt_path CKPT)",
+    "test": "test losses of a checkpoint (--config CONFIG.yaml --ckpt_path CKPT)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,15 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Goal-conditioned imitation and offline RL on trajectory datasets.",
     )
     parser.add_argument("--version", action="version", version=f"gcrl {__version__}")
-    parser.epilog = (
-        "Training: gcrl fit|validate|test --config CONFIG.yaml (LightningCLI; see gcrl fit --help)."
-    )
+    parser.epilog = "Each command's options: gcrl COMMAND --help."
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info.add_parser(commands)
     convert.add_parser(commands)
     relabel.add_parser(commands)
     collect.add_parser(commands)
     evaluate.add_parser(commands)
+    # Listed for the overview only: main() hands these to LightningCLI before parsing.
+    for name, summary in TRAINING_SUMMARIES.items():
+        commands.add_parser(name, help=summary)
     return parser
 
 
@@ -61,6 +67,16 @@ def main(args: Sequence[str] | None = None) -> int:
 
 def _train(args: list[str]) -> int:
     """``fit``/``validate``/``test``: LightningCLI parses the rest (imports torch on demand)."""
+    from gcrl.cli import help_cache
+
+    if help_cache.is_plain_help(args):
+        return help_cache.cached_help(args, lambda: _run_training(args))
+    if sys.stderr.isatty():  # the imports take seconds: say so to someone watching
+        print(f"gcrl {args[0]}: starting (importing torch and Lightning)", file=sys.stderr)
+    return _run_training(args)
+
+
+def _run_training(args: list[str]) -> int:
     from gcrl.cli import train
 
     try:
@@ -71,17 +87,8 @@ def _train(args: list[str]) -> int:
         print(f"gcrl {args[0]}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as err:  # jsonargparse wraps errors raised while building classes
-        print(f"gcrl {args[0]}: error: {_innermost(str(err))}", file=sys.stderr)
+        print(f"gcrl {args[0]}: error: {train.innermost_error(str(err))}", file=sys.stderr)
         return EXIT_USAGE
-
-
-def _innermost(message: str) -> str:
-    """The first error jsonargparse collected (its other lines say which types it tried)."""
-    for line in message.splitlines():
-        line = line.strip()
-        if line.startswith("- ") and not line.startswith("- Expected a <class 'NoneType'>"):
-            return line[2:]
-    return message.strip().splitlines()[0] if message.strip() else "invalid configuration"
 
 
 def run() -> None:

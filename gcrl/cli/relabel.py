@@ -7,9 +7,10 @@ Argument parsing and printing around :func:`gcrl.relabel.relabel_file`, which do
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
-from gcrl.datasets.loading import format_names
+from gcrl.datasets.loading import format_names, root_attributes
 from gcrl.datasets.native_format import COMPRESSIONS
 from gcrl.datasets.sources import CHUNK_ROWS
 from gcrl.relabel.expand import TASK_EXPANSIONS
@@ -20,7 +21,7 @@ from gcrl.relabel.offline import (
     relabel_strategies,
 )
 from gcrl.relabel.reward_fns import TASK_REWARDS_KEY
-from gcrl.relabel.rewards import GoalReward
+from gcrl.relabel.rewards import GoalReward, recorded_tolerance
 from gcrl.relabel.tasks import TaskSelection
 
 
@@ -69,8 +70,9 @@ def add_parser(commands: Any) -> None:
     goal.add_argument(
         "--tolerance",
         type=float,
-        default=0.5,
-        help="success when the achieved goal is within this distance of the goal (0.5)",
+        default=None,
+        help="success when the achieved goal is within this distance of the goal (default: "
+        "the radius the dataset records, success_radius or tolerance, else 0.5)",
     )
     goal.add_argument(
         "--judged-on",
@@ -129,8 +131,18 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def _reward(options: argparse.Namespace) -> tuple[GoalReward, str]:
+    """The goal reward of the options, the tolerance defaulting as :func:`relabel_file`'s, and
+    where the tolerance came from."""
+    tolerance, origin = options.tolerance, "--tolerance"
+    if tolerance is None:
+        tolerance, origin = recorded_tolerance(root_attributes(options.source))
+    return GoalReward(tolerance, options.judged_on, options.negative_rewards), origin
+
+
 def run(options: argparse.Namespace) -> int:
     """Relabel ``options.source`` into ``options.output``; prints a summary."""
+    reward, tolerance_source = _reward(options)
     summary = relabel_file(
         options.source,
         options.output,
@@ -140,7 +152,7 @@ def run(options: argparse.Namespace) -> int:
         keep_original=options.keep_original,
         format=options.format,
         goal_key=options.goal_key,
-        reward=GoalReward(options.tolerance, options.judged_on, options.negative_rewards),
+        reward=reward,
         gamma=options.gamma,
         truncation=options.truncation,
         reward_fn=options.reward_fn,
@@ -153,5 +165,6 @@ def run(options: argparse.Namespace) -> int:
         chunk_rows=options.chunk_rows,
         overwrite=options.force,
     )
+    summary = dataclasses.replace(summary, tolerance_source=tolerance_source)
     print("\n".join(summary.lines()))
     return 0

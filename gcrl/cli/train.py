@@ -9,15 +9,20 @@ config and ``checkpoints/``) unless the config says otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.callbacks import Callback, ProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from gcrl.algorithms.base import GCRLModule
+from gcrl.callbacks import StepProgressBar
+from gcrl.errors import ConfigError, DataError, GcrlError
 from gcrl.training.datamodule import TrajectoryDataModule
 
 SUBCOMMANDS = ("fit", "validate", "test")
@@ -38,11 +43,112 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: ``ckpt_path`` values Lightning resolves itself (not file paths).
+_LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
+#: The spec fields a checkpoint's networks are sized by.
+_SHAPE_FIELDS = ("observation_dim", "action_dim", "discrete", "goal_dim", "num_tasks")
+
+
+#: The last lines of ``gcrl fit --help``: where the options of each algorithm are.
+HELP_EPILOG = (
+    "The algorithm's own options: gcrl fit --model.help gcrl.algorithms.BC (or IQL, GCIVL, "
+    "CRL, DQN). Optimisers are the algorithms' own (Adam at model.learning_rate)."
+)
+
+
 class GcrlCLI(LightningCLI):
-    """LightningCLI in subclass mode, with the data spec linked into the model."""
+    """LightningCLI in subclass mode, with the data spec linked into the model, and
+    ``--ckpt_path`` checked before Lightning reads it."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # Only the subcommands gcrl routes here: no ``predict`` (an algorithm has no
+        # ``predict_step``).
+        return {k: v for k, v in LightningCLI.subcommands().items() if k in SUBCOMMANDS}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        """As Lightning's (the model's options come from the checkpoint's hyperparameters),
+        after checking the file, and with the class from gcrl's metadata when the
+        hyperparameters do not name it (checkpoints of models built in Python)."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        meta = read_resumable(path)
+        if meta is None or path is None:
+            super()._parse_ckpt_path()
+            return
+        import torch
+
+        hparams = dict(torch.load(path, weights_only=True, map_location="cpu")["hyper_parameters"])
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None) or meta["algorithm"]
+        model = {"class_path": class_path, "dict_kwargs": hparams}
+        errors = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(errors):  # jsonargparse prints its usage
+                self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+        except SystemExit:
+            raise ConfigError(
+                f"--ckpt_path {path}: a checkpoint of {class_path} whose options do not fit it "
+                f"({innermost_error(errors.getvalue())})"
+            ) from None
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Any:
+        # gcrl's progress bar, unless the run has none or brings its own: Lightning's reads
+        # "Epoch 1/-2" when, as in step-budgeted runs, epochs are unbounded.
+        given = config.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        bars = [c for c in [*given, *callbacks] if isinstance(c, ProgressBar)]
+        if config.get("enable_progress_bar") is not False and not bars:
+            callbacks = [*callbacks, StepProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
+
+    def before_fit(self) -> None:
+        check_resumable(self.config[self.subcommand].get("ckpt_path"), self.model)
+
+    before_validate = before_test = before_fit
+
+
+def read_resumable(path: str | None) -> dict[str, Any] | None:
+    """gcrl's metadata of the ``--ckpt_path`` checkpoint (None for no path, or a name that
+    Lightning resolves such as ``last``); a one-line error for a missing or truncated file,
+    another program's checkpoint or one without weights, where Lightning's own errors are
+    tracebacks (``KeyError: 'pytorch-lightning_version'``)."""
+    if path is None or path in _LIGHTNING_CKPT_NAMES or str(path).startswith("registry"):
+        return None
+    from gcrl.policy import read_checkpoint_metadata
+
+    try:
+        return read_checkpoint_metadata(path)
+    except GcrlError as err:
+        message = str(err).removeprefix(f"{path}: ")
+        raise type(err)(f"--ckpt_path {path}: {message}") from None
+
+
+def check_resumable(path: str | None, model: GCRLModule) -> None:
+    """Raise a one-line error unless the ``--ckpt_path`` checkpoint (see
+    :func:`read_resumable`) is of ``model``'s class and of networks sized for the same data."""
+    meta = read_resumable(path)
+    if meta is None:
+        return
+    from gcrl.spec import InputSpec
+
+    option = f"--ckpt_path {path}"
+    cls = type(model)
+    expected = f"{cls.__module__}.{cls.__qualname__}"
+    if meta.get("algorithm") != expected:
+        raise ConfigError(
+            f"{option}: a checkpoint of {meta.get('algorithm')}, but the model is {expected}"
+        )
+    trained = InputSpec.from_dict(meta["spec"])
+    for name in _SHAPE_FIELDS:
+        if getattr(trained, name) != getattr(model.spec, name):
+            raise DataError(
+                f"{option}: trained with {name} {getattr(trained, name)}, but the data "
+                f"gives {getattr(model.spec, name)}"
+            )
 
 
 #: Lightning messages that say nothing about the run: advertisements, a deprecation inside
@@ -96,14 +202,22 @@ def run(args: Sequence[str]) -> int:
 
 
 def _cli(args: Sequence[str]) -> None:
+    fitting = not args or args[0] == "fit"
     cli = GcrlCLI(
         GCRLModule,
         TrajectoryDataModule,
         subclass_mode_model=True,
         args=list(args),
-        trainer_defaults=TRAINER_DEFAULTS,
+        # validate and test print their metrics; they make no new run directory (a logger
+        # given on the command line still logs them).
+        trainer_defaults=TRAINER_DEFAULTS if fitting else {**TRAINER_DEFAULTS, "logger": False},
         seed_everything_default=0,
+        save_config_callback=SaveConfigCallback if fitting else None,
         save_config_kwargs={"overwrite": True},
+        # The algorithms configure their optimiser themselves (compiled steps, PCGrad and
+        # GradNorm need to): an --optimizer option would silently replace it.
+        auto_configure_optimizers=False,
+        parser_kwargs={name: {"epilog": HELP_EPILOG} for name in SUBCOMMANDS},
     )
     if args and args[0] == "fit":
         report_checkpoint(cli.trainer)
@@ -115,3 +229,12 @@ def report_checkpoint(trainer: Any) -> None:
     path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
     if trainer.is_global_zero and path:
         print(f"checkpoint: {path}")
+
+
+def innermost_error(message: str) -> str:
+    """The first error jsonargparse collected (its other lines say which types it tried)."""
+    for line in message.splitlines():
+        line = line.strip()
+        if line.startswith("- ") and not line.startswith("- Expected a <class 'NoneType'>"):
+            return line[2:]
+    return message.strip().splitlines()[0] if message.strip() else "invalid configuration"

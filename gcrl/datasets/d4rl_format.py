@@ -225,7 +225,7 @@ def from_d4rl_arrays(
     return Trajectories(
         observations=observations_out,
         actions=_without_rows(column("actions"), drop),
-        rewards=_without_rows(column("rewards").reshape(n), drop),
+        rewards=_without_rows(_flat(column("rewards"), "rewards", n), drop),
         terminals=new_terminals,
         timeouts=kept_ends & ~new_terminals,
         next_observations=next_out,
@@ -233,6 +233,13 @@ def from_d4rl_arrays(
         infos=infos,
         attrs={"source": source, "source_format": "d4rl"},
     )
+
+
+def _flat(array: np.ndarray, name: str, n: int) -> np.ndarray:
+    """``array`` as ``[n]``: D4RL writers store rewards as ``[N]`` or ``[N, 1]``."""
+    if array.shape not in ((n,), (n, 1)):
+        raise DataError(f"{name}: shape {array.shape}, expected ({n},) or ({n}, 1)")
+    return array.reshape(n)
 
 
 def _d4rl_time_limits(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gcrl.datasets.trajectories import Trajectories
-from gcrl.errors import DatasetNotFoundError, UnknownFormatError
+from gcrl.errors import DatasetNotFoundError, UnknownFormatError, option, reading
 from gcrl.io import resolve_source
 
 #: Modules declaring the built-in formats, in the order detection tries them.
@@ -143,10 +143,43 @@ def detect_format(source: str | os.PathLike[str]) -> str:
     (``namespace/name-v0``) as Minari datasets. ``bundled:NAME`` is a bundled native file.
     """
     probe = SourceProbe(resolve_source(source))
-    for fmt in formats().values():
-        if fmt.recognises(probe):
-            return fmt.name
-    raise _unrecognised(probe)
+    with reading(probe.path):
+        for fmt in formats().values():
+            if fmt.recognises(probe):
+                return fmt.name
+        raise _unrecognised(probe)
+
+
+def root_attributes(source: str | os.PathLike[str]) -> dict[str, Any]:
+    """The root attributes of an HDF5 source (a native file's provenance, such as the
+    ``success_radius`` its rewards used), as plain Python values; ``{}`` for other sources."""
+    probe = SourceProbe(resolve_source(source))
+    if not probe.exists or probe.is_dir:
+        return {}
+    with reading(probe.path):
+        raw = probe.hdf5_attrs
+    return {
+        k: v.item() if hasattr(v, "item") and getattr(v, "ndim", 1) == 0 else v
+        for k, v in raw.items()
+    }
+
+
+def check_format_applies(source: str | os.PathLike[str], name: str) -> None:
+    """Raise unless a format named explicitly (``--format``) can read what ``source`` is: an
+    HDF5 format a file with HDF5's signature, an npz format a zip file. Without this check the
+    storage library's own error (\"file signature not found\") would be all the user sees."""
+    fmt = formats()[name]
+    probe = SourceProbe(source)
+    if not probe.exists or probe.is_dir:
+        return
+    with reading(probe.path):
+        wrong = (fmt.kind == "HDF5" and not probe.is_hdf5) or (
+            fmt.kind == "npz" and not probe.is_zip
+        )
+    if wrong:
+        raise UnknownFormatError(
+            f"{source}: {option('format')} {name} reads {fmt.kind} files, and this is not one"
+        )
 
 
 def _unrecognised(probe: SourceProbe) -> Exception:
@@ -184,4 +217,7 @@ def load(source: str | os.PathLike[str], format: str | None = None, **options: A
         raise UnknownFormatError(
             f"format: unknown {name!r}; choose one of {', '.join(format_names())}"
         )
-    return fmt.load(source, **options)
+    if format is not None:
+        check_format_applies(source, name)
+    with reading(source):
+        return fmt.load(source, **options)

@@ -81,9 +81,12 @@ def open_minari(source: str | os.PathLike[str]) -> Any:
         return minari.MinariDataset(data_path)
     try:
         return minari.load_dataset(str(source))
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError):
+        # Minari's own message offers ``download=True``, which gcrl does not: say what to run.
+        root = os.environ.get("MINARI_DATASETS_PATH") or "~/.minari/datasets"
         raise DatasetNotFoundError(
-            f"{source}: no such file, directory or local Minari dataset id ({err})"
+            f"{source}: no such file, directory or local Minari dataset id (looked in {root}; "
+            f"fetch it first with `minari download {source}`)"
         ) from None
 
 

@@ -26,14 +26,19 @@ from gcrl.datasets.trajectories import (
     TaskTable,
     Trajectories,
     check_episode_index,
+    check_finite,
+    check_real_dtype,
+    check_task_labels,
     episode_chunks,
 )
 from gcrl.errors import (
     DataError,
     DatasetNotFoundError,
     GcrlError,
+    LengthMismatchError,
     MissingKeyError,
     UnknownFormatError,
+    reading,
 )
 from gcrl.io import atomic_path, raise_if_interrupted, resolve_source
 
@@ -233,12 +238,11 @@ class NativeReader:
         self.path = Path(resolve_source(path))
         if not self.path.is_file():
             raise DatasetNotFoundError(f"{self.path}: no such file")
-        try:
+        with reading(self.path):
             self._file = h5py.File(self.path, "r")
-        except OSError:
-            raise UnknownFormatError(f"{self.path}: not an HDF5 file") from None
         try:
-            self._check()
+            with reading(self.path):
+                self._check()
         except Exception:
             self._file.close()
             raise
@@ -247,7 +251,13 @@ class NativeReader:
         f = self._file
         if not is_native(f):
             raise UnknownFormatError(f"{self.path}: not a gcrl file (root attribute 'format')")
-        version = int(f.attrs.get("format_version", 0))
+        try:
+            version = int(f.attrs.get("format_version", 0))
+        except (TypeError, ValueError):
+            raise UnknownFormatError(
+                f"{self.path}: format_version {_plain(f.attrs['format_version'])!r} "
+                "is not a version number"
+            ) from None
         if version > FORMAT_VERSION:
             raise UnknownFormatError(
                 f"{self.path}: format_version {version} is newer than this gcrl reads "
@@ -261,6 +271,16 @@ class NativeReader:
             check_episode_index(
                 self.episode_starts, self.column("terminals"), self.column("timeouts")
             )
+            # The other small columns too, so that a lazy summary refuses what loading would.
+            rewards = self.column("rewards")
+            check_real_dtype("rewards", rewards)
+            if rewards.shape != (self.num_transitions,):
+                raise DataError(
+                    f"rewards: shape {rewards.shape}, expected ({self.num_transitions},)"
+                )
+            check_finite("rewards", rewards)
+            task_ids = self.column("task_ids") if self.has("task_ids") else None
+            check_task_labels(task_ids, self.tasks, self.num_transitions)
         except GcrlError as err:
             raise err.with_source(self.path) from None
 
@@ -298,6 +318,10 @@ class NativeReader:
         group = self._file["tasks"]
         names = group["names"].asstr()[()]
         texts = group["texts"].asstr()[()]
+        if len(names) != len(texts):
+            raise LengthMismatchError(
+                f"{self.path}: tasks/texts: {len(texts)} texts for {len(names)} task names"
+            )
         return tuple(Task(str(n), str(t)) for n, t in zip(names, texts, strict=True))
 
     def column(self, name: str) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from gcrl.datasets.loading import DatasetFormat, SourceProbe
 from gcrl.datasets.trajectories import Trajectories, check_columns, episode_starts_from_ends
 from gcrl.errors import (
+    DataError,
     DatasetNotFoundError,
     EmptyDatasetError,
     GcrlError,
@@ -49,10 +50,21 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DatasetNotFoundError("no such file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
+        npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError):
         raise UnknownFormatError("not an npz file") from None
+    arrays = {}
+    with npz:
+        for key in npz.files:
+            try:
+                arrays[key] = npz[key]
+            except ValueError as err:  # numpy refuses pickles when allow_pickle is False
+                if "allow_pickle" in str(err):
+                    raise DataError(
+                        f"{key}: an object array (pickled); gcrl never unpickles"
+                    ) from None
+                raise DataError(f"{key}: unreadable array ({err})") from None
+    return arrays
 
 
 def _load(path: Path, terminals_are_timeouts: bool) -> Trajectories:

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from gcrl.datasets.loading import detect_format, load
+from gcrl.datasets.loading import check_format_applies, detect_format, load
 from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Task, Trajectories
-from gcrl.errors import MissingKeyError
+from gcrl.errors import MissingKeyError, reading
 from gcrl.io import raise_if_interrupted, resolve_source
 
 #: Rows per chunk when streaming (whole episodes; about 10-30 MB per chunk for typical rows).
@@ -32,7 +32,10 @@ class Source:
         self._reader: NativeReader | None = None
         self._data: Trajectories | None = None
         if self.format == "gcrl":
-            self._reader = NativeReader(source)
+            if format is not None:
+                check_format_applies(source, format)
+            with reading(source):
+                self._reader = NativeReader(source)
             self.num_transitions = self._reader.num_transitions
             self.tasks: tuple[Task, ...] = self._reader.tasks
         else:
@@ -55,7 +58,11 @@ class Source:
             else self._data.chunks(max_rows)  # type: ignore[union-attr]
         )
         first_row = 0
-        for part in parts:
+        while True:
+            with reading(self.path):  # only the read: a failed write is not the input's fault
+                part = next(parts, None)
+            if part is None:
+                return
             raise_if_interrupted()  # a signal whose exception a C extension swallowed
             yield first_row, part
             first_row += len(part)
@@ -65,9 +72,10 @@ class Source:
         final ``s'``): ``[N + E, ...]``, in no particular order."""
         name, next_name = f"observations/{key}", f"next_observations/{key}"
         if self._reader is not None:
-            starts = self._reader.episode_starts
-            current = self._reader.column(name)
-            following = self._reader.column(next_name)
+            with reading(self.path):
+                starts = self._reader.episode_starts
+                current = self._reader.column(name)
+                following = self._reader.column(next_name)
         else:
             assert self._data is not None
             columns = self._data.columns()

@@ -11,18 +11,21 @@ from typing import Any
 
 import numpy as np
 
-from gcrl.datasets.loading import detect_format, load
+from gcrl.datasets.loading import check_format_applies, detect_format, load
 from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Task, Trajectories
+from gcrl.errors import reading
 
 
 def summarize(
     source: str | os.PathLike[str], format: str | None = None, **options: Any
 ) -> dict[str, Any]:
     """A JSON-compatible summary of any supported dataset; see :func:`summarize_columns`."""
+    if format == "gcrl":
+        check_format_applies(source, format)
     format = format or detect_format(source)
     if format == "gcrl":
-        with NativeReader(source) as reader:
+        with reading(source), NativeReader(source) as reader:
             task_ids = reader.column("task_ids") if reader.has("task_ids") else None
             return summarize_columns(
                 source=str(source),

@@ -66,6 +66,10 @@ class Trajectories:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        for name in ("rewards", "terminals", "timeouts", "task_ids"):
+            value = getattr(self, name)
+            if value is not None:  # before the casts below would drop an imaginary part
+                check_real_dtype(name, np.asarray(value))
         set_(self, "rewards", np.asarray(self.rewards, dtype=np.float32))
         set_(self, "terminals", np.asarray(self.terminals, dtype=bool))
         set_(self, "timeouts", np.asarray(self.timeouts, dtype=bool))
@@ -107,24 +111,14 @@ class Trajectories:
         _check_same_structure(self.observations, self.next_observations)
         for name, array in columns.items():
             if name.startswith(("observations", "next_observations", "actions")):
-                _check_finite(name, array)
+                check_real_dtype(name, array)
+                check_finite(name, array)
+            elif name.startswith("infos/") and array.dtype.kind in "cVO":
+                raise DataError(f"{name}: dtype {array.dtype} (complex, compound or object)")
+        check_finite("rewards", self.rewards)
 
         check_episode_index(self.episode_starts, self.terminals, self.timeouts)
-        if self.task_ids is not None:
-            if self.task_ids.ndim != 1:
-                raise DataError(f"task_ids: shape {self.task_ids.shape}, expected ({n},)")
-            if len(self.tasks) == 0:
-                raise DataError("tasks: task_ids are given but the task table is empty")
-            if self.task_ids.min() < 0 or self.task_ids.max() >= len(self.tasks):
-                raise DataError(
-                    f"task_ids: values must lie in [0, {len(self.tasks)}), "
-                    f"found {int(self.task_ids.min())}..{int(self.task_ids.max())}"
-                )
-        elif self.tasks:
-            raise DataError("task_ids: a task table is given but no task_ids")
-        names = [t.name for t in self.tasks]
-        if len(set(names)) != len(names):
-            raise DataError(f"tasks: task names must be unique, got {names}")
+        check_task_labels(self.task_ids, self.tasks, n)
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -371,7 +365,38 @@ def _check_same_structure(
             )
 
 
-def _check_finite(name: str, array: np.ndarray) -> None:
+def check_real_dtype(name: str, array: np.ndarray) -> None:
+    """Raise unless ``array`` holds booleans, integers or real floats: complex, compound
+    (structured), string and object columns are refused rather than cast or written out."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{name}: dtype {array.dtype}, expected booleans, integers or floats")
+
+
+def check_task_labels(task_ids: np.ndarray | None, tasks: Sequence[Task], n: int) -> None:
+    """Raise unless ``task_ids`` (or None) is ``[n]`` integers indexing ``tasks``, whose names
+    are unique; a task table without ids is refused too."""
+    if task_ids is not None:
+        if task_ids.ndim != 1 or len(task_ids) != n:
+            raise LengthMismatchError(f"task_ids: shape {task_ids.shape}, expected ({n},)")
+        if task_ids.dtype.kind not in "iu":
+            raise DataError(f"task_ids: dtype {task_ids.dtype}, expected integers")
+        if len(tasks) == 0:
+            raise DataError("tasks: task_ids are given but the task table is empty")
+        low, high = int(task_ids.min()), int(task_ids.max())
+        if low < 0 or high >= len(tasks):
+            raise DataError(
+                f"task_ids: values must lie in [0, {len(tasks)}) (the task table), "
+                f"found {low}..{high}"
+            )
+    elif tasks:
+        raise DataError("task_ids: a task table is given but no task_ids")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        duplicate = next(name for name in names if names.count(name) > 1)
+        raise DataError(f"tasks/names: task name {duplicate!r} appears more than once")
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
     if not np.issubdtype(array.dtype, np.inexact) or array.size == 0:
         return
     # A sum propagates NaN and infinity: one pass, no temporary. If it overflows, the exact
@@ -422,6 +447,9 @@ def check_columns(
     for key in required:
         if key not in arrays:
             raise MissingKeyError(f"missing key {key!r}")
+    for key in (*required, *optional):
+        if key in arrays and np.ndim(arrays[key]) == 0:
+            raise LengthMismatchError(f"{key}: a scalar, expected one row per transition")
     n = len(arrays["actions"])
     if n == 0:
         raise EmptyDatasetError("actions: the dataset holds no transition")

@@ -3,6 +3,9 @@
 
 Each environment family lives in its own module, imported only when one of its recipes or
 suites is asked for, so that its simulator (MuJoCo, Meta-World, minigrid) is needed only then.
+Any other name :func:`suite` is given is a gymnasium environment (``CartPole-v1``,
+``PointMaze_UMaze-v3``, ``module:EnvId``) or ``minari:DATASET_ID``, the environment a local
+Minari dataset recorded (:mod:`gcrl.envs.gymnasium_suite`, which imports gymnasium then).
 
 >>> from gcrl.envs import RECIPES, SUITES
 >>> sorted(RECIPES)
@@ -14,6 +17,7 @@ True
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 from gcrl.envs.base import Recipe, Suite
 from gcrl.errors import ConfigError
@@ -50,10 +54,21 @@ def recipe(name: str) -> Recipe:
     return found
 
 
-def suite(name: str) -> Suite:
-    """The evaluation suite called ``name``."""
+def suite(name: str, *, goal: Sequence[float] | None = None, max_steps: int | None = None) -> Suite:
+    """The evaluation suite called ``name``: one of :data:`SUITES`, else a gymnasium id,
+    ``module:EnvId`` or ``minari:DATASET_ID`` (see :mod:`gcrl.envs.gymnasium_suite`); returns
+    it. ``goal`` (a fixed goal for an environment without ``desired_goal``) and ``max_steps``
+    (a step limit) apply to gymnasium environments only: gcrl's suites fix both."""
     if name not in SUITES:
-        raise ConfigError(f"--env: unknown {name!r}; choose one of {', '.join(SUITES)}")
+        from gcrl.envs.gymnasium_suite import gymnasium_suite
+
+        return gymnasium_suite(name, goal=goal, max_steps=max_steps, suites=list(SUITES))
+    for flag, value in (("--goal", goal), ("--max-steps", max_steps)):
+        if value is not None:
+            raise ConfigError(
+                f"{flag}: {name} sets its own goals and step limit; {flag} is for gymnasium "
+                "environments"
+            )
     module = importlib.import_module(SUITES[name])
     made: Suite = module.SUITES[name]()
     return made

@@ -40,6 +40,8 @@ from gcrl.errors import ConfigError
 MAZES = ("arena", "medium", "large", "giant")
 #: OGBench's success radius for the point mass, in maze units.
 SUCCESS_RADIUS = 1.0
+#: gymnasium-robotics PointMaze's own success radius.
+ROBOTICS_SUCCESS_RADIUS = 0.45
 EVAL_STEPS = 1000
 
 
@@ -203,7 +205,9 @@ class PointMazeRecipe:
                 "noise": float(options.noise),
                 "seed": int(options.seed),
                 "max_steps": int(options.max_steps),
-                "reward": "gymnasium-robotics sparse reward: 1 when s' is within 0.45 of the goal",
+                "success_radius": ROBOTICS_SUCCESS_RADIUS,
+                "reward": "gymnasium-robotics sparse reward: 1 when s' is within "
+                "success_radius of the goal",
             }
         return {
             "env": f"ogbench pointmaze-{options.maze}",

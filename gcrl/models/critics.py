@@ -31,6 +31,18 @@ class ValueEnsemble(nn.Module):
         layer_norm: bool = True,
     ) -> None:
         super().__init__()
+        #: The constructor's arguments (plain data): a checkpoint rebuilds the network from them.
+        self.config = {
+            "size": size,
+            "in_dim": in_dim,
+            "cond_dim": cond_dim,
+            "hidden_dims": list(hidden_dims),
+            "out_dim": out_dim,
+            "conditioning": conditioning,
+            "num_heads": num_heads,
+            "activation_name": activation_name,
+            "layer_norm": layer_norm,
+        }
         self.members = nn.ModuleList(
             ConditionedMLP(
                 in_dim,

@@ -40,6 +40,19 @@ class Policy(nn.Module):
         super().__init__()
         if kind not in POLICY_KINDS:
             raise ConfigError(f"policy: unknown {kind!r}; choose one of {', '.join(POLICY_KINDS)}")
+        #: The constructor's arguments (plain data): a checkpoint rebuilds the policy from them.
+        self.config = {
+            "kind": kind,
+            "obs_dim": obs_dim,
+            "cond_dim": cond_dim,
+            "action_dim": action_dim,
+            "hidden_dims": list(hidden_dims),
+            "const_std": const_std,
+            "conditioning": conditioning,
+            "num_heads": num_heads,
+            "activation_name": activation_name,
+            "layer_norm": layer_norm,
+        }
         self.kind = kind
         self.net = ConditionedMLP(
             obs_dim,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from gcrl.datasets.loading import root_attributes
 from gcrl.datasets.native_format import NativeWriter
 from gcrl.datasets.sources import CHUNK_ROWS, Source
 from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories, replace_fields
@@ -49,7 +50,7 @@ from gcrl.relabel.reward_fns import (
     stored_task_rewards,
     task_rewards_from,
 )
-from gcrl.relabel.rewards import GoalReward
+from gcrl.relabel.rewards import TOLERANCE_ATTRS, GoalReward, recorded_tolerance
 from gcrl.relabel.tasks import TaskSelection, draw_tasks, episode_returns, uniform_other_tasks
 
 #: The offline strategy relabeling episodes with the task they accomplished.
@@ -74,6 +75,8 @@ class RelabelSummary:
     stats: ExpansionStats = field(default_factory=ExpansionStats)
     #: Goal strategies: how success was judged.
     reward: GoalReward | None = None
+    #: Goal strategies: where the tolerance came from (an option, the dataset, the default).
+    tolerance_source: str = ""
     #: Task strategies: the task names, by id.
     task_names: tuple[str, ...] = ()
 
@@ -118,8 +121,11 @@ class RelabelSummary:
         if self.reward is not None:
             state = "s'" if self.reward.judged_on == "next" else "s"
             rule = "index" if self.reward.tolerance is None else f"within {self.reward.tolerance}"
+            rule += f" on {state}"
+            if self.reward.tolerance is not None and self.tolerance_source:
+                rule += f", {self.tolerance_source}"
             out.append(
-                f"goal reached ({rule} on {state}): {self.success_before:.1%} of source rows, "
+                f"goal reached ({rule}): {self.success_before:.1%} of source rows, "
                 f"{self.success_after:.1%} of relabeled rows"
             )
         elif self.strategy == HINDSIGHT_INSTRUCTION:
@@ -171,7 +177,8 @@ def relabel_file(
         keep_original: also write the source rows.
         format: the source's format (default: detected).
         goal_key: the observation key of the achieved goal.
-        reward: how goal success is judged (default ``GoalReward()``: within 0.5 on s').
+        reward: how goal success is judged (default: on s', within the tolerance the
+            source records, see :func:`gcrl.relabel.rewards.recorded_tolerance`).
         gamma, truncation: the ``geometric`` strategy's.
         reward_fn: ``MODULE:NAME`` or the object itself. Goal strategies: a function of
             ``(observations, actions, next_observations)`` returning ``[n]`` (it replaces the
@@ -202,7 +209,11 @@ def relabel_file(
         raise ConfigError(f"{option('chunk_rows')}: must be >= 1, got {chunk_rows}")
     refuse_output_among_inputs([source], output)
     is_goal = strategy in goal_expansions()
-    reward = reward or GoalReward()
+    source_attrs = root_attributes(source)
+    tolerance_source = "given"
+    if reward is None:
+        tolerance, tolerance_source = recorded_tolerance(source_attrs)
+        reward = GoalReward(tolerance)
     if strategy == "high-reward" and selection is None:
         selection = TaskSelection()  # raises: the rule must be chosen
     options: dict[str, Any] = {
@@ -236,9 +247,13 @@ def relabel_file(
             Path(output),
             keep_original,
             reward=reward if is_goal else None,
+            tolerance_source=tolerance_source,
             task_names=tuple(t.name for t in opened.tasks),
         )
         attrs = {
+            # The environment's own success radius stays true of the relabeled rows.
+            **{key: source_attrs[key] for key in TOLERANCE_ATTRS if key in source_attrs},
+            **({"tolerance": reward.tolerance} if is_goal and reward.tolerance is not None else {}),
             "source": str(source),
             "source_format": opened.format,
             "relabel_strategy": strategy,

@@ -16,7 +16,7 @@ gymnasium-robotics do) or on ``s`` (as OGBench does), and decided by a distance 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +38,31 @@ def goal_success(achieved: np.ndarray, goals: np.ndarray, tolerance: float) -> n
     return goal_distance(achieved, goals) <= tolerance
 
 
+#: The goal tolerance when neither the user nor the dataset gives one.
+DEFAULT_TOLERANCE = 0.5
+#: Dataset attributes that record the success radius its own rewards used, in order of
+#: preference: ``gcrl collect`` writes ``success_radius``, ``gcrl relabel`` ``tolerance``.
+TOLERANCE_ATTRS = ("success_radius", "tolerance")
+
+
+def recorded_tolerance(attrs: Mapping[str, Any]) -> tuple[float, str]:
+    """The default goal tolerance for a dataset with root attributes ``attrs`` and where it
+    comes from: the radius the dataset's own rewards used when it records one (so relabeled
+    rewards agree with the stored ones: 1.0 for gcrl's OGBench-style mazes, 0.45 for the
+    gymnasium-robotics ones), else :data:`DEFAULT_TOLERANCE`.
+
+    >>> recorded_tolerance({"success_radius": 1.0})
+    (1.0, "the dataset's success_radius")
+    >>> recorded_tolerance({})
+    (0.5, "gcrl's default")
+    """
+    for key in TOLERANCE_ATTRS:
+        value = attrs.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value), f"the dataset's {key}"
+    return DEFAULT_TOLERANCE, "gcrl's default"
+
+
 @dataclass(frozen=True)
 class GoalReward:
     """How relabeled transitions are rewarded.
@@ -49,7 +74,7 @@ class GoalReward:
     (``1 - terminals``) is 0.
     """
 
-    tolerance: float | None = 0.5
+    tolerance: float | None = DEFAULT_TOLERANCE
     judged_on: JudgedOn = "next"
     negative: bool = False
 

@@ -15,6 +15,7 @@ Each signal maps ``(goals, task_ids)`` to ``[B, dim]``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,6 +35,8 @@ class TaskSignal(nn.Module):
 
     dim: int
     uses_goals = False
+    #: The constructor's arguments (plain data): a checkpoint rebuilds the signal from them.
+    config: dict[str, Any]
 
     def forward(
         self,
@@ -50,6 +53,7 @@ class NoSignal(TaskSignal):
     def __init__(self) -> None:
         super().__init__()
         self.dim = 0
+        self.config = {}
 
     def forward(
         self,
@@ -72,6 +76,7 @@ class OneHotSignal(TaskSignal):
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
         self.dim = num_tasks
+        self.config = {"num_tasks": num_tasks}
 
     def forward(
         self,
@@ -88,6 +93,7 @@ class EmbeddingSignal(TaskSignal):
     def __init__(self, num_tasks: int, dim: int) -> None:
         super().__init__()
         self.dim = dim
+        self.config = {"num_tasks": num_tasks, "dim": dim}
         self.table = nn.Embedding(num_tasks, dim)
 
     def forward(
@@ -107,6 +113,7 @@ class GoalSignal(TaskSignal):
 
     def __init__(self, goal_dim: int, encoder_dims: Sequence[int] | None = None) -> None:
         super().__init__()
+        self.config = {"goal_dim": goal_dim, "encoder_dims": list(encoder_dims or [])}
         if encoder_dims:
             self.encoder: nn.Module = MLP(goal_dim, encoder_dims[:-1], encoder_dims[-1])
             self.dim = encoder_dims[-1]
@@ -148,6 +155,8 @@ class TextSignal(TaskSignal):
             embeddings = torch.zeros(num_tasks, dim)
         self.register_buffer("table", torch.as_tensor(embeddings, dtype=torch.float32))
         self.dim = int(self.table.shape[1])
+        # The table comes from the state dict when rebuilding.
+        self.config = {"model": model, "num_tasks": int(self.table.shape[0]), "dim": self.dim}
 
     table: torch.Tensor
 
@@ -160,6 +169,28 @@ class TextSignal(TaskSignal):
         if text_embeddings is not None:
             return text_embeddings.to(self.table.dtype)
         return self.table[_ids(task_ids)]
+
+
+#: Signal classes by name, for rebuilding one from its ``config``.
+SIGNAL_CLASSES: dict[str, type[TaskSignal]] = {
+    cls.__name__: cls for cls in (NoSignal, OneHotSignal, EmbeddingSignal, GoalSignal, TextSignal)
+}
+
+
+def task_vectors(
+    signal: TaskSignal,
+    observations: torch.Tensor,
+    goals: torch.Tensor | None = None,
+    task_ids: torch.Tensor | None = None,
+    text_embeddings: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The task vector of each sample, ``[B, signal.dim]``, from its goal, task id or
+    instruction embedding (whichever ``signal`` takes); ``[B, 0]`` for no signal."""
+    if text_embeddings is not None and not isinstance(signal, TextSignal):
+        raise ConfigError("texts: the model is not text-conditioned")
+    if isinstance(signal, NoSignal):
+        return observations.new_zeros(len(observations), 0)
+    return signal(goals, task_ids, text_embeddings)
 
 
 def _ids(task_ids: torch.Tensor | None) -> torch.Tensor:

@@ -24,6 +24,7 @@ from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
 from gcrl.errors import ConfigError, GcrlError
 from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler
 from gcrl.relabel.instructions import InstructionRelabel
+from gcrl.relabel.rewards import recorded_tolerance
 from gcrl.spec import InputSpec
 from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor
 from gcrl.training.sharing import (
@@ -71,13 +72,20 @@ class TrajectoryDataModule(L.LightningDataModule):
     Args:
         path: the dataset.
         batch_size: transitions per batch.
-        relabel: goal relabeling, one of :data:`RELABEL_MODES`.
+        relabel: goal relabeling: ``auto`` (default: ``none`` for a file ``gcrl relabel``
+            wrote, else ``ogbench`` for goal-conditioned data, else ``none``), ``ogbench``
+            (OGBench's value and actor goal mixtures, -1/0 rewards by index equality on s),
+            ``her`` (HER future goals, 0/1 rewards within ``tolerance`` on s') or ``none``
+            (the stored goals and rewards).
         observation_keys: dict observations: the keys concatenated into the state input
             (default ``["observation"]``).
         goal_key: dict observations: the achieved-goal key goals are drawn from.
         goal_dims: array observations: the dimensions forming the goal (default: all, as
             OGBench does); a goal-free dataset needs neither.
-        her_k, tolerance: ``her`` mode.
+        her_k: ``her`` mode: hindsight goals per row kept with its stored goal (HER's k, 4).
+        tolerance: ``her`` mode: a goal is reached when the achieved goal of s' lies within
+            this distance of it (default: the radius the dataset records, ``success_radius``
+            or ``tolerance``, else 0.5; :func:`gcrl.relabel.rewards.recorded_tolerance`).
         value_goals: ``ogbench`` mode: the value goals' mixture weights by strategy (default
             OGBench's ``{current: 0.2, geometric: 0.5, random: 0.3}``; CRL uses
             ``{geometric: 1.0}``).
@@ -90,13 +98,17 @@ class TrajectoryDataModule(L.LightningDataModule):
         task_reward_fn: ``MODULE:NAME`` of a function ``(observations, actions,
             next_observations) -> [n, tasks]`` giving every row's reward under every task
             (default: the ``infos/task_rewards`` column).
-        sharing_top_k, sharing_percentile, sharing_temperature: the ``high-reward`` rule
-            (:class:`gcrl.relabel.TaskSelection`: top-k, Generalized Hindsight's percentile,
-            HIPI's softmax temperature).
-        conservative_percentile, conservative_refresh: ``conservative`` keeps a share when
-            the current critic's score of it under the target task is at least this
-            percentile of that task's own rows' scores; the thresholds are recomputed every
-            ``conservative_refresh`` steps (nothing is shared before the first).
+        sharing_top_k: the ``high-reward`` rule (set exactly one of the three,
+            :class:`gcrl.relabel.TaskSelection`): the k tasks of highest return.
+        sharing_percentile: the ``high-reward`` rule: tasks whose return is at least this
+            percentile of their returns (Generalized Hindsight).
+        sharing_temperature: the ``high-reward`` rule: tasks drawn by a softmax of returns at
+            this temperature (HIPI).
+        conservative_percentile: ``conservative`` keeps a share when the current critic's
+            score of it under the target task is at least this percentile of that task's own
+            rows' scores.
+        conservative_refresh: ``conservative``: the thresholds are recomputed every this
+            many steps (nothing is shared before the first).
         instruction_relabel_ratio: share of each batch tried for hindsight instructions:
             rows of episodes that accomplished another task take that task, with its reward
             (:mod:`gcrl.relabel.instructions`; the hindsight tasks join the task table).
@@ -106,7 +118,8 @@ class TrajectoryDataModule(L.LightningDataModule):
             and standard deviation (stored in the spec, so checkpoints and
             :func:`gcrl.load_policy` apply the same); rewards and relabeling see raw values.
         device_data: hold observations and actions on the training device and gather
-            batches there, one of :data:`DEVICE_DATA_MODES`.
+            batches there: ``auto`` (when they take at most half its free memory; always on
+            CPU), ``always`` or ``never``.
         val_fraction: share of episodes held out for validation (by episodes, seeded).
         updates_per_batch: optimiser steps per Lightning step: each batch holds this many
             batches of ``batch_size`` rows, drawn at once, and the model steps on each in
@@ -114,7 +127,9 @@ class TrajectoryDataModule(L.LightningDataModule):
             labelled by optimiser step). Training switches to manual optimisation, so
             ``trainer.gradient_clip_val`` is applied by the model (norm clipping only);
             ``every_n_train_steps`` of a checkpoint callback should be a multiple of it.
-        steps_per_epoch, val_batches: batches per training epoch / per validation run.
+        steps_per_epoch: batches per training epoch (the data is sampled, so an epoch is
+            only a unit of logging and validation).
+        val_batches: batches per validation run (with ``val_fraction``).
         seed: all sampling is drawn from generators seeded by it (and the rank).
     """
 
@@ -127,7 +142,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         goal_key: str = "achieved_goal",
         goal_dims: list[int] | None = None,
         her_k: int = 4,
-        tolerance: float = 0.5,
+        tolerance: float | None = None,
         value_goals: dict[str, float] | None = None,
         task_sharing: str = "none",
         task_relabel_ratio: float | None = None,
@@ -167,6 +182,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.her_k = her_k
         self.value_goals = value_goals
         self.tolerance = tolerance
+        self._tolerance_source = "given"
         self.device_data = device_data
         self.val_fraction = val_fraction
         self.updates_per_batch = updates_per_batch
@@ -174,6 +190,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.val_batches = val_batches
         self.seed = seed
         self.data = load(path)
+        if tolerance is None:
+            self.tolerance, self._tolerance_source = recorded_tolerance(self.data.attrs)
         self.instruction_relabel_ratio = instruction_relabel_ratio
         if instruction_relabel_ratio:
             self.data = with_hindsight_tasks(self.data, hindsight_fn)
@@ -187,7 +205,15 @@ class TrajectoryDataModule(L.LightningDataModule):
         observations = self.data.observations
         is_dict = isinstance(observations, dict)
         self.relabel, reason = self._choose_relabel(relabel, goal_dims)
-        rank_zero_info(f"data: relabel {self.relabel} ({reason})")
+        within = (
+            f", goals reached within {self.tolerance} ({self._tolerance_source})"
+            if self.relabel == "her"
+            else ""
+        )
+        rank_zero_info(
+            f"data: {path}: {self.data.num_transitions:,} transitions in "
+            f"{self.data.num_episodes:,} episodes; relabel {self.relabel} ({reason}){within}"
+        )
         if self.relabel != "none" and is_dict and self.goal_key not in observations:
             raise ConfigError(f"relabel {self.relabel}: {path} holds no goals (goal_key/dims)")
         try:

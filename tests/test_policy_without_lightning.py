@@ -1,0 +1,131 @@
+"""gcrl.load_policy rebuilds only the acting parts, with torch alone: the same actions as the
+trained module, and no Lightning (nor the algorithm's module) imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from gcrl.algorithms import BC, CRL, DQN, GCIVL, IQL
+from gcrl.datasets import load
+from gcrl.policy import Actor, load_actor, load_policy
+from gcrl.training import TrajectoryDataModule
+
+from .training_data import fit, goal_chain, goal_reaching, multitask_goal_reaching
+
+torch.set_num_threads(1)
+
+CASES: dict[str, tuple[Any, str, dict[str, Any]]] = {
+    "bc-goal": (BC, "goal", {}),
+    "bc-mse-onehot-heads": (BC, "tasks", {"loss": "mse", "multi_head": True}),
+    "iql-embedding": (IQL, "tasks", {"task_signal": "embedding"}),
+    "gcivl-goal": (GCIVL, "goal", {}),
+    "crl-goal": (CRL, "goal", {}),
+    "dqn-goal-discrete": (DQN, "discrete", {}),
+    "bc-goal-discrete": (BC, "discrete", {}),
+}
+
+
+def checkpoint(tmp_path: Path, name: str) -> tuple[Path, Any, Path]:
+    cls, data, options = CASES[name]
+    if data == "goal":
+        path = goal_reaching(tmp_path / "g.hdf5", episodes=5, length=8)
+    elif data == "tasks":
+        path = multitask_goal_reaching(tmp_path / "t.hdf5", tasks=2)
+    else:
+        path = goal_chain(tmp_path / "c.hdf5", episodes=20)
+    dm = TrajectoryDataModule(
+        str(path), batch_size=16, steps_per_epoch=3, relabel="none", normalize=True
+    )
+    model = cls(spec=dm.spec, hidden_dims=[16, 16], **options)
+    trainer = fit(model, dm, 3, default_root_dir=tmp_path)
+    ckpt = tmp_path / f"{name}.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return ckpt, model.eval(), path
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_rebuilt_actor_acts_as_the_trained_module(name: str, tmp_path: Path) -> None:
+    ckpt, model, path = checkpoint(tmp_path, name)
+    actor = load_actor(ckpt)
+    assert isinstance(actor, Actor)
+    policy = load_policy(ckpt)
+    assert policy.module is not model and isinstance(policy.module, Actor)
+    data = load(path)
+    rows = np.arange(0, data.num_transitions, 3)[:12]
+    observations = {k: v[rows] for k, v in data.observations.items()}  # type: ignore[union-attr]
+    task_ids = None if data.task_ids is None else data.task_ids[rows]
+    actions = policy(observations, task_ids=task_ids)
+    spec = model.spec
+    state = torch.as_tensor(spec.network_state(observations))
+    goals = (
+        torch.as_tensor(spec.network_goals(observations["desired_goal"], len(rows)))
+        if spec.goal_dim
+        else None
+    )
+    ids = None if task_ids is None else torch.as_tensor(task_ids)
+    expected = model.act(state, goals, ids).numpy()
+    np.testing.assert_allclose(actions, expected, rtol=1e-6, atol=1e-7)
+    # Actions that a wrong rule or wrong weights would give differ: the check can fail.
+    assert len(np.unique(np.round(np.asarray(actions, dtype=float), 4), axis=0)) > 1
+
+
+class ClippedBC(BC):
+    """A user's algorithm acting in its own way: its checkpoints describe no acting rule."""
+
+    def act_on(
+        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
+    ) -> torch.Tensor:
+        return super().act_on(observations, condition, heads).clamp(-0.1, 0.1)
+
+
+def test_an_algorithm_acting_its_own_way_loads_as_a_whole_module(tmp_path: Path) -> None:
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=5, length=8)
+    dm = TrajectoryDataModule(str(path), batch_size=16, steps_per_epoch=2)
+    model = ClippedBC(spec=dm.spec, hidden_dims=[8])
+    assert model.acting_record() is None and BC(spec=dm.spec).acting_record() is not None
+    trainer = fit(model, dm, 2, default_root_dir=tmp_path)
+    trainer.save_checkpoint(tmp_path / "own.ckpt")
+    assert load_actor(tmp_path / "own.ckpt") is None
+    policy = load_policy(tmp_path / "own.ckpt")
+    assert type(policy.module) is ClippedBC
+
+
+def test_loading_a_policy_and_reading_files_import_no_lightning(tmp_path: Path) -> None:
+    """`import gcrl; gcrl.load_policy(...)` and `gcrl info / convert / relabel` in fresh
+    processes: Lightning (and gcrl.algorithms, which needs it) is never imported."""
+    ckpt, _, data = checkpoint(tmp_path, "bc-goal")
+    out = tmp_path / "out"
+    out.mkdir()
+    statements = {
+        "load_policy": (
+            f"import gcrl, numpy as np; p = gcrl.load_policy({str(ckpt)!r}); "
+            "p(dict(observation=np.zeros(2), achieved_goal=np.zeros(2), desired_goal=np.ones(2)))"
+        ),
+        "info": f"from gcrl.cli.main import main; assert main(['info', {str(data)!r}]) == 0",
+        "convert": (
+            "from gcrl.cli.main import main; "
+            f"assert main(['convert', {str(data)!r}, {str(out / 'c.hdf5')!r}]) == 0"
+        ),
+        "relabel": (
+            "from gcrl.cli.main import main; assert main(['relabel', "
+            f"{str(data)!r}, {str(out / 'r.hdf5')!r}, '--strategy', 'future']) == 0"
+        ),
+    }
+    for name, statement in statements.items():
+        code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, (name, result.stderr[-2000:])
+        loaded = set(result.stdout.splitlines()[-1].split())
+        assert "torch" in loaded or name != "load_policy"
+        heavy = {m for m in loaded if m.split(".")[0] in ("lightning", "pytorch_lightning")}
+        assert not heavy, (name, sorted(heavy)[:5])
+        assert "gcrl.algorithms" not in loaded, name
