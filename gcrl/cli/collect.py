@@ -18,7 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from gcrl.datasets.native_format import COMPRESSIONS, NativeWriter
+from gcrl.datasets.native_format import COMPRESSION_HELP, COMPRESSIONS, NativeWriter
 from gcrl.datasets.trajectories import Trajectories
 from gcrl.envs import RECIPES, recipe
 from gcrl.envs.base import CollectOptions
@@ -42,7 +42,12 @@ def add_parser(commands: Any) -> None:
             metavar="ID",
             help="write a Minari dataset with this id under the directory OUT instead",
         )
-        sub.add_argument("--compression", choices=COMPRESSIONS, default="lzf")
+        sub.add_argument(
+            "--compression",
+            choices=COMPRESSIONS,
+            default="lzf",
+            help=COMPRESSION_HELP,
+        )
         sub.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
         sub.set_defaults(handler=run)
 

@@ -14,7 +14,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gcrl.datasets.loading import detect_format, format_names
-from gcrl.datasets.native_format import COMPRESSIONS, NativeWriter
+from gcrl.datasets.native_format import COMPRESSION_HELP, COMPRESSIONS, NativeWriter
 from gcrl.datasets.sources import Source
 from gcrl.datasets.trajectories import Task
 from gcrl.errors import DataError
@@ -48,7 +48,12 @@ def add_parser(commands: Any) -> None:
         type=int,
         help="D4RL files without timeouts: cut episodes after this many steps",
     )
-    parser.add_argument("--compression", choices=COMPRESSIONS, default="lzf")
+    parser.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="lzf",
+        help=COMPRESSION_HELP,
+    )
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     parser.set_defaults(handler=run)
 

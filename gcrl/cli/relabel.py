@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from gcrl.datasets.loading import format_names, root_attributes
-from gcrl.datasets.native_format import COMPRESSIONS
+from gcrl.datasets.native_format import COMPRESSION_HELP, COMPRESSIONS
 from gcrl.datasets.sources import CHUNK_ROWS
 from gcrl.relabel.expand import TASK_EXPANSIONS
 from gcrl.relabel.goals import goal_expansions
@@ -125,7 +125,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--format", choices=format_names(), help="format of SOURCE (default: detect)"
     )
-    parser.add_argument("--compression", choices=COMPRESSIONS, default="lzf")
+    parser.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="lzf",
+        help=COMPRESSION_HELP,
+    )
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=argparse.SUPPRESS)
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     parser.set_defaults(handler=run)

@@ -47,6 +47,11 @@ FORMAT_VERSION = 1
 #: Target size of one HDF5 chunk; about 1 MiB keeps both row slices and compression efficient.
 CHUNK_BYTES = 1 << 20
 COMPRESSIONS = ("lzf", "gzip", "none")
+#: What ``--compression`` says of them.
+COMPRESSION_HELP = (
+    "HDF5 compression of the output: lzf (default, fast), gzip (smaller files, slower to "
+    "write) or none"
+)
 _ROW_COLUMNS = ("actions", "rewards", "terminals", "timeouts")
 
 
