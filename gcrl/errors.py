@@ -98,6 +98,10 @@ class ConfigError(GcrlError, ValueError):
     """An option or parameter has an invalid value (names the option)."""
 
 
+class MissingGoalsError(ConfigError):
+    """A goal-conditioned policy was given no goals (nor observations holding them)."""
+
+
 class RewardFunctionError(GcrlError, ValueError):
     """A user reward function cannot be imported or returned rewards of the wrong shape."""
 

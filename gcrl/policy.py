@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task
-from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
+from gcrl.errors import ConfigError, DataError, DatasetNotFoundError, MissingGoalsError
 from gcrl.models.critics import ValueEnsemble
 from gcrl.models.policies import Policy
 from gcrl.spec import CHECKPOINT_KEY, InputSpec
@@ -35,6 +35,8 @@ from gcrl.tasks.signals import (
 if TYPE_CHECKING:
     from gcrl.algorithms.base import GCRLModule
 
+#: The key of the state in a dict observation, for a policy trained on array observations.
+STATE_KEY = "observation"
 #: Checkpoints naming a class in this package are imported; any other module must have been
 #: imported by the caller already, so that loading a checkpoint never runs code it names.
 _OWN_PACKAGE = "gcrl"
@@ -238,21 +240,32 @@ class LoadedPolicy:
 
         Training tasks are found by name and given their task ids; a text-conditioned policy
         gets each task's instruction, so it can also run tasks it was not trained on; a
-        goal-conditioned one takes its goals from the observations' ``desired_goal``.
+        goal-conditioned one takes its goals from the observations' ``desired_goal``. A
+        policy trained on array observations (OGBench's layout) given dict ones takes their
+        ``observation`` as its state.
         """
+        goals = None
+        if isinstance(observations, Mapping) and not self.spec.dict_observations:
+            if STATE_KEY not in observations:
+                raise ConfigError(
+                    f"observations: the policy was trained on array observations; these are "
+                    f"dicts of {', '.join(observations)} (no {STATE_KEY!r})"
+                )
+            goals = observations.get(DESIRED_GOAL)
+            observations = observations[STATE_KEY]
         index = {name: i for i, name in enumerate(self.task_names)}
         known = all(t.name in index for t in tasks)
         ids = np.array([index[t.name] for t in tasks]) if known else None
         if isinstance(self.module.signal, TextSignal):
             texts = None if known else [t.text for t in tasks]
-            return self(observations, task_ids=ids, texts=texts)
+            return self(observations, goals=goals, task_ids=ids, texts=texts)
         if ids is None and self._needs_task_ids():
             unknown = next(t.name for t in tasks if t.name not in index)
             raise ConfigError(
                 f"--tasks: {unknown!r} is not among the policy's training tasks "
                 f"({', '.join(index)}); a task-id policy cannot run it"
             )
-        return self(observations, task_ids=ids)
+        return self(observations, goals=goals, task_ids=ids)
 
     def _needs_task_ids(self) -> bool:
         signal = self.module.signal
@@ -272,6 +285,11 @@ class LoadedPolicy:
         device = self.module.device
         if goals is None and isinstance(observations, Mapping) and DESIRED_GOAL in observations:
             goals = np.asarray(observations[DESIRED_GOAL])
+        if goals is None and self.module.signal.uses_goals:
+            raise MissingGoalsError(
+                f"goals: the policy is goal-conditioned ({spec.goal_dim}-d goals); give goals, "
+                f"or observations with {DESIRED_GOAL}"
+            )
         goal_tensor = None
         if goals is not None and spec.goal_dim:
             goal_tensor = torch.as_tensor(spec.network_goals(goals, batch), device=device)

@@ -5,6 +5,7 @@ the algorithm changes, a readable progress bar, and one tolerance default."""
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import torch
 
 from gcrl.algorithms import BC
 from gcrl.algorithms.base import GCRLModule
+from gcrl.cli import help_cache
 from gcrl.cli.main import main
 from gcrl.errors import ConfigError, DatasetNotFoundError
 from gcrl.relabel.rewards import recorded_tolerance
@@ -33,20 +35,21 @@ def test_gcrl_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> No
         assert f"    {command} " in listed, command
 
 
-def run_help(cache: Path) -> subprocess.CompletedProcess[str]:
+def run_help(cache: Path, columns: int) -> subprocess.CompletedProcess[str]:
     code = (
         "import sys; from gcrl.cli.main import main; code = main(['fit', '--help']); "
         "print('LIGHTNING' if 'lightning' in sys.modules else 'NO-LIGHTNING', file=sys.stderr); "
         "sys.exit(code)"
     )
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "100"}
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": str(columns)}
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
     )
 
 
 def test_fit_help_describes_every_data_option_and_is_cached(tmp_path: Path) -> None:
-    first = run_help(tmp_path)
+    # A terminal narrower than the shipped text's: the help is built, then cached.
+    first = run_help(tmp_path, help_cache.SHIPPED_COLUMNS - 1)
     assert first.returncode == 0, first.stderr
     assert "LIGHTNING" in first.stderr.split()  # built by LightningCLI
     text = first.stdout
@@ -57,14 +60,30 @@ def test_fit_help_describes_every_data_option_and_is_cached(tmp_path: Path) -> N
     for option in ("her_k", "tolerance", "steps_per_epoch", "val_batches", "sharing_top_k"):
         block = text.split(f"--data.{option} ")[-1].split("--data.")[0]
         assert "(type:" in block and len(block.split("(type:")[0].split()) > 3, option
-    second = run_help(tmp_path)
+    second = run_help(tmp_path, help_cache.SHIPPED_COLUMNS - 1)
     assert second.returncode == 0 and second.stdout == text
     assert "NO-LIGHTNING" in second.stderr.split()  # printed from the cache
 
 
-def test_a_changed_package_or_terminal_builds_the_help_again(tmp_path: Path) -> None:
-    from gcrl.cli import help_cache
+def test_the_shipped_help_is_what_lightning_cli_writes(tmp_path: Path) -> None:
+    """The help shipped in gcrl/cli/help/ (the first `gcrl fit --help` on a wide terminal
+    prints it without importing Lightning) is current: rebuild it with
+    `python -m gcrl.cli.help_cache` when this fails."""
+    built = help_cache.build_help()
+    header = help_cache.shipped_path("fit").read_text().splitlines()[0]
+    same_versions = json.loads(header.split(" with ", 1)[1]) == help_cache.shipped_versions()
+    fresh = run_help(tmp_path, help_cache.SHIPPED_COLUMNS)
+    assert fresh.returncode == 0 and fresh.stdout == built["fit"]
+    if not same_versions:  # other Lightning or jsonargparse: the shipped text is not used
+        assert all(help_cache.shipped_help(command) is None for command in built)
+        assert "LIGHTNING" in fresh.stderr.split()
+        return
+    for command, text in built.items():
+        assert help_cache.shipped_help(command) == text, f"{command}: the shipped help is stale"
+    assert "NO-LIGHTNING" in fresh.stderr.split()
 
+
+def test_a_changed_package_or_terminal_builds_the_help_again(tmp_path: Path) -> None:
     os.environ["COLUMNS"] = "80"
     try:
         narrow = help_cache.cache_path(["fit", "--help"])

@@ -193,6 +193,6 @@ def test_relabel_auto_reads_the_provenance_of_relabeled_files(
     assert again.relabel == "none", "a relabeled file is not relabeled a second time"
     assert forced.relabel == "ogbench"
     text = caplog.text
-    assert "data: relabel ogbench (auto: the observations hold 'achieved_goal')" in text
-    assert f"data: relabel none (auto: {relabeled} was written by gcrl relabel (future))" in text
+    assert "relabel ogbench (auto: the observations hold 'achieved_goal')" in text
+    assert f"relabel none (auto: {relabeled} was written by gcrl relabel (future))" in text
     assert "relabels its copies a second time" in text

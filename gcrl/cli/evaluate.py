@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,7 @@ import numpy as np
 
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.envs import SUITES, Suite
-from gcrl.errors import ConfigError, DatasetNotFoundError, GcrlError
-
-#: The key of the state part of a dict observation, for policies trained on arrays.
-OBSERVATION = "observation"
+from gcrl.errors import ConfigError, DatasetNotFoundError, GcrlError, MissingGoalsError
 
 
 def add_parser(commands: Any) -> None:
@@ -117,47 +114,23 @@ def run(options: argparse.Namespace) -> int:
 
 def task_policy(policy: Any, env: str) -> Any:
     """``policy`` (a :class:`gcrl.policy.LoadedPolicy`) as the ``policy(observations, tasks)``
-    :func:`gcrl.evaluation.evaluate` calls, checking each batch against the policy's input
-    spec; returns that callable.
+    :func:`gcrl.evaluation.evaluate` calls (:meth:`~gcrl.policy.LoadedPolicy.on_tasks`), its
+    errors naming ``--env``; returns that callable.
 
     A mismatch (a missing key, a wrong width, no goal for a goal-conditioned policy) is one
-    :class:`ConfigError` line that names ``--env``. A policy trained on array observations
-    given dict ones (a goal-conditioned environment, or ``--goal``) gets their ``observation``
-    as its state and their ``desired_goal`` as its goal.
+    :class:`ConfigError` line.
     """
-    spec = policy.spec
-    wants_goals = bool(spec.goal_dim) and bool(getattr(policy.module.signal, "uses_goals", False))
 
     def act(observations: Any, tasks: Sequence[Task]) -> np.ndarray:
-        goals = None
-        state = observations
-        if isinstance(observations, Mapping):
-            goals = observations.get(DESIRED_GOAL)
-            if not spec.dict_observations:  # trained on arrays: the state is "observation"
-                if OBSERVATION not in observations:
-                    raise ConfigError(
-                        f"--env {env}: the policy was trained on array observations; {env} "
-                        f"gives dicts of {', '.join(observations)} (no {OBSERVATION!r})"
-                    )
-                state = observations[OBSERVATION]
         try:
-            spec.state(state)
-            if goals is not None and spec.goal_dim:
-                spec.network_goals(goals, len(tasks))
+            return np.asarray(policy.on_tasks(observations, tasks))
+        except MissingGoalsError:  # the environment gives no goal
+            raise ConfigError(
+                f"--env {env}: the policy is goal-conditioned ({policy.spec.goal_dim}-d goals) "
+                f"and {env}'s observations hold no {DESIRED_GOAL}; give one with --goal"
+            ) from None
         except GcrlError as err:
             raise ConfigError(f"--env {env}: {err}") from None
-        if wants_goals and goals is None:
-            raise ConfigError(
-                f"--env {env}: the policy is goal-conditioned ({spec.goal_dim}-d goals) and "
-                f"{env}'s observations hold no {DESIRED_GOAL}; give one with --goal"
-            )
-        if state is observations or goals is None or not spec.goal_dim:
-            return np.asarray(policy.on_tasks(state, tasks))
-        # An array-trained goal-conditioned policy: the goal goes beside the state.
-        index = {name: i for i, name in enumerate(policy.task_names)}
-        known = all(t.name in index for t in tasks)
-        ids = np.array([index[t.name] for t in tasks]) if known else None
-        return np.asarray(policy(state, goals=goals, task_ids=ids))
 
     return act
 

@@ -70,13 +70,14 @@ def _train(args: list[str]) -> int:
     from gcrl.cli import help_cache
 
     if help_cache.is_plain_help(args):
-        return help_cache.cached_help(args, lambda: _run_training(args))
+        return help_cache.cached_help(args, lambda: run_training(args))
     if sys.stderr.isatty():  # the imports take seconds: say so to someone watching
         print(f"gcrl {args[0]}: starting (importing torch and Lightning)", file=sys.stderr)
-    return _run_training(args)
+    return run_training(args)
 
 
-def _run_training(args: list[str]) -> int:
+def run_training(args: list[str]) -> int:
+    """Run LightningCLI on ``args``; returns the exit code (2 with one line for errors)."""
     from gcrl.cli import train
 
     try:
