@@ -535,3 +535,21 @@ def test_evaluating_a_bad_checkpoint_is_one_line(
     # Trained on 3-d array observations: the maze's dict observations do not fit.
     assert main(["evaluate", str(good), "--env", "pointmaze-medium", "--episodes", "1"]) == 2
     assert "--env pointmaze-medium" in one_line(capsys.readouterr().err)
+
+
+def test_fit_on_a_damaged_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a fresh process (so that Lightning's own log lines are seen too), then in-process
+    for the other damages."""
+    damaged = truncated(tmp_path / "truncated.hdf5")
+    args = ["fit", "--model", "gcrl.algorithms.BC", "--data.batch_size", "4"]
+    command = [str(Path(sys.executable).with_name("gcrl")), *args, "--data.path", str(damaged)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"{damaged}: an unreadable HDF5 file" in one_line(done.stderr)
+    for make in (overwritten_metadata, lambda p: d4rl_file(p, rewards=nan_at((20, 1)).ravel())):
+        path = make(tmp_path / "x.hdf5")
+        assert main([*args, "--data.path", str(path)]) == 2
+        assert str(path) in one_line(capsys.readouterr().err)
+        path.unlink()

@@ -169,7 +169,7 @@ def test_fit_prints_no_lightning_tips_nor_known_harmless_warnings(tmp_path: Path
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr
-    for noise in ("💡 Tip", "LeafSpec", "Total length of `FixedBatches`"):
+    for noise in ("💡 Tip", "LeafSpec", "Total length of `FixedBatches`", "Seed set to"):
         assert noise not in output, noise
     startup = [line for line in output.splitlines() if f"data: {data}: " in line]
     assert len(startup) == 1, output  # one start-up line: what was loaded, which relabel mode

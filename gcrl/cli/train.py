@@ -161,16 +161,25 @@ HARMLESS_WARNINGS = (
 )
 
 
+#: Lightning's log lines that say nothing about the run: advertisements, and the seed that
+#: the saved config records anyway (it came before a one-line error, making it two).
+HARMLESS_LOGS = ("💡 Tip", "Seed set to ")
+#: The loggers writing them.
+_LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
+
+
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        message = str(record.msg)  # under DDP prefixed by "[rank: N] "
+        return not any(harmless in message for harmless in HARMLESS_LOGS)
 
 
 def quiet_lightning() -> None:
-    """Silence Lightning's tips and the known-harmless warnings (idempotent)."""
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropTips) for f in logger.filters):
-        logger.addFilter(_DropTips())
+    """Silence Lightning's tips, its seed line and the known-harmless warnings (idempotent)."""
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
     for message in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
 
