@@ -21,7 +21,7 @@ from torch import nn
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError, MissingGoalsError
 from gcrl.models.critics import ValueEnsemble
-from gcrl.models.policies import Policy
+from gcrl.models.policies import Policy, subgoal_actions
 from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.tasks.signals import (
     SIGNAL_CLASSES,
@@ -94,7 +94,7 @@ def load_module(
 
 class Actor(nn.Module):
     """The acting parts of a trained agent, rebuilt from a checkpoint without the algorithm's
-    class or Lightning: the task signal and the network that acts, under the same attribute
+    class or Lightning: the task signal and the networks that act, under the same attribute
     names as in the algorithm (so the checkpoint's weights load unchanged)."""
 
     def __init__(self, spec: InputSpec, record: Mapping[str, Any]) -> None:
@@ -103,12 +103,12 @@ class Actor(nn.Module):
         self.rule = str(record["rule"])
         if self.rule not in _RULES:
             raise DataError(f"acting rule {self.rule!r} is not one this gcrl knows")
-        self.network_name = str(record["network"])
         self.num_heads = int(record["num_heads"])
         signal_cls = SIGNAL_CLASSES[str(record["signal_class"])]
         self.signal: TaskSignal = signal_cls(**record["signal_config"])
-        network_cls = _NETWORKS[str(record["network_class"])]
-        self.add_module(self.network_name, network_cls(**record["network_config"]))
+        self.network_names = tuple(record["networks"])
+        for name, network in record["networks"].items():
+            self.add_module(name, _NETWORKS[str(network["class"])](**network["config"]))
 
     @property
     def device(self) -> torch.device:
@@ -127,7 +127,10 @@ class Actor(nn.Module):
         """Actions as the algorithm's ``act`` gives them, for the same network inputs."""
         condition = task_vectors(self.signal, observations, goals, task_ids, text_embeddings)
         heads = task_ids if self.num_heads > 1 else None
-        network = getattr(self, self.network_name)
+        networks = [getattr(self, name) for name in self.network_names]
+        if self.rule == "subgoal":
+            return subgoal_actions(networks[0], networks[1], observations, condition, heads)
+        network = networks[0]
         if self.rule == "q_argmax":
             return network(observations, condition, None, heads)[0].argmax(-1)
         if self.rule == "mode":
@@ -135,7 +138,7 @@ class Actor(nn.Module):
         return network.greedy(observations, condition, heads)
 
 
-_RULES = ("mode", "greedy", "q_argmax")
+_RULES = ("mode", "greedy", "q_argmax", "subgoal")
 _NETWORKS: dict[str, type[nn.Module]] = {"Policy": Policy, "ValueEnsemble": ValueEnsemble}
 
 
@@ -150,7 +153,7 @@ def load_actor(path: str | os.PathLike[str]) -> Actor | None:
     spec = InputSpec.from_dict(meta["spec"])
     try:
         actor = Actor(spec, record)
-        prefixes = (f"{actor.network_name}.", "signal.")
+        prefixes = (*(f"{name}." for name in actor.network_names), "signal.")
         weights = {k: v for k, v in raw["state_dict"].items() if k.startswith(prefixes)}
         actor.load_state_dict(weights, strict=True)
     except (KeyError, TypeError, RuntimeError) as err:  # a record or weights of another shape

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gcrl.algorithms import BC, CRL, DQN, GCIVL, IQL
+from gcrl.algorithms import BC, CRL, DQN, GCIVL, IQL, QRL
 from gcrl.errors import ConfigError
 from gcrl.policy import load_module, load_policy
 from gcrl.training import Batch, TrajectoryDataModule
@@ -468,6 +468,7 @@ COMPILED_CASES = [
         "goal",
         id="crl",
     ),
+    pytest.param(QRL, {"hidden_dims": [16], "latent_dim": 16}, "goal", id="qrl"),
     pytest.param(DQN, {"hidden_dims": [16]}, "none", id="dqn", marks=pytest.mark.slow),
 ]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gcrl.algorithms import BC, CRL, DQN, GCIVL, IQL
+from gcrl.algorithms import BC, CRL, DQN, GCIVL, HIQL, IQL, QRL
 from gcrl.datasets import load
 from gcrl.policy import Actor, load_actor, load_policy
 from gcrl.training import TrajectoryDataModule
@@ -27,6 +27,8 @@ CASES: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "iql-embedding": (IQL, "tasks", {"task_signal": "embedding"}),
     "gcivl-goal": (GCIVL, "goal", {}),
     "crl-goal": (CRL, "goal", {}),
+    "qrl-goal": (QRL, "goal", {"latent_dim": 16}),
+    "hiql-goal": (HIQL, "goal", {"rep_dim": 4}),
     "dqn-goal-discrete": (DQN, "discrete", {}),
     "bc-goal-discrete": (BC, "discrete", {}),
 }
@@ -40,8 +42,10 @@ def checkpoint(tmp_path: Path, name: str) -> tuple[Path, Any, Path]:
         path = multitask_goal_reaching(tmp_path / "t.hdf5", tasks=2)
     else:
         path = goal_chain(tmp_path / "c.hdf5", episodes=20)
+    # HIQL learns from subgoals, which only relabeled batches hold.
+    relabel = {"relabel": "ogbench", "subgoal_steps": 3} if cls is HIQL else {"relabel": "none"}
     dm = TrajectoryDataModule(
-        str(path), batch_size=16, steps_per_epoch=3, relabel="none", normalize=True
+        str(path), batch_size=16, steps_per_epoch=3, normalize=True, **relabel
     )
     model = cls(spec=dm.spec, hidden_dims=[16, 16], **options)
     trainer = fit(model, dm, 3, default_root_dir=tmp_path)

@@ -3,7 +3,10 @@
 - :class:`BC`: behaviour cloning (Gaussian NLL, MSE, or cross-entropy for discrete actions);
 - :class:`IQL`: goal-conditioned implicit Q-learning with OGBench GCIQL's defaults;
 - :class:`GCIVL`: goal-conditioned implicit V-learning (no Q-function), OGBench's defaults;
+- :class:`HIQL`: hierarchical IQL (GCIVL's value through a subgoal representation, two
+  policies);
 - :class:`CRL`: contrastive RL (a bilinear critic trained by NCE over the batch);
+- :class:`QRL`: quasimetric RL (an IQE distance, a step constraint, latent dynamics);
 - :class:`DQN`: double DQN with a conservative regulariser, for discrete actions.
 
 Checkpoints name their class by its import path, so a new algorithm needs no registration.
@@ -14,6 +17,8 @@ from gcrl.algorithms.bc import BC
 from gcrl.algorithms.crl import CRL
 from gcrl.algorithms.dqn import DQN
 from gcrl.algorithms.gcivl import GCIVL
+from gcrl.algorithms.hiql import HIQL
 from gcrl.algorithms.iql import IQL
+from gcrl.algorithms.qrl import QRL
 
-__all__ = ["BC", "CRL", "DQN", "GCIVL", "IQL", "GCRLModule"]
+__all__ = ["BC", "CRL", "DQN", "GCIVL", "HIQL", "IQL", "QRL", "GCRLModule"]

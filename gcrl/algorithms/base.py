@@ -92,11 +92,14 @@ class GCRLModule(L.LightningModule):
     goal_sets: ClassVar[tuple[str, ...]] = ()
     #: How :meth:`act_on` acts, so that :func:`gcrl.load_policy` can rebuild the acting parts
     #: without the algorithm's class (nor Lightning): ``mode`` (the most likely action of the
-    #: policy), ``greedy`` (the mode clipped to [-1, 1]; the arg-max for discrete actions) or
-    #: ``q_argmax`` (the arg-max of a Q ensemble's first member). None: acting needs the class.
+    #: policy), ``greedy`` (the mode clipped to [-1, 1]; the arg-max for discrete actions),
+    #: ``q_argmax`` (the arg-max of a Q ensemble's first member) or ``subgoal`` (a high-level
+    #: policy's subgoal, then a low-level policy's action:
+    #: :func:`gcrl.models.policies.subgoal_actions`). None: acting needs the class.
     acting_rule: ClassVar[str | None] = None
-    #: The attribute holding the network that acts (a ``Policy`` or a ``ValueEnsemble``).
-    acting_network: ClassVar[str] = "actor"
+    #: The attributes holding the networks that act (``Policy`` or ``ValueEnsemble``), in the
+    #: order the rule takes them.
+    acting_networks: ClassVar[tuple[str, ...]] = ("actor",)
 
     def __init__(
         self,
@@ -546,12 +549,13 @@ class GCRLModule(L.LightningModule):
                 return None
         if self.acting_rule is None:
             return None
-        network = getattr(self, self.acting_network)
+        networks = {}
+        for name in self.acting_networks:
+            network = getattr(self, name)
+            networks[name] = {"class": type(network).__name__, "config": network.config}
         return {
             "rule": self.acting_rule,
-            "network": self.acting_network,
-            "network_class": type(network).__name__,
-            "network_config": network.config,
+            "networks": networks,
             "signal_class": type(self.signal).__name__,
             "signal_config": self.signal.config,
             "num_heads": self.num_heads,

@@ -57,7 +57,7 @@ class DQN(GCRLModule):
     objective = ("critic/loss",)
     goal_sets = ("value",)  # acting is greedy in the Q of the goal given
     acting_rule = "q_argmax"
-    acting_network = "q"
+    acting_networks = ("q",)
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ MAX_WEIGHT = 100.0
 
 
 def value_losses(
-    value: ValueEnsemble,
+    value: torch.nn.Module,
     target_value: torch.nn.Module,
     batch: Batch,
     cond: torch.Tensor,

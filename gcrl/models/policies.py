@@ -97,3 +97,23 @@ class Policy(nn.Module):
     def std(self) -> torch.Tensor:
         """The Gaussian's standard deviation per action dimension."""
         return torch.exp(self.log_std.clamp(-5.0, 2.0))
+
+
+def length_normalize(x: torch.Tensor) -> torch.Tensor:
+    """``x`` scaled to length ``sqrt(dim)`` along its last axis (HIQL's subgoal
+    representations)."""
+    return x / torch.linalg.norm(x, dim=-1, keepdim=True).clamp(min=1e-6) * math.sqrt(x.shape[-1])
+
+
+def subgoal_actions(
+    high: Policy,
+    low: Policy,
+    observations: torch.Tensor,
+    condition: torch.Tensor,
+    heads: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Two-level acting (HIQL): the high-level policy's most likely subgoal representation
+    for the goal ``condition``, length-normalised, then the low-level policy's action towards
+    it (its mode clipped to [-1, 1], or the arg-max for discrete actions)."""
+    subgoal = length_normalize(high.mode(high(observations, condition, heads)))
+    return low.greedy(observations, subgoal, heads)

@@ -339,3 +339,32 @@ class GoalMixture:
             query = GoalQuery(index[sel], first[sel], last[sel], num_states)
             goals[sel] = strategy.draw(query, rng, options)
         return goals
+
+
+@dataclass(frozen=True)
+class Subgoal:
+    """A goal set of subgoals: the state ``steps`` ahead of each sample's state, as HIQL's
+    low-level goals and high-level targets are (OGBench's ``subgoal_steps``, 25).
+
+    The subgoal never passes the episode's last state, nor, with ``toward``, the goal of the
+    named earlier set when that goal lies in the sample's own episode (the high-level target
+    on the way to the high-level goal). ``states`` also returns the subgoal states' full
+    observations (``<set>_states``), for networks evaluated at the subgoal.
+    """
+
+    steps: int
+    toward: str | None = None
+    states: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"subgoal_steps: must be >= 1, got {self.steps}")
+
+    def positions(
+        self, states: np.ndarray, last: np.ndarray, toward: np.ndarray | None
+    ) -> np.ndarray:
+        """Subgoal state positions ``min(state + steps, cap)``: ``cap`` is the episode's last
+        state, or the ``toward`` positions where given (-1 where that goal is not a state of
+        the sample's episode); int64 ``[B]``."""
+        cap = last if toward is None else np.where(toward >= 0, toward, last)
+        return np.minimum(states + self.steps, cap)

@@ -26,7 +26,7 @@ import numpy as np
 from gcrl.datasets.trajectories import DESIRED_GOAL, goal_columns, take_observations, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
-from gcrl.relabel.goals import KEEP, GoalMixture
+from gcrl.relabel.goals import KEEP, GoalMixture, Subgoal
 from gcrl.relabel.rewards import GoalReward, check_rewards
 
 if TYPE_CHECKING:
@@ -58,8 +58,9 @@ class GoalSampler:
         value_goals, actor_goals: shorthand for ``goal_sets={"value": value_goals, "actor":
             actor_goals}`` (default: OGBench's value goals; actor goals default to the value
             goals themselves).
-        goal_sets: set name -> the mixture its goals are drawn from, or the name of an earlier
-            set whose goals it shares. Sets are drawn in the order given.
+        goal_sets: set name -> the mixture its goals are drawn from, a :class:`Subgoal`
+            (the state some steps ahead), or the name of an earlier set whose goals it
+            shares. Sets are drawn in the order given.
         reward_goals: the set whose goals rewards are computed for (``value``).
         reward: how relabeled rows are rewarded (tolerance, ``s`` or ``s'``, 0/1 or -1/0).
         reward_fn: replaces the reward values (success, hence ``terminals``, still follows
@@ -82,7 +83,7 @@ class GoalSampler:
         goal_dims: Sequence[int] | slice | None = None,
         value_goals: GoalMixture | None = None,
         actor_goals: GoalMixture | None = None,
-        goal_sets: Mapping[str, GoalMixture | str] | None = None,
+        goal_sets: Mapping[str, GoalMixture | Subgoal | str] | None = None,
         reward_goals: str = "value",
         reward: GoalReward | None = None,
         reward_fn: RewardFn | None = None,
@@ -101,6 +102,11 @@ class GoalSampler:
             earlier = list(self.goal_sets)[: list(self.goal_sets).index(name)]
             if isinstance(mixture, str) and mixture not in earlier:
                 raise ConfigError(f"goal_sets: {name!r} shares {mixture!r}, not an earlier set")
+            toward = mixture.toward if isinstance(mixture, Subgoal) else None
+            if toward is not None and toward not in earlier:
+                raise ConfigError(
+                    f"goal_sets: {name!r} heads toward {toward!r}, not an earlier set"
+                )
         if reward_goals not in self.goal_sets:
             raise ConfigError(f"reward_goals: {reward_goals!r} is not among the goal sets")
         self.reward_goals = reward_goals
@@ -134,7 +140,8 @@ class GoalSampler:
         Returns a dict of numpy arrays: ``observations``, ``next_observations`` (dicts when
         the data's are; their ``desired_goal`` is the reward set's goal), ``actions``,
         ``rewards`` (float32), ``terminals`` (bool), ``masks`` (float32, ``1 - terminals``),
-        ``<set>_goals`` for each goal set (``value_goals``, ``actor_goals``...), ``task_ids``
+        ``<set>_goals`` for each goal set (``value_goals``, ``actor_goals``...),
+        ``<set>_states`` for each :class:`Subgoal` set asking for them, ``task_ids``
         (when the data has tasks), ``rows`` (source row of each sample) and ``relabeled``
         (bool: the reward set's goal was relabeled). With ``gather=False`` the first three are
         left out, for the caller to gather by ``rows`` from its own copy of the data (a
@@ -148,9 +155,26 @@ class GoalSampler:
         first, last = self.index.first_state[episodes], self.index.last_state[episodes]
 
         draws: dict[str, _Draw] = {}
+        subgoal_states: dict[str, Any] = {}
         for name, mixture in self.goal_sets.items():
             if isinstance(mixture, str):
                 draws[name] = draws[mixture]
+                continue
+            if isinstance(mixture, Subgoal):
+                toward = None
+                if mixture.toward is not None:
+                    goal = draws[mixture.toward]
+                    own = goal.positions != KEEP
+                    if goal.any_episode is not None:
+                        own &= ~goal.any_episode
+                    toward = np.where(own, goal.positions, -1)
+                positions = mixture.positions(states, last, toward)
+                goals = self.index.gather_states(
+                    self.achieved, self.next_achieved, positions, episodes
+                )
+                draws[name] = _Draw(goals, positions, None)
+                if mixture.states:
+                    subgoal_states[name] = self._states_at(positions, episodes)
                 continue
             codes = mixture.choose(len(rows), self.rng)
             positions = mixture.sample(states, first, last, self.index.num_states, self.rng, codes)
@@ -186,12 +210,28 @@ class GoalSampler:
             "masks": (~terminals).astype(np.float32),
         }
         batch |= {f"{name}_goals": draw.goals for name, draw in draws.items()}
+        batch |= {f"{name}_states": value for name, value in subgoal_states.items()}
         batch |= {"rows": rows, "relabeled": relabeled}
         if data.task_ids is not None:
             batch["task_ids"] = take_rows(data.task_ids, rows)
         return batch
 
     # ----------------------------------------------------------------- internals
+    def _states_at(self, positions: np.ndarray, episodes: np.ndarray) -> Observations:
+        """The observations of the states at ``positions`` (of ``episodes``): a dict of
+        arrays, or an array, as the data's observations are."""
+        observations, following = self.data.observations, self.data.next_observations
+        if isinstance(observations, dict):
+            assert isinstance(following, dict)
+            return {
+                key: self.index.gather_states(
+                    observations[key], following[key], positions, episodes
+                )
+                for key in observations
+            }
+        assert isinstance(following, np.ndarray)
+        return self.index.gather_states(observations, following, positions, episodes)
+
     def _goal_values(
         self,
         rows: np.ndarray,

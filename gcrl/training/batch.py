@@ -32,6 +32,8 @@ class Batch:
     next_observations: torch.Tensor  # [B, observation dim] float32
     task_ids: torch.Tensor  # [B] int64
     goals: Mapping[str, torch.Tensor] = field(default_factory=dict)  # name -> [B, goal dim]
+    #: Subgoal sets' states, as network inputs: name -> [B, observation dim] float32.
+    goal_states: Mapping[str, torch.Tensor] = field(default_factory=dict)
     #: Task sharing: each row's own task ([B] int64; ``task_ids`` holds the target task).
     source_task_ids: torch.Tensor | None = None
     #: Optimiser steps this batch is for: its rows are that many equal consecutive parts
@@ -59,6 +61,7 @@ class Batch:
                 next_observations=part(self.next_observations, i),
                 task_ids=part(self.task_ids, i),
                 goals={k: part(v, i) for k, v in self.goals.items()},
+                goal_states={k: part(v, i) for k, v in self.goal_states.items()},
                 source_task_ids=None
                 if self.source_task_ids is None
                 else part(self.source_task_ids, i),
@@ -82,6 +85,16 @@ class Batch:
                 f"goal set {name!r}: the data module draws only {', '.join(self.goals)}"
             ) from None
 
+    def goal_state(self, name: str) -> torch.Tensor:
+        """The states of the subgoal set ``name`` (``data.subgoal_steps``), ``[B, observation
+        dim]``."""
+        try:
+            return self.goal_states[name]
+        except KeyError:
+            raise ConfigError(
+                f"goal set {name!r}: the batch holds no subgoal states; set data.subgoal_steps"
+            ) from None
+
     def to(self, device: torch.device) -> Batch:
         """The batch on ``device`` (itself when it is there already)."""
         if self.device == device:
@@ -98,6 +111,7 @@ class Batch:
             next_observations=move(self.next_observations),
             task_ids=move(self.task_ids),
             goals={k: move(v) for k, v in self.goals.items()},
+            goal_states={k: move(v) for k, v in self.goal_states.items()},
             source_task_ids=None if self.source_task_ids is None else move(self.source_task_ids),
             updates=self.updates,
         )

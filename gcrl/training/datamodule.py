@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from gcrl.datasets.loading import load
 from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
 from gcrl.errors import ConfigError, GcrlError
-from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler
+from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler, Subgoal
 from gcrl.relabel.instructions import InstructionRelabel
 from gcrl.relabel.rewards import recorded_tolerance
 from gcrl.spec import InputSpec
@@ -46,6 +46,8 @@ from gcrl.training.sharing import (
 RELABEL_MODES = ("auto", "ogbench", "her", "none")
 #: The goal sets every batch carries (with ``none``, both are the stored goal).
 GOAL_SETS = ("value", "actor")
+#: The goal sets ``subgoal_steps`` adds (HIQL's low-level goals and high-level targets).
+SUBGOAL_SETS = ("subgoal", "high_target")
 #: ``auto``: keep the data on the device when it takes at most :data:`DEVICE_SHARE` of the
 #: device's free memory (always on CPU); ``always`` / ``never``.
 DEVICE_DATA_MODES = ("auto", "always", "never")
@@ -53,17 +55,28 @@ DEVICE_SHARE = 0.5
 
 
 def goal_sets(
-    relabel: str, her_k: int, value_goals: dict[str, float] | None = None
-) -> dict[str, GoalMixture | str]:
+    relabel: str,
+    her_k: int,
+    value_goals: dict[str, float] | None = None,
+    subgoal_steps: int | None = None,
+) -> dict[str, GoalMixture | Subgoal | str]:
     """The goal sets a relabel mode draws (``value`` carries the rewards); ``value_goals``
     replaces the weights of OGBench's value mixture (its geometric part keeps discount 0.99,
-    clipped to the episode's last state)."""
+    clipped to the episode's last state). ``subgoal_steps`` adds HIQL's :data:`SUBGOAL_SETS`:
+    ``subgoal``, the state that many steps ahead, and ``high_target``, the same but never past
+    the ``actor`` goal, with its states."""
+    sets: dict[str, GoalMixture | Subgoal | str]
     if relabel == "ogbench":
         value = GoalMixture.ogbench_value()
         if value_goals is not None:
             value = GoalMixture(value_goals, value.gamma, value.truncation)
-        return {"value": value, "actor": GoalMixture.ogbench_actor()}
-    return {"value": GoalMixture.her(her_k), "actor": "value"}
+        sets = {"value": value, "actor": GoalMixture.ogbench_actor()}
+    else:
+        sets = {"value": GoalMixture.her(her_k), "actor": "value"}
+    if subgoal_steps is not None:
+        sets["subgoal"] = Subgoal(subgoal_steps)
+        sets["high_target"] = Subgoal(subgoal_steps, toward="actor", states=True)
+    return sets
 
 
 class TrajectoryDataModule(L.LightningDataModule):
@@ -127,6 +140,10 @@ class TrajectoryDataModule(L.LightningDataModule):
             labelled by optimiser step). Training switches to manual optimisation, so
             ``trainer.gradient_clip_val`` is applied by the model (norm clipping only);
             ``every_n_train_steps`` of a checkpoint callback should be a multiple of it.
+        subgoal_steps: HIQL's subgoals: each batch also holds the goal sets ``subgoal`` (the
+            state this many steps ahead, capped at the episode's end) and ``high_target`` (the
+            same, capped at the ``actor`` goal, with its states); OGBench uses 25. Needs a
+            relabel mode that draws goals (``ogbench`` or ``her``).
         steps_per_epoch: batches per training epoch (the data is sampled, so an epoch is
             only a unit of logging and validation).
         val_batches: batches per validation run (with ``val_fraction``).
@@ -158,6 +175,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         device_data: str = "auto",
         val_fraction: float = 0.0,
         updates_per_batch: int = 1,
+        subgoal_steps: int | None = None,
         steps_per_epoch: int = 1000,
         val_batches: int = 8,
         seed: int = 0,
@@ -186,6 +204,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.device_data = device_data
         self.val_fraction = val_fraction
         self.updates_per_batch = updates_per_batch
+        self.subgoal_steps = subgoal_steps
         self.steps_per_epoch = steps_per_epoch
         self.val_batches = val_batches
         self.seed = seed
@@ -205,6 +224,13 @@ class TrajectoryDataModule(L.LightningDataModule):
         observations = self.data.observations
         is_dict = isinstance(observations, dict)
         self.relabel, reason = self._choose_relabel(relabel, goal_dims)
+        if subgoal_steps is not None and self.relabel not in ("ogbench", "her"):
+            raise ConfigError(
+                f"subgoal_steps: subgoals are drawn with goals; relabel is {self.relabel} "
+                f"({reason}); use relabel ogbench"
+            )
+        if subgoal_steps is not None and subgoal_steps < 1:
+            raise ConfigError(f"subgoal_steps: must be >= 1, got {subgoal_steps}")
         within = (
             f", goals reached within {self.tolerance} ({self._tolerance_source})"
             if self.relabel == "her"
@@ -343,7 +369,7 @@ class TrajectoryDataModule(L.LightningDataModule):
                 data,
                 goal_key=self.goal_key,
                 goal_dims=None if isinstance(data.observations, dict) else self.goal_dims,
-                goal_sets=goal_sets(self.relabel, self.her_k, self.value_goals),
+                goal_sets=goal_sets(self.relabel, self.her_k, self.value_goals, self.subgoal_steps),
                 reward=GoalReward.ogbench()
                 if self.relabel == "ogbench"
                 else GoalReward(self.tolerance),
@@ -418,9 +444,13 @@ class TrajectoryDataModule(L.LightningDataModule):
         if source is not None:  # task sharing: each row's own task
             small["source_task_ids"] = torch.from_numpy(np.asarray(source, dtype=np.int64))
         goals: dict[str, torch.Tensor] = {}
+        goal_states: dict[str, torch.Tensor] = {}
         if "value_goals" in batch:
-            for name in GOAL_SETS:
-                goals[name] = float_tensor(spec.network_goals(batch[f"{name}_goals"], n))
+            for name in (*GOAL_SETS, *SUBGOAL_SETS):
+                if f"{name}_goals" in batch:
+                    goals[name] = float_tensor(spec.network_goals(batch[f"{name}_goals"], n))
+                if f"{name}_states" in batch:
+                    goal_states[name] = float_tensor(spec.network_state(batch[f"{name}_states"]))
         elif spec.goal_dim:
             assert isinstance(data.observations, dict)
             stored = data.observations[DESIRED_GOAL].take(rows, axis=0)
@@ -433,6 +463,7 @@ class TrajectoryDataModule(L.LightningDataModule):
 
             small = {k: move(v) for k, v in small.items()}
             goals = {k: move(v) for k, v in goals.items()}
+            goal_states = {k: move(v) for k, v in goal_states.items()}
         else:
             observations = float_tensor(spec.network_state(batch["observations"]))
             next_observations = float_tensor(spec.network_state(batch["next_observations"]))
@@ -442,6 +473,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             actions=actions,
             next_observations=next_observations,
             goals=goals,
+            goal_states=goal_states,
             updates=updates,
             **small,
         )
