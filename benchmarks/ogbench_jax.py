@@ -1,5 +1,5 @@
-"""OGBench's GCBC and GCIQL training steps in JAX, timed: the reference rows of
-``benchmarks/train.py``, measured in the same run.
+"""OGBench's training steps in JAX (GCBC, GCIQL, GCIVL, HIQL, QRL, CRL), timed: the reference
+rows of ``benchmarks/train.py``, measured in the same run.
 
     python benchmarks/ogbench_jax.py --algorithm GCBC --obs-dim 4 --goal-dim 2 --action-dim 2
 
@@ -16,6 +16,16 @@ The networks and losses follow OGBench's ``impls`` (``agents/gcbc.py``, ``agents
 * GCIQL: a value network and a twin critic (a ``vmap``-ed ensemble) with LayerNorm after each
   activation, a target critic, expectile 0.9, discount 0.99, the DDPG+BC actor (alpha 0.3,
   Q normalised by its mean absolute value), Polyak averaging with tau 0.005;
+* GCIVL: a twin value with LayerNorm and its target, expectile 0.9 with the weight from the
+  target networks' advantage, AWR actor (alpha 10, weights capped at 100);
+* HIQL: GCIVL's value (expectile 0.7) over ``phi([s; g])`` (an MLP to 10 values, LayerNorm,
+  length-normalised; the target copies it), a high-level actor of the subgoal representation
+  and a low-level actor, both AWR (alpha 3);
+* QRL: an IQE distance (``phi`` to 512 values, components of 8), the softplus-shaped
+  distance to random goals, the one-step constraint through a learned ``log lambda``
+  (eps 0.05), a latent dynamics MLP (both directions) and the DDPG+BC actor (alpha 0.003);
+* CRL: twin bilinear critics ``phi(s, a) . psi(g) / sqrt(512)`` (LayerNorm) by binary NCE
+  over the batch, the DDPG+BC actor on the lower ``log Q`` (alpha 0.1);
 * one Adam (learning rate 3e-4) over all parameters, the whole update under one ``jax.jit``.
 
 Batches are drawn beforehand (16, random normal, cycled) and are already JAX arrays, so the
@@ -153,14 +163,256 @@ def gciql_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]
     return (params, target, tx.init(params)), update
 
 
+def twin(out_dim: int, hidden: tuple[int, ...], layer_norm: bool = True) -> nn.Module:
+    """Two MLPs with separate parameters as one vmapped network: ``[2, B, out_dim]``."""
+    ensemble = nn.vmap(
+        MLP,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=None,
+        out_axes=0,
+        axis_size=2,
+    )
+    return ensemble(out_dim, layer_norm, hidden)
+
+
+def expectile_weight(adv: jax.Array, expectile: float) -> jax.Array:
+    return jnp.where(adv >= 0, expectile, 1 - expectile)
+
+
+def awr(adv: jax.Array, alpha: float) -> jax.Array:
+    return jax.lax.stop_gradient(jnp.minimum(jnp.exp(adv * alpha), 100.0))
+
+
+def polyak(params: Any, target: Any) -> Any:
+    return jax.tree_util.tree_map(lambda p, t: 0.005 * p + 0.995 * t, params, target)
+
+
+def adam_step(loss_fn: Any, tx: Any) -> Any:
+    """The update of ``loss_fn(params, batch)`` by ``tx``: ``(params, opt_state, batch) ->
+    (params, opt_state, loss)``."""
+
+    def step(params: Any, opt_state: Any, b: dict[str, jax.Array]) -> tuple[Any, Any, jax.Array]:
+        loss, grads = jax.value_and_grad(loss_fn)(params, b)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+def gcivl_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]:
+    """(initial state, jitted update) of GCIVL."""
+    value, actor = twin(1, hidden), MLP(dims["action"], hidden=hidden)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    state_in = jnp.zeros((1, dims["obs"] + dims["goal"]))
+    params = {"value": value.init(keys[0], state_in), "actor": actor.init(keys[1], state_in)}
+    tx = optax.adam(3e-4)
+
+    def v(p: Any, obs: jax.Array, goal: jax.Array) -> jax.Array:
+        return value.apply(p, jnp.concatenate([obs, goal], -1))[..., 0]
+
+    def loss_fn(g: Any, b: dict[str, jax.Array], target: Any) -> jax.Array:
+        next_t = v(target, b["next_obs"], b["value_goal"])
+        adv = (
+            b["reward"]
+            + 0.99 * b["mask"] * next_t.min(0)
+            - v(target, b["obs"], b["value_goal"]).mean(0)
+        )
+        qs = b["reward"] + 0.99 * b["mask"] * next_t
+        diff = qs - v(g["value"], b["obs"], b["value_goal"])
+        value_loss = (expectile_weight(adv, 0.9) * diff**2).mean(-1).sum()
+        cur = jax.lax.stop_gradient(g["value"])
+        a = v(cur, b["next_obs"], b["actor_goal"]).mean(0) - v(cur, b["obs"], b["actor_goal"]).mean(
+            0
+        )
+        mean = actor.apply(g["actor"], jnp.concatenate([b["obs"], b["actor_goal"]], -1))
+        return value_loss - (awr(a, 10.0) * gaussian_log_prob(mean, b["action"])).mean()
+
+    @jax.jit
+    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
+        params, target, opt_state = state
+        step = adam_step(lambda p, batch: loss_fn(p, batch, target), tx)
+        params, opt_state, loss = step(params, opt_state, b)
+        return (params, polyak(params["value"], target), opt_state), loss
+
+    return (params, params["value"], tx.init(params)), update
+
+
+def hiql_step(dims: dict[str, int], hidden: tuple[int, ...], rep_dim: int = 10) -> tuple[Any, Any]:
+    """(initial state, jitted update) of HIQL."""
+    rep, value = MLP(rep_dim, True, hidden), twin(1, hidden)
+    high, low = MLP(rep_dim, hidden=hidden), MLP(dims["action"], hidden=hidden)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    obs_goal = jnp.zeros((1, dims["obs"] + dims["goal"]))
+    obs_rep = jnp.zeros((1, dims["obs"] + rep_dim))
+    params = {
+        "value": {"rep": rep.init(keys[0], obs_goal), "v": value.init(keys[1], obs_rep)},
+        "high": high.init(keys[2], obs_goal),
+        "low": low.init(keys[3], obs_rep),
+    }
+    tx = optax.adam(3e-4)
+
+    def phi(p: Any, obs: jax.Array, goal: jax.Array) -> jax.Array:
+        z = rep.apply(p["rep"], jnp.concatenate([obs, goal], -1))
+        return z / jnp.linalg.norm(z, axis=-1, keepdims=True) * jnp.sqrt(rep_dim)
+
+    def v(p: Any, obs: jax.Array, goal: jax.Array) -> jax.Array:
+        return value.apply(p["v"], jnp.concatenate([obs, phi(p, obs, goal)], -1))[..., 0]
+
+    def loss_fn(g: Any, b: dict[str, jax.Array], target: Any) -> jax.Array:
+        next_t = v(target, b["next_obs"], b["value_goal"])
+        adv = (
+            b["reward"]
+            + 0.99 * b["mask"] * next_t.min(0)
+            - v(target, b["obs"], b["value_goal"]).mean(0)
+        )
+        qs = b["reward"] + 0.99 * b["mask"] * next_t
+        diff = qs - v(g["value"], b["obs"], b["value_goal"])
+        value_loss = (expectile_weight(adv, 0.7) * diff**2).mean(-1).sum()
+        cur = jax.lax.stop_gradient(g["value"])
+        w = b["subgoal"]
+        low_adv = v(cur, b["next_obs"], w).mean(0) - v(cur, b["obs"], w).mean(0)
+        low_mean = low.apply(g["low"], jnp.concatenate([b["obs"], phi(cur, b["obs"], w)], -1))
+        low_loss = -(awr(low_adv, 3.0) * gaussian_log_prob(low_mean, b["action"])).mean()
+        goal = b["actor_goal"]
+        high_adv = v(cur, b["high_target_obs"], goal).mean(0) - v(cur, b["obs"], goal).mean(0)
+        high_mean = high.apply(g["high"], jnp.concatenate([b["obs"], goal], -1))
+        target_rep = phi(cur, b["obs"], b["high_target"])
+        high_loss = -(awr(high_adv, 3.0) * gaussian_log_prob(high_mean, target_rep)).mean()
+        return value_loss + low_loss + high_loss
+
+    @jax.jit
+    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
+        params, target, opt_state = state
+        step = adam_step(lambda p, batch: loss_fn(p, batch, target), tx)
+        params, opt_state, loss = step(params, opt_state, b)
+        return (params, polyak(params["value"], target), opt_state), loss
+
+    return (params, params["value"], tx.init(params)), update
+
+
+def iqe(x: jax.Array, y: jax.Array, mix: jax.Array, component: int = 8) -> jax.Array:
+    """The interval quasimetric from latent ``x`` to ``y``: per component, the length of the
+    union of the intervals ``[x_i, max(x_i, y_i)]``; ``alpha`` mean + ``1 - alpha`` max."""
+    starts = x.reshape(*x.shape[:-1], -1, component)
+    ends = jnp.maximum(starts, y.reshape(*y.shape[:-1], -1, component))
+    order = jnp.argsort(starts, axis=-1)
+    starts = jnp.take_along_axis(starts, order, -1)
+    ends = jnp.take_along_axis(ends, order, -1)
+    reached = jax.lax.cummax(ends, axis=ends.ndim - 1)
+    before = jnp.concatenate([jnp.full_like(reached[..., :1], -jnp.inf), reached[..., :-1]], -1)
+    lengths = jnp.maximum(ends - jnp.maximum(starts, before), 0).sum(-1)
+    alpha = jax.nn.sigmoid(mix)
+    return alpha * lengths.mean(-1) + (1 - alpha) * lengths.max(-1)
+
+
+def qrl_step(dims: dict[str, int], hidden: tuple[int, ...], latent: int = 512) -> tuple[Any, Any]:
+    """(initial state, jitted update) of QRL with the DDPG+BC actor."""
+    phi, dynamics = MLP(latent, True, hidden), MLP(latent, True, hidden)
+    actor = MLP(dims["action"], hidden=hidden)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = {
+        "phi": phi.init(keys[0], jnp.zeros((1, dims["obs"]))),
+        "mix": jnp.zeros(()),
+        "log_lam": jnp.zeros(()),
+        "dynamics": dynamics.init(keys[1], jnp.zeros((1, latent + dims["action"]))),
+        "actor": actor.init(keys[2], jnp.zeros((1, dims["obs"] + dims["goal"]))),
+    }
+    tx = optax.adam(3e-4)
+
+    def loss_fn(g: Any, b: dict[str, jax.Array]) -> jax.Array:
+        # Goals are states (equal widths here), as QRL's one encoder needs.
+        zs, zn = phi.apply(g["phi"], b["obs"]), phi.apply(g["phi"], b["next_obs"])
+        d_neg = iqe(zs, phi.apply(g["phi"], b["value_goal"]), g["mix"])
+        d_pos = iqe(zs, zn, g["mix"])
+        lam = jnp.exp(g["log_lam"])
+        pos_loss = (jax.nn.relu(d_pos - 1) ** 2).mean()
+        value_loss = (100 * jax.nn.softplus(5 - d_neg / 100)).mean()
+        value_loss += pos_loss * jax.lax.stop_gradient(lam)
+        lam_loss = lam * (0.05 - jax.lax.stop_gradient(pos_loss))
+        pred = zs + dynamics.apply(g["dynamics"], jnp.concatenate([zs, b["action"]], -1))
+        dyn_loss = (iqe(zn, pred, g["mix"]) + iqe(pred, zn, g["mix"])).mean() / 2
+        frozen = jax.lax.stop_gradient(g)
+        mean = actor.apply(g["actor"], jnp.concatenate([b["obs"], b["actor_goal"]], -1))
+        z = phi.apply(frozen["phi"], b["obs"])
+        moved = z + dynamics.apply(
+            frozen["dynamics"], jnp.concatenate([z, jnp.clip(mean, -1, 1)], -1)
+        )
+        q = -iqe(moved, phi.apply(frozen["phi"], b["actor_goal"]), frozen["mix"])
+        q_loss = -q.mean() / jax.lax.stop_gradient(jnp.abs(q).mean() + 1e-6)
+        bc_loss = -0.003 * gaussian_log_prob(mean, b["action"]).mean()
+        return value_loss + lam_loss + dyn_loss + q_loss + bc_loss
+
+    step = adam_step(loss_fn, tx)
+
+    @jax.jit
+    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
+        params, opt_state = state
+        params, opt_state, loss = step(params, opt_state, b)
+        return (params, opt_state), loss
+
+    return (params, tx.init(params)), update
+
+
+def crl_step(dims: dict[str, int], hidden: tuple[int, ...], latent: int = 512) -> tuple[Any, Any]:
+    """(initial state, jitted update) of CRL with the DDPG+BC actor."""
+    phi, psi, actor = twin(latent, hidden), twin(latent, hidden), MLP(dims["action"], hidden=hidden)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = {
+        "phi": phi.init(keys[0], jnp.zeros((1, dims["obs"] + dims["action"]))),
+        "psi": psi.init(keys[1], jnp.zeros((1, dims["goal"]))),
+        "actor": actor.init(keys[2], jnp.zeros((1, dims["obs"] + dims["goal"]))),
+    }
+    tx = optax.adam(3e-4)
+    scale = 1 / np.sqrt(latent)
+
+    def loss_fn(g: Any, b: dict[str, jax.Array]) -> jax.Array:
+        zs = phi.apply(g["phi"], jnp.concatenate([b["obs"], b["action"]], -1))
+        zg = psi.apply(g["psi"], b["value_goal"])
+        logits = jnp.einsum("eik,ejk->eij", zs, zg) * scale
+        eye = jnp.eye(logits.shape[-1])
+        critic_loss = optax.sigmoid_binary_cross_entropy(logits, eye).mean()
+        frozen = jax.lax.stop_gradient(g)
+        mean = actor.apply(g["actor"], jnp.concatenate([b["obs"], b["actor_goal"]], -1))
+        za = phi.apply(frozen["phi"], jnp.concatenate([b["obs"], jnp.clip(mean, -1, 1)], -1))
+        log_q = (za * psi.apply(frozen["psi"], b["actor_goal"])).sum(-1) * scale
+        q = jnp.maximum(log_q, np.log(1e-6)).min(0)
+        q_loss = -q.mean() / jax.lax.stop_gradient(jnp.abs(q).mean() + 1e-6)
+        return critic_loss + q_loss - 0.1 * gaussian_log_prob(mean, b["action"]).mean()
+
+    step = adam_step(loss_fn, tx)
+
+    @jax.jit
+    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
+        params, opt_state = state
+        params, opt_state, loss = step(params, opt_state, b)
+        return (params, opt_state), loss
+
+    return (params, tx.init(params)), update
+
+
+#: Algorithm name -> its ``(initial state, jitted update)`` builder.
+STEPS = {
+    "GCBC": gcbc_step,
+    "GCIQL": gciql_step,
+    "GCIVL": gcivl_step,
+    "HIQL": hiql_step,
+    "QRL": qrl_step,
+    "CRL": crl_step,
+}
+
+
 def batches(dims: dict[str, int], batch_size: int, seed: int = 0) -> list[dict[str, jax.Array]]:
-    """:data:`PREDRAWN` random batches with every key the two updates read."""
+    """:data:`PREDRAWN` random batches with every key the updates read."""
     rng = np.random.default_rng(seed)
     shapes = {
         "obs": dims["obs"],
         "next_obs": dims["obs"],
         "actor_goal": dims["goal"],
         "value_goal": dims["goal"],
+        "subgoal": dims["goal"],
+        "high_target": dims["goal"],
+        "high_target_obs": dims["obs"],
         "action": dims["action"],
     }
 
@@ -184,7 +436,7 @@ def steps_per_second(
 ) -> list[float]:
     """The rate of each of ``repeats`` rounds of updates timed for about ``seconds``, after
     ``warmup`` (with the compilation) untimed ones."""
-    state, update = (gcbc_step if algorithm == "GCBC" else gciql_step)(dims, hidden)
+    state, update = STEPS[algorithm](dims, hidden)
     data = batches(dims, batch_size)
     loss = jnp.zeros(())
     for i in range(warmup):
@@ -206,7 +458,7 @@ def steps_per_second(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--algorithm", choices=("GCBC", "GCIQL"), required=True)
+    parser.add_argument("--algorithm", choices=tuple(STEPS), required=True)
     parser.add_argument("--obs-dim", type=int, required=True)
     parser.add_argument("--goal-dim", type=int, required=True)
     parser.add_argument("--action-dim", type=int, required=True)

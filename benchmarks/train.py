@@ -1,4 +1,5 @@
-"""Training speed: gcrl's GCBC and GCIQL through Lightning (eager and with ``compile_step``),
+"""Training speed: gcrl's GCBC, GCIQL, GCIVL, HIQL, QRL and CRL through Lightning (eager and
+with ``compile_step``),
 beside a plain PyTorch loop over the same module, a bare PyTorch MLP, and OGBench's updates in
 JAX measured in the same run, at several batch and network sizes.
 
@@ -18,7 +19,10 @@ flat array observations (the ``observation`` key; the goal is its first two dime
 
 * GCBC: ``BC(task_signal="goal", hidden_dims=H, loss="nll")``;
 * GCIQL: ``IQL(task_signal="goal", actor_hidden_dims=H, value_hidden_dims=H)``, otherwise its
-  defaults (OGBench GCIQL's).
+  defaults (OGBench GCIQL's); GCIVL, HIQL, QRL and CRL likewise, at their defaults (OGBench's),
+  HIQL with ``subgoal_steps=25``, QRL on random value goals with the achieved goal as its state
+  (QRL's goals are states: dict layout ``observation_keys=["achieved_goal"]``, array layout
+  the whole observation as the goal), CRL on geometric value goals.
 
 Methods (steps per second after --warmup untimed steps, each timed for about --seconds, best
 of --repeats interleaved rounds):
@@ -62,7 +66,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ALGORITHMS = ("GCBC", "GCIQL")
+ALGORITHMS = ("GCBC", "GCIQL", "GCIVL", "HIQL", "QRL", "CRL")
+#: The data each algorithm is trained on, beyond relabel="ogbench" (see the module docstring).
+DATA_OPTIONS: dict[str, dict[str, Any]] = {
+    "HIQL": {"subgoal_steps": 25},
+    "QRL": {"value_goals": {"random": 1.0}},
+    "CRL": {"value_goals": {"geometric": 1.0}},
+}
 BARE = "bare PyTorch MLP"
 PLAIN = "plain loop, pre-drawn batches"
 PLAIN_COMPILED = "plain loop, pre-drawn, compiled update"
@@ -104,38 +114,48 @@ def array_copy(path: Path, out: Path) -> None:
     save(flat, out)
 
 
-def data_module(path: Path, layout: str, batch_size: int, steps: int, updates: int = 1) -> Any:
+def data_module(
+    path: Path, layout: str, batch_size: int, steps: int, updates: int = 1, algorithm: str = ""
+) -> Any:
     from gcrl.training import TrajectoryDataModule
 
+    options = dict(DATA_OPTIONS.get(algorithm, {}))
+    goal_dims: list[int] | None = [0, 1] if layout == "array" else None
+    if algorithm == "QRL":  # the goal must be the state
+        goal_dims = None
+        if layout == "dict":
+            options["observation_keys"] = ["achieved_goal"]
     dm = TrajectoryDataModule(
         str(path),
         batch_size=batch_size,
         relabel="ogbench",
-        goal_dims=[0, 1] if layout == "array" else None,
+        goal_dims=goal_dims,
         updates_per_batch=updates,
         steps_per_epoch=steps,
         seed=0,
+        **options,
     )
     dm.setup("fit")
     return dm
 
 
 def make_module(algorithm: str, spec: Any, hidden: list[int], compile_step: bool) -> Any:
-    """GCBC or GCIQL of ``hidden`` widths, freshly initialised (seed 0)."""
+    """The algorithm's module of ``hidden`` widths, freshly initialised (seed 0)."""
     import torch
 
-    from gcrl.algorithms import BC, IQL
+    from gcrl import algorithms
 
     torch.manual_seed(0)
     if algorithm == "GCBC":
-        return BC(
+        return algorithms.BC(
             spec=spec,
             task_signal="goal",
             hidden_dims=hidden,
             loss="nll",
             compile_step=compile_step,
         )
-    return IQL(
+    cls = {"GCIQL": algorithms.IQL}.get(algorithm) or getattr(algorithms, algorithm)
+    return cls(
         spec=spec,
         task_signal="goal",
         actor_hidden_dims=hidden,
@@ -244,7 +264,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     algorithm, hidden, batch = args.measure, args.hidden_dims[0], args.batch_size[0]
     dims_of = hidden_list(hidden)
-    dm = data_module(args.target, "dict", batch, PREDRAWN)
+    dm = data_module(args.target, "dict", batch, PREDRAWN, algorithm=algorithm)
     predrawn = itertools.cycle(list(dm.train_dataloader()))
     dims = [dm.spec.observation_dim, dm.spec.goal_dim, dm.spec.action_dim]
     plain = plain_step(make_module(algorithm, dm.spec, dims_of, False), predrawn)
@@ -256,7 +276,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         def run() -> float:
             path = args.target if layout == "dict" else args.array_target
             batches = (args.warmup + steps) // updates + 2
-            data = data_module(path, layout, batch, batches, updates)
+            data = data_module(path, layout, batch, batches, updates, algorithm)
             module = make_module(algorithm, data.spec, dims_of, compile_step)
             # The clock ticks once per batch: rates in optimiser steps per second.
             warmup = max(1, args.warmup // updates)

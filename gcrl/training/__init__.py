@@ -2,8 +2,8 @@
 
 >>> from gcrl.training import Batch, TrajectoryDataModule
 >>> sorted(f for f in Batch.__dataclass_fields__)  # doctest: +NORMALIZE_WHITESPACE
-['actions', 'goals', 'masks', 'next_observations', 'observations', 'rewards',
- 'source_task_ids', 'task_ids', 'updates']
+['actions', 'goal_states', 'goals', 'masks', 'next_observations', 'observations',
+ 'rewards', 'source_task_ids', 'task_ids', 'updates']
 """
 
 from gcrl.training.batch import Batch, DeviceData
