@@ -200,6 +200,19 @@ def adam_step(loss_fn: Any, tx: Any) -> Any:
     return step
 
 
+def ivl_value_loss(
+    v: Any, params: Any, target: Any, b: dict[str, jax.Array], expectile: float
+) -> jax.Array:
+    """GCIVL's (and HIQL's) value loss for the twin ``v(params, obs, goal) -> [2, B]``: each
+    twin's expectile regression towards its own target twin's ``r + 0.99 mask V(s', g)``, the
+    side from the target networks' advantage (the lower twin at ``s'``, the mean at ``s``)."""
+    next_t = v(target, b["next_obs"], b["value_goal"])
+    current_t = v(target, b["obs"], b["value_goal"]).mean(0)
+    adv = b["reward"] + 0.99 * b["mask"] * next_t.min(0) - current_t
+    diff = b["reward"] + 0.99 * b["mask"] * next_t - v(params, b["obs"], b["value_goal"])
+    return (expectile_weight(adv, expectile) * diff**2).mean(-1).sum()
+
+
 def gcivl_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]:
     """(initial state, jitted update) of GCIVL."""
     value, actor = twin(1, hidden), MLP(dims["action"], hidden=hidden)
@@ -212,15 +225,7 @@ def gcivl_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]
         return value.apply(p, jnp.concatenate([obs, goal], -1))[..., 0]
 
     def loss_fn(g: Any, b: dict[str, jax.Array], target: Any) -> jax.Array:
-        next_t = v(target, b["next_obs"], b["value_goal"])
-        adv = (
-            b["reward"]
-            + 0.99 * b["mask"] * next_t.min(0)
-            - v(target, b["obs"], b["value_goal"]).mean(0)
-        )
-        qs = b["reward"] + 0.99 * b["mask"] * next_t
-        diff = qs - v(g["value"], b["obs"], b["value_goal"])
-        value_loss = (expectile_weight(adv, 0.9) * diff**2).mean(-1).sum()
+        value_loss = ivl_value_loss(v, g["value"], target, b, 0.9)
         cur = jax.lax.stop_gradient(g["value"])
         a = v(cur, b["next_obs"], b["actor_goal"]).mean(0) - v(cur, b["obs"], b["actor_goal"]).mean(
             0
@@ -260,15 +265,7 @@ def hiql_step(dims: dict[str, int], hidden: tuple[int, ...], rep_dim: int = 10) 
         return value.apply(p["v"], jnp.concatenate([obs, phi(p, obs, goal)], -1))[..., 0]
 
     def loss_fn(g: Any, b: dict[str, jax.Array], target: Any) -> jax.Array:
-        next_t = v(target, b["next_obs"], b["value_goal"])
-        adv = (
-            b["reward"]
-            + 0.99 * b["mask"] * next_t.min(0)
-            - v(target, b["obs"], b["value_goal"]).mean(0)
-        )
-        qs = b["reward"] + 0.99 * b["mask"] * next_t
-        diff = qs - v(g["value"], b["obs"], b["value_goal"])
-        value_loss = (expectile_weight(adv, 0.7) * diff**2).mean(-1).sum()
+        value_loss = ivl_value_loss(v, g["value"], target, b, 0.7)
         cur = jax.lax.stop_gradient(g["value"])
         w = b["subgoal"]
         low_adv = v(cur, b["next_obs"], w).mean(0) - v(cur, b["obs"], w).mean(0)
