@@ -83,14 +83,13 @@ def test_the_shipped_help_is_what_lightning_cli_writes(tmp_path: Path) -> None:
     assert "NO-LIGHTNING" in fresh.stderr.split()
 
 
-def test_a_changed_package_or_terminal_builds_the_help_again(tmp_path: Path) -> None:
-    os.environ["COLUMNS"] = "80"
-    try:
-        narrow = help_cache.cache_path(["fit", "--help"])
-        os.environ["COLUMNS"] = "120"
-        wide = help_cache.cache_path(["fit", "--help"])
-    finally:
-        del os.environ["COLUMNS"]
+def test_a_changed_terminal_or_command_builds_the_help_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = help_cache.cache_path(["fit", "--help"])
+    monkeypatch.setenv("COLUMNS", "120")
+    wide = help_cache.cache_path(["fit", "--help"])
     assert narrow != wide
     assert help_cache.cache_path(["test", "--help"]) != help_cache.cache_path(["fit", "--help"])
     assert help_cache.is_plain_help(["fit", "-h"])
