@@ -28,35 +28,51 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return weight * diff**2
 
 
-def value_loss(
+def value_losses(
     value: ValueEnsemble,
     target_critic: torch.nn.Module,
     batch: Batch,
     cond: torch.Tensor,
     heads: torch.Tensor | None,
     expectile: float,
-) -> torch.Tensor:
-    """Expectile loss of ``V(s, g)`` against the target critics' minimum; ``[B]``."""
+) -> dict[str, torch.Tensor]:
+    """``value/loss``, the expectile loss of ``V(s, g)`` against the target critics' minimum,
+    and ``value/v``, each ``[B]``; ``value/v_min`` and ``value/v_max`` over the batch (the
+    statistics OGBench logs)."""
     with torch.no_grad():
         q = target_critic(batch.observations, cond, batch.actions, heads).min(0).values
     v = value(batch.observations, cond, None, heads)[0]
-    return expectile_loss(q - v, expectile)
+    seen = v.detach()
+    return {
+        "value/loss": expectile_loss(q - v, expectile),
+        "value/v": seen,
+        "value/v_min": seen.min(),
+        "value/v_max": seen.max(),
+    }
 
 
-def critic_loss(
+def critic_losses(
     critic: ValueEnsemble,
     value: ValueEnsemble,
     batch: Batch,
     cond: torch.Tensor,
     heads: torch.Tensor | None,
     discount: float,
-) -> torch.Tensor:
-    """Squared TD error of each critic against ``r + discount * mask * V(s', g)``; ``[B]``."""
+) -> dict[str, torch.Tensor]:
+    """``critic/loss``, the squared TD error of each critic against ``r + discount * mask *
+    V(s', g)`` summed over the twins, and ``critic/q``, the twins' mean, each ``[B]``;
+    ``critic/q_min`` and ``critic/q_max`` over the batch."""
     with torch.no_grad():
         next_v = value(batch.next_observations, cond, None, heads)[0]
         target = batch.rewards + discount * batch.masks * next_v
     q = critic(batch.observations, cond, batch.actions, heads)
-    return ((q - target) ** 2).sum(0)
+    seen = q.detach().mean(0)
+    return {
+        "critic/loss": ((q - target) ** 2).sum(0),
+        "critic/q": seen,
+        "critic/q_min": seen.min(),
+        "critic/q_max": seen.max(),
+    }
 
 
 class IQL(GCRLModule):
@@ -128,14 +144,8 @@ class IQL(GCRLModule):
         heads = self.heads(batch)
         value_cond = self.batch_condition(batch, "value")
         actor_cond = self.batch_condition(batch, "actor")
-        out = {
-            "value/loss": value_loss(
-                self.value, self.target_critic, batch, value_cond, heads, self.expectile
-            ),
-            "critic/loss": critic_loss(
-                self.critic, self.value, batch, value_cond, heads, self.discount
-            ),
-        }
+        out = value_losses(self.value, self.target_critic, batch, value_cond, heads, self.expectile)
+        out.update(critic_losses(self.critic, self.value, batch, value_cond, heads, self.discount))
         out.update(self._actor_losses(batch, actor_cond, heads))
         return out
 
