@@ -21,7 +21,7 @@ from torch import nn
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError, MissingGoalsError
 from gcrl.models.critics import ValueEnsemble
-from gcrl.models.policies import Policy, subgoal_actions
+from gcrl.models.policies import ACTING_RULES, Policy, act_by_rule
 from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.tasks.signals import (
     SIGNAL_CLASSES,
@@ -101,7 +101,7 @@ class Actor(nn.Module):
         super().__init__()
         self.spec = spec
         self.rule = str(record["rule"])
-        if self.rule not in _RULES:
+        if self.rule not in ACTING_RULES:
             raise DataError(f"acting rule {self.rule!r} is not one this gcrl knows")
         self.num_heads = int(record["num_heads"])
         signal_cls = SIGNAL_CLASSES[str(record["signal_class"])]
@@ -128,17 +128,9 @@ class Actor(nn.Module):
         condition = task_vectors(self.signal, observations, goals, task_ids, text_embeddings)
         heads = task_ids if self.num_heads > 1 else None
         networks = [getattr(self, name) for name in self.network_names]
-        if self.rule == "subgoal":
-            return subgoal_actions(networks[0], networks[1], observations, condition, heads)
-        network = networks[0]
-        if self.rule == "q_argmax":
-            return network(observations, condition, None, heads)[0].argmax(-1)
-        if self.rule == "mode":
-            return network.mode(network(observations, condition, heads))
-        return network.greedy(observations, condition, heads)
+        return act_by_rule(self.rule, networks, observations, condition, heads)
 
 
-_RULES = ("mode", "greedy", "q_argmax", "subgoal")
 _NETWORKS: dict[str, type[nn.Module]] = {"Policy": Policy, "ValueEnsemble": ValueEnsemble}
 
 

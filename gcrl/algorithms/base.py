@@ -18,6 +18,7 @@ import torch
 
 from gcrl.errors import ConfigError
 from gcrl.models.mlp import ConditionedMLP
+from gcrl.models.policies import act_by_rule
 from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.tasks.signals import (
     SIGNALS,
@@ -90,12 +91,10 @@ class GCRLModule(L.LightningModule):
     objective: ClassVar[tuple[str, ...]] = ()
     #: The goal sets of a batch (``Batch.goals``) the losses read.
     goal_sets: ClassVar[tuple[str, ...]] = ()
-    #: How :meth:`act_on` acts, so that :func:`gcrl.load_policy` can rebuild the acting parts
-    #: without the algorithm's class (nor Lightning): ``mode`` (the most likely action of the
-    #: policy), ``greedy`` (the mode clipped to [-1, 1]; the arg-max for discrete actions),
-    #: ``q_argmax`` (the arg-max of a Q ensemble's first member) or ``subgoal`` (a high-level
-    #: policy's subgoal, then a low-level policy's action:
-    #: :func:`gcrl.models.policies.subgoal_actions`). None: acting needs the class.
+    #: How the algorithm acts, one of :data:`gcrl.models.policies.ACTING_RULES` (see
+    #: :func:`~gcrl.models.policies.act_by_rule`): the default :meth:`act_on` follows it, and
+    #: :func:`gcrl.load_policy` rebuilds the acting parts by it without the algorithm's class
+    #: (nor Lightning). None: the subclass writes its own ``act_on``, and acting needs the class.
     acting_rule: ClassVar[str | None] = None
     #: The attributes holding the networks that act (``Policy`` or ``ValueEnsemble``), in the
     #: order the rule takes them.
@@ -534,8 +533,13 @@ class GCRLModule(L.LightningModule):
     def act_on(
         self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:
-        """Greedy actions given the task vector ``[B, signal dim]`` and head ids."""
-        raise NotImplementedError
+        """Greedy actions given the task vector ``[B, signal dim]`` and head ids: by default
+        as :attr:`acting_rule` says, with the :attr:`acting_networks`
+        (:func:`gcrl.models.policies.act_by_rule`, which :func:`gcrl.load_policy` uses too)."""
+        if self.acting_rule is None:
+            raise NotImplementedError(f"{type(self).__name__}: no acting_rule and no act_on")
+        networks = [getattr(self, name) for name in self.acting_networks]
+        return act_by_rule(self.acting_rule, networks, observations, condition, heads)
 
     def acting_record(self) -> dict[str, Any] | None:
         """What rebuilds the acting parts from a checkpoint (plain data: the rule, the acting

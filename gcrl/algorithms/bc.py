@@ -83,8 +83,3 @@ class BC(GCRLModule):
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         condition = self.batch_condition(batch, "actor")
         return bc_losses(self.actor, batch, condition, self.heads(batch), self.loss)
-
-    def act_on(
-        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
-    ) -> torch.Tensor:
-        return self.actor.mode(self.actor(observations, condition, heads))

@@ -210,11 +210,6 @@ class CRL(GCRLModule):
             "actor/bc_loss": bc_loss.detach(),
         }
 
-    def act_on(
-        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
-    ) -> torch.Tensor:
-        return self.actor.greedy(observations, condition, heads)
-
     @torch.no_grad()
     def q_value(
         self,

@@ -118,8 +118,3 @@ class DQN(GCRLModule):
         (CQL-regularised, when ``cql_alpha`` > 0) critic; ``[B]``."""
         q = self.q_values(observations, goals, task_ids)
         return q.gather(1, actions.long().view(-1, 1)).squeeze(1)
-
-    def act_on(
-        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
-    ) -> torch.Tensor:
-        return self.q(observations, condition, None, heads)[0].argmax(-1)

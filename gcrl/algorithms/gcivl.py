@@ -144,11 +144,6 @@ class GCIVL(GCRLModule):
     def update_targets(self) -> None:
         polyak_update(self.target_value, self.value, self.tau)
 
-    def act_on(
-        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
-    ) -> torch.Tensor:
-        return self.actor.greedy(observations, condition, heads)
-
     @torch.no_grad()
     def state_value(
         self,

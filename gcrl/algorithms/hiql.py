@@ -26,7 +26,7 @@ from gcrl.algorithms.gcivl import MAX_WEIGHT, value_losses
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
 from gcrl.models.mlp import MLP
-from gcrl.models.policies import Policy, length_normalize, subgoal_actions
+from gcrl.models.policies import Policy, length_normalize
 from gcrl.training.batch import Batch
 
 
@@ -212,11 +212,6 @@ class HIQL(GCRLModule):
 
     def update_targets(self) -> None:
         polyak_update(self.target_value, self.value, self.tau)
-
-    def act_on(
-        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
-    ) -> torch.Tensor:
-        return subgoal_actions(self.high_actor, self.low_actor, observations, condition, heads)
 
     @torch.no_grad()
     def subgoal(

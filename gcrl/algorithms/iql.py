@@ -176,11 +176,6 @@ class IQL(GCRLModule):
     def update_targets(self) -> None:
         polyak_update(self.target_critic, self.critic, self.tau)
 
-    def act_on(
-        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
-    ) -> torch.Tensor:
-        return self.actor(observations, condition, heads).clamp(-1.0, 1.0)
-
     @torch.no_grad()
     def sharing_scores(
         self,

@@ -191,11 +191,6 @@ class QRL(GCRLModule):
             "actor/bc_loss": bc_loss.detach(),
         }
 
-    def act_on(
-        self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
-    ) -> torch.Tensor:
-        return self.actor.greedy(observations, condition, heads)
-
     @torch.no_grad()
     def distance(
         self,

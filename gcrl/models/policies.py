@@ -117,3 +117,30 @@ def subgoal_actions(
     it (its mode clipped to [-1, 1], or the arg-max for discrete actions)."""
     subgoal = length_normalize(high.mode(high(observations, condition, heads)))
     return low.greedy(observations, subgoal, heads)
+
+
+#: How a trained agent acts, by name (``GCRLModule.acting_rule``); see :func:`act_by_rule`.
+ACTING_RULES = ("mode", "greedy", "q_argmax", "subgoal")
+
+
+def act_by_rule(
+    rule: str,
+    networks: list[nn.Module],
+    observations: torch.Tensor,
+    condition: torch.Tensor,
+    heads: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Actions of the acting ``networks`` under ``rule``: ``mode`` (the first policy's most
+    likely action), ``greedy`` (its mode clipped to [-1, 1]; the arg-max for discrete
+    actions), ``q_argmax`` (the arg-max of the first Q ensemble's first member) or
+    ``subgoal`` (:func:`subgoal_actions` of a high- and a low-level policy)."""
+    first = networks[0]
+    if rule == "subgoal":
+        return subgoal_actions(first, networks[1], observations, condition, heads)  # type: ignore[arg-type]
+    if rule == "q_argmax":
+        return first(observations, condition, None, heads)[0].argmax(-1)
+    if rule == "mode":
+        return first.mode(first(observations, condition, heads))  # type: ignore[operator]
+    if rule == "greedy":
+        return first.greedy(observations, condition, heads)  # type: ignore[operator]
+    raise ConfigError(f"acting rule: unknown {rule!r}; choose one of {', '.join(ACTING_RULES)}")
