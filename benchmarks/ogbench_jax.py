@@ -188,16 +188,24 @@ def polyak(params: Any, target: Any) -> Any:
     return jax.tree_util.tree_map(lambda p, t: 0.005 * p + 0.995 * t, params, target)
 
 
-def adam_step(loss_fn: Any, tx: Any) -> Any:
-    """The update of ``loss_fn(params, batch)`` by ``tx``: ``(params, opt_state, batch) ->
-    (params, opt_state, loss)``."""
+def jitted_update(loss_fn: Any, params: Any, target_key: str | None = None) -> tuple[Any, Any]:
+    """(initial state, jitted update) for ``loss_fn(params, batch, target) -> loss`` under
+    Adam (3e-4); with ``target_key``, ``target`` is a Polyak-averaged (tau 0.005) copy of
+    ``params[target_key]``, updated after each step, else None."""
+    tx = optax.adam(3e-4)
 
-    def step(params: Any, opt_state: Any, b: dict[str, jax.Array]) -> tuple[Any, Any, jax.Array]:
-        loss, grads = jax.value_and_grad(loss_fn)(params, b)
+    @jax.jit
+    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
+        params, target, opt_state = state
+        loss, grads = jax.value_and_grad(loss_fn)(params, b, target)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        params = optax.apply_updates(params, updates)
+        if target_key is not None:
+            target = polyak(params[target_key], target)
+        return (params, target, opt_state), loss
 
-    return step
+    target = None if target_key is None else params[target_key]
+    return (params, target, tx.init(params)), update
 
 
 def ivl_value_loss(
@@ -219,7 +227,6 @@ def gcivl_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     state_in = jnp.zeros((1, dims["obs"] + dims["goal"]))
     params = {"value": value.init(keys[0], state_in), "actor": actor.init(keys[1], state_in)}
-    tx = optax.adam(3e-4)
 
     def v(p: Any, obs: jax.Array, goal: jax.Array) -> jax.Array:
         return value.apply(p, jnp.concatenate([obs, goal], -1))[..., 0]
@@ -233,14 +240,7 @@ def gcivl_step(dims: dict[str, int], hidden: tuple[int, ...]) -> tuple[Any, Any]
         mean = actor.apply(g["actor"], jnp.concatenate([b["obs"], b["actor_goal"]], -1))
         return value_loss - (awr(a, 10.0) * gaussian_log_prob(mean, b["action"])).mean()
 
-    @jax.jit
-    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
-        params, target, opt_state = state
-        step = adam_step(lambda p, batch: loss_fn(p, batch, target), tx)
-        params, opt_state, loss = step(params, opt_state, b)
-        return (params, polyak(params["value"], target), opt_state), loss
-
-    return (params, params["value"], tx.init(params)), update
+    return jitted_update(loss_fn, params, "value")
 
 
 def hiql_step(dims: dict[str, int], hidden: tuple[int, ...], rep_dim: int = 10) -> tuple[Any, Any]:
@@ -255,7 +255,6 @@ def hiql_step(dims: dict[str, int], hidden: tuple[int, ...], rep_dim: int = 10) 
         "high": high.init(keys[2], obs_goal),
         "low": low.init(keys[3], obs_rep),
     }
-    tx = optax.adam(3e-4)
 
     def phi(p: Any, obs: jax.Array, goal: jax.Array) -> jax.Array:
         z = rep.apply(p["rep"], jnp.concatenate([obs, goal], -1))
@@ -278,14 +277,7 @@ def hiql_step(dims: dict[str, int], hidden: tuple[int, ...], rep_dim: int = 10) 
         high_loss = -(awr(high_adv, 3.0) * gaussian_log_prob(high_mean, target_rep)).mean()
         return value_loss + low_loss + high_loss
 
-    @jax.jit
-    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
-        params, target, opt_state = state
-        step = adam_step(lambda p, batch: loss_fn(p, batch, target), tx)
-        params, opt_state, loss = step(params, opt_state, b)
-        return (params, polyak(params["value"], target), opt_state), loss
-
-    return (params, params["value"], tx.init(params)), update
+    return jitted_update(loss_fn, params, "value")
 
 
 def iqe(x: jax.Array, y: jax.Array, mix: jax.Array, component: int = 8) -> jax.Array:
@@ -315,9 +307,8 @@ def qrl_step(dims: dict[str, int], hidden: tuple[int, ...], latent: int = 512) -
         "dynamics": dynamics.init(keys[1], jnp.zeros((1, latent + dims["action"]))),
         "actor": actor.init(keys[2], jnp.zeros((1, dims["obs"] + dims["goal"]))),
     }
-    tx = optax.adam(3e-4)
 
-    def loss_fn(g: Any, b: dict[str, jax.Array]) -> jax.Array:
+    def loss_fn(g: Any, b: dict[str, jax.Array], target: None) -> jax.Array:
         # Goals are states (equal widths here), as QRL's one encoder needs.
         zs, zn = phi.apply(g["phi"], b["obs"]), phi.apply(g["phi"], b["next_obs"])
         d_neg = iqe(zs, phi.apply(g["phi"], b["value_goal"]), g["mix"])
@@ -340,15 +331,7 @@ def qrl_step(dims: dict[str, int], hidden: tuple[int, ...], latent: int = 512) -
         bc_loss = -0.003 * gaussian_log_prob(mean, b["action"]).mean()
         return value_loss + lam_loss + dyn_loss + q_loss + bc_loss
 
-    step = adam_step(loss_fn, tx)
-
-    @jax.jit
-    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
-        params, opt_state = state
-        params, opt_state, loss = step(params, opt_state, b)
-        return (params, opt_state), loss
-
-    return (params, tx.init(params)), update
+    return jitted_update(loss_fn, params)
 
 
 def crl_step(dims: dict[str, int], hidden: tuple[int, ...], latent: int = 512) -> tuple[Any, Any]:
@@ -360,10 +343,9 @@ def crl_step(dims: dict[str, int], hidden: tuple[int, ...], latent: int = 512) -
         "psi": psi.init(keys[1], jnp.zeros((1, dims["goal"]))),
         "actor": actor.init(keys[2], jnp.zeros((1, dims["obs"] + dims["goal"]))),
     }
-    tx = optax.adam(3e-4)
     scale = 1 / np.sqrt(latent)
 
-    def loss_fn(g: Any, b: dict[str, jax.Array]) -> jax.Array:
+    def loss_fn(g: Any, b: dict[str, jax.Array], target: None) -> jax.Array:
         zs = phi.apply(g["phi"], jnp.concatenate([b["obs"], b["action"]], -1))
         zg = psi.apply(g["psi"], b["value_goal"])
         logits = jnp.einsum("eik,ejk->eij", zs, zg) * scale
@@ -377,15 +359,7 @@ def crl_step(dims: dict[str, int], hidden: tuple[int, ...], latent: int = 512) -
         q_loss = -q.mean() / jax.lax.stop_gradient(jnp.abs(q).mean() + 1e-6)
         return critic_loss + q_loss - 0.1 * gaussian_log_prob(mean, b["action"]).mean()
 
-    step = adam_step(loss_fn, tx)
-
-    @jax.jit
-    def update(state: Any, b: dict[str, jax.Array]) -> tuple[Any, jax.Array]:
-        params, opt_state = state
-        params, opt_state, loss = step(params, opt_state, b)
-        return (params, opt_state), loss
-
-    return (params, tx.init(params)), update
+    return jitted_update(loss_fn, params)
 
 
 #: Algorithm name -> its ``(initial state, jitted update)`` builder.
