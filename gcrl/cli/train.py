@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from gcrl.algorithms.base import GCRLModule
 from gcrl.callbacks import StepProgressBar
 from gcrl.errors import ConfigError, DataError, GcrlError
+from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.training.datamodule import TrajectoryDataModule
 
 SUBCOMMANDS = ("fit", "validate", "test")
@@ -75,15 +76,15 @@ class GcrlCLI(LightningCLI):
         hyperparameters do not name it (checkpoints of models built in Python)."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        meta = read_resumable(path)
-        if meta is None or path is None:
+        checkpoint = read_resumable(path)
+        if checkpoint is None:
             super()._parse_ckpt_path()
             return
-        import torch
-
-        hparams = dict(torch.load(path, weights_only=True, map_location="cpu")["hyper_parameters"])
+        # Read once here; before_fit checks the model against the same metadata.
+        self._resumed_meta: dict[str, Any] | None = checkpoint[CHECKPOINT_KEY]
+        hparams = dict(checkpoint.get("hyper_parameters", {}))
         hparams.pop("_instantiator", None)
-        class_path = hparams.pop("_class_path", None) or meta["algorithm"]
+        class_path = hparams.pop("_class_path", None) or self._resumed_meta["algorithm"]
         model = {"class_path": class_path, "dict_kwargs": hparams}
         errors = io.StringIO()
         try:
@@ -106,34 +107,32 @@ class GcrlCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
-        check_resumable(self.config[self.subcommand].get("ckpt_path"), self.model)
+        meta = getattr(self, "_resumed_meta", None)
+        if meta is not None:
+            check_resumable(self.config[self.subcommand].get("ckpt_path"), meta, self.model)
 
     before_validate = before_test = before_fit
 
 
 def read_resumable(path: str | None) -> dict[str, Any] | None:
-    """gcrl's metadata of the ``--ckpt_path`` checkpoint (None for no path, or a name that
-    Lightning resolves such as ``last``); a one-line error for a missing or truncated file,
-    another program's checkpoint or one without weights, where Lightning's own errors are
-    tracebacks (``KeyError: 'pytorch-lightning_version'``)."""
+    """The ``--ckpt_path`` checkpoint, read with ``weights_only`` (None for no path, or a name
+    that Lightning resolves such as ``last``); a one-line error for a missing or truncated
+    file, another program's checkpoint or one without weights, where Lightning's own errors
+    are tracebacks (``KeyError: 'pytorch-lightning_version'``)."""
     if path is None or path in _LIGHTNING_CKPT_NAMES or str(path).startswith("registry"):
         return None
-    from gcrl.policy import read_checkpoint_metadata
+    from gcrl.policy import read_checkpoint
 
     try:
-        return read_checkpoint_metadata(path)
+        return read_checkpoint(path)
     except GcrlError as err:
         message = str(err).removeprefix(f"{path}: ")
         raise type(err)(f"--ckpt_path {path}: {message}") from None
 
 
-def check_resumable(path: str | None, model: GCRLModule) -> None:
-    """Raise a one-line error unless the ``--ckpt_path`` checkpoint (see
-    :func:`read_resumable`) is of ``model``'s class and of networks sized for the same data."""
-    meta = read_resumable(path)
-    if meta is None:
-        return
-    from gcrl.spec import InputSpec
+def check_resumable(path: str, meta: dict[str, Any], model: GCRLModule) -> None:
+    """Raise a one-line error unless the ``--ckpt_path`` checkpoint at ``path``, whose gcrl
+    metadata is ``meta``, is of ``model``'s class and of networks sized for the same data."""
 
     option = f"--ckpt_path {path}"
     cls = type(model)
