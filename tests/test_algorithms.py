@@ -16,6 +16,7 @@ from gcrl.errors import ConfigError
 from gcrl.policy import load_module, load_policy
 from gcrl.training import Batch, TrajectoryDataModule
 
+from .reference import gaussian_log_prob
 from .training_data import (
     chain_mdp,
     fit,
@@ -130,10 +131,7 @@ def gcivl_reference(model: GCIVL, batch: Batch) -> tuple[list[float], list[float
             goals = batch.goal("actor")
             assert goals is not None
             mean = model.actor(s, model.condition(s, goals[i : i + 1]))[0]
-            z = (batch.actions[i] - mean) / std
-            log_prob = float(
-                -0.5 * (z**2).sum() - torch.log(std).sum() - 0.5 * len(z) * math.log(2 * math.pi)
-            )
+            log_prob = gaussian_log_prob(batch.actions[i], mean, std)
             actor_losses.append(-exp_a * log_prob)
     return value_losses, actor_losses
 
@@ -225,12 +223,7 @@ def crl_reference(model: CRL, batch: Batch) -> tuple[list[float], list[float]]:
                 for e in (0, 1)
             ]
             qs.append(min(max(q, math.log(1e-6)) for q in q_e))
-            z = (batch.actions[i] - mean[0]) / std
-            log_probs.append(
-                float(
-                    -0.5 * (z**2).sum() - torch.log(std).sum() - len(z) / 2 * math.log(2 * math.pi)
-                )
-            )
+            log_probs.append(gaussian_log_prob(batch.actions[i], mean[0], std))
         scale = sum(abs(q) for q in qs) / n + 1e-6
         actor = [-q / scale - model.alpha * lp for q, lp in zip(qs, log_probs, strict=True)]
     return critic, actor

@@ -5,7 +5,6 @@ Lightning step."""
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from gcrl.algorithms import IQL
 from gcrl.training import TrajectoryDataModule
 from gcrl.training.batch import Batch
 
+from .reference import gaussian_log_prob
 from .training_data import fit, goal_reaching
 
 torch.set_num_threads(1)
@@ -47,11 +47,7 @@ def gciql_reference(model: IQL, batch: Batch) -> dict[str, list[float]]:
             goal = actor_goals[i : i + 1]
             mean = model.actor(s, model.condition(s, goal))
             out["q"].append(min(q_members(model.critic, s, goal, mean.clamp(-1, 1))))
-            z = (batch.actions[i] - mean[0]) / std
-            log_prob = (
-                -0.5 * (z**2).sum() - torch.log(std).sum() - len(z) * math.log(2 * math.pi) / 2
-            )
-            out["bc"].append(-0.3 * float(log_prob))
+            out["bc"].append(-0.3 * gaussian_log_prob(batch.actions[i], mean[0], std))
     return out
 
 

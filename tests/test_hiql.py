@@ -18,6 +18,7 @@ from gcrl.training import TrajectoryDataModule
 from gcrl.training.batch import Batch
 
 from .conftest import make_trajectories
+from .reference import gaussian_log_prob
 from .training_data import fit, goal_reaching
 
 torch.set_num_threads(1)
@@ -86,12 +87,6 @@ def hiql_reference(model: HIQL, batch: Batch) -> dict[str, list[float]]:
     def v(state: torch.Tensor, goal: torch.Tensor) -> float:
         rep = length_normalize(value.rep(torch.cat([state, goal], -1)))
         return float(value.value(state, rep).mean())
-
-    def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> float:
-        z = (x - mean) / std
-        return float(
-            -0.5 * (z**2).sum() - torch.log(std).sum() - len(z) * math.log(2 * math.pi) / 2
-        )
 
     out: dict[str, list[float]] = {"low": [], "high": []}
     with torch.no_grad():

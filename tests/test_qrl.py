@@ -17,6 +17,7 @@ from gcrl.models.quasimetric import IQE, interval_union_lengths
 from gcrl.training import TrajectoryDataModule
 from gcrl.training.batch import Batch
 
+from .reference import gaussian_log_prob
 from .training_data import fit, goal_reaching, multitask_goal_reaching
 
 torch.set_num_threads(1)
@@ -94,11 +95,7 @@ def qrl_reference(model: QRL, batch: Batch) -> dict[str, list[float]]:
             mean = model.actor(s, model.condition(s, g))[0]
             moved = phi_s + model.dynamics(torch.cat([phi_s, mean.clamp(-1, 1)])[None])[0]
             out["q"].append(-distance(moved, iqe.phi(g)[0]))
-            z = (batch.actions[i] - mean) / std
-            log_prob = (
-                -0.5 * (z**2).sum() - torch.log(std).sum() - len(z) / 2 * math.log(2 * math.pi)
-            )
-            out["bc"].append(-model.alpha * float(log_prob))
+            out["bc"].append(-model.alpha * gaussian_log_prob(batch.actions[i], mean, std))
     return out
 
 
