@@ -45,6 +45,9 @@ of --repeats interleaved rounds):
   table prints the figures quoted by the issues where they exist, marked "quoted, not
   measured", and no ratio against JAX.
 
+With --layouts, only the multi-task layouts' table instead (``benchmarks/_layouts.py``: each
+layout of ``gcrl.models.layouts`` for BC and IQL, 10 tasks, against the shared MLP).
+
 With --ddp, a second table: GCBC through ``gcrl fit`` on 1 process against 2 (``--trainer.
 strategy ddp --trainer.devices 2`` on CPU, gloo), the global batch held equal (each of the
 two ranks takes half), at the first grid size.
@@ -385,6 +388,12 @@ def main() -> None:
     parser.add_argument(
         "--jax-python", help="a Python with jax, flax and optax: measure OGBench's JAX rows"
     )
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="only the multi-task layouts' table (10 tasks, the last --batch-size; "
+        "benchmarks/_layouts.py)",
+    )
     parser.add_argument("--ddp", action="store_true", help="add the 1 vs 2 process table")
     parser.add_argument("--ddp-steps", type=int, default=300)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/gcrl-bench-train"))
@@ -394,6 +403,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args)))
+        return
+    if args.layouts:
+        from _layouts import measure_layouts, report_layouts
+
+        report_layouts(args, measure_layouts(args, timed))
         return
 
     from _measure import run_isolated

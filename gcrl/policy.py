@@ -134,18 +134,27 @@ class Actor(nn.Module):
 _NETWORKS: dict[str, type[nn.Module]] = {"Policy": Policy, "ValueEnsemble": ValueEnsemble}
 
 
-def load_actor(path: str | os.PathLike[str]) -> Actor | None:
+def load_actor(path: str | os.PathLike[str], policy: str | None = None) -> Actor | None:
     """The acting parts of a checkpoint (see :class:`Actor`), or None for a checkpoint that
-    does not describe them (gcrl 0.1, or an algorithm that acts in its own way)."""
+    does not describe them (gcrl 0.1, or an algorithm that acts in its own way).
+
+    ``policy`` names another policy the checkpoint records beside the algorithm's own (the
+    acting record's ``alternatives``, such as Distral's distilled ``prior``); None: the
+    algorithm's acting networks. An unknown name is a one-line :class:`ConfigError`.
+    """
     raw = read_checkpoint(path)
     meta = raw[CHECKPOINT_KEY]
     record = meta.get("acting")
+    if policy is not None:
+        record = alternative_record(record, policy, path)
     if record is None:
         return None
     spec = InputSpec.from_dict(meta["spec"])
     try:
         actor = Actor(spec, record)
-        prefixes = (*(f"{name}." for name in actor.network_names), "signal.")
+        prefixes: tuple[str, ...] = tuple(f"{name}." for name in actor.network_names)
+        if actor.signal.state_dict():  # a signal without weights takes none (NoSignal)
+            prefixes += ("signal.",)
         weights = {k: v for k, v in raw["state_dict"].items() if k.startswith(prefixes)}
         actor.load_state_dict(weights, strict=True)
     except (KeyError, TypeError, RuntimeError) as err:  # a record or weights of another shape
@@ -153,6 +162,17 @@ def load_actor(path: str | os.PathLike[str]) -> Actor | None:
         raise DataError(f"{path}: the acting network cannot be rebuilt ({reason})") from None
     actor.eval()
     return actor
+
+
+def alternative_record(
+    record: Mapping[str, Any] | None, policy: str, source: str | os.PathLike[str]
+) -> Mapping[str, Any]:
+    """The acting record of the policy named ``policy`` among ``record["alternatives"]``."""
+    alternatives = dict((record or {}).get("alternatives") or {})
+    if policy not in alternatives:
+        names = ", ".join(sorted(alternatives)) or "none besides the default (policy=None)"
+        raise ConfigError(f"policy: {source} holds no policy {policy!r}; its policies: {names}")
+    return dict(alternatives[policy])
 
 
 def algorithm_class(class_path: str, source: str | os.PathLike[str]) -> type[GCRLModule]:
@@ -315,10 +335,16 @@ class LoadedPolicy:
         return torch.from_numpy(self._embedder.embed(texts))
 
 
-def load_policy(checkpoint: str | os.PathLike[str]) -> LoadedPolicy:
+def load_policy(checkpoint: str | os.PathLike[str], policy: str | None = None) -> LoadedPolicy:
     """A callable policy from a ``gcrl fit`` checkpoint (loaded with ``weights_only``).
 
     Only the acting parts are rebuilt, with torch alone (no Lightning, no algorithm class);
     checkpoints of gcrl 0.1 and of algorithms that act in their own way load the whole module.
+    ``policy`` picks another policy the checkpoint records by name (Distral's ``"prior"``, the
+    distilled task-agnostic policy); None: the algorithm's own.
     """
+    if policy is not None:
+        actor = load_actor(checkpoint, policy)
+        assert actor is not None  # a named policy always has its acting record
+        return LoadedPolicy(actor)
     return LoadedPolicy(load_actor(checkpoint) or load_module(checkpoint))

@@ -64,7 +64,71 @@ def _babyai(config: str, *relabel: str) -> tuple[str, list[str], str, int]:
     return (config, overrides, "babyai-gotolocal", 20)
 
 
-# name -> (config, overrides, evaluation suite, evaluation episodes per task)
+#: The multi-task layouts' configs (configs/mt10-<name>.yaml) and their task signals.
+MT10_LAYOUTS = {
+    "heads": "onehot",
+    "independent": "onehot",
+    "task-encoders": "onehot",
+    "task-encoder": "onehot",
+    "care": "text",
+    "soft-modular": "onehot",
+}
+
+
+#: The BC layout with the highest mean success over three seeds (docs/results.md).
+BEST_LAYOUT = "independent"
+
+
+def _mt10_layouts() -> dict[str, tuple[str, list[str], str, int]]:
+    """BC (each layout's config) and IQL (configs/mt10-iql.yaml with the layout) on MT10."""
+    data = f"--data.path={DATA}/mt10.hdf5"
+    runs: dict[str, tuple[str, list[str], str, int]] = {}
+    for name in MT10_LAYOUTS:
+        runs[f"mt10-bc-{name}"] = (f"mt10-{name}.yaml", [data], "metaworld-mt10", 5)
+    for name, signal in MT10_LAYOUTS.items():
+        layout = [f"--model.init_args.layout={name.replace('-', '_')}"]
+        layout.append(f"--model.init_args.task_signal={signal}")
+        runs[f"mt10-iql-{name}"] = ("mt10-iql.yaml", [data, *layout], "metaworld-mt10", 5)
+    # The layouts that read the task vector, with the other signal.
+    other = {"task-encoder": "text", "care": "onehot", "soft-modular": "text"}
+    for name, signal in other.items():
+        flag = f"--model.init_args.task_signal={signal}"
+        runs[f"mt10-bc-{name}-{signal}"] = (f"mt10-{name}.yaml", [data, flag], "metaworld-mt10", 5)
+        layout = f"--model.init_args.layout={name.replace('-', '_')}"
+        runs[f"mt10-iql-{name}-{signal}"] = (
+            "mt10-iql.yaml",
+            [data, layout, flag],
+            "metaworld-mt10",
+            5,
+        )
+    # PCGrad and GradNorm on the best BC layout of three seeds (independent).
+    for optim in ("pcgrad", "gradnorm"):
+        flag = f"--model.init_args.optim={optim}"
+        runs[f"mt10-bc-{BEST_LAYOUT}-{optim}"] = (
+            f"mt10-{BEST_LAYOUT}.yaml",
+            [data, flag],
+            "metaworld-mt10",
+            5,
+        )
+    runs["mt10-distral"] = ("mt10-distral.yaml", [data], "metaworld-mt10", 5)
+    # The same run's distilled policy (the same seed trains the same model).
+    runs["mt10-distral-prior"] = ("mt10-distral.yaml", [data], "metaworld-mt10 --policy prior", 5)
+    return runs
+
+
+def _mt10_zero_shot() -> dict[str, tuple[str, list[str], str, int]]:
+    """BC trained on MT10 without window-close, evaluated on window-close alone (20 episodes)."""
+    data = f"--data.path={DATA}/mt10-no-window-close.hdf5"
+    suite = "metaworld-mt10 --tasks window-close-v3"
+    return {
+        "mt10zs-bc-care-text": ("mt10-care.yaml", [data], suite, 20),
+        "mt10zs-bc-text": ("mt10-bc.yaml", [data, "--model.init_args.task_signal=text"], suite, 20),
+        "mt10zs-bc-none": ("mt10-bc.yaml", [data, "--model.init_args.task_signal=none"], suite, 20),
+    }
+
+
+# name -> (config, overrides, evaluation suite (and gcrl evaluate options), evaluation
+# episodes per task)
 EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
     "pointmaze": {
         "pm-bc": (
@@ -172,6 +236,8 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
             5,
         ),
     },
+    "mt10-layouts": _mt10_layouts(),
+    "mt10-zero-shot": _mt10_zero_shot(),
     "babyai": {
         "babyai-bc-text": (
             "babyai-bc.yaml",
@@ -231,7 +297,7 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
                     "evaluate",
                     str(checkpoint),
                     "--env",
-                    suite,
+                    *suite.split(),
                     "--episodes",
                     str(episodes),
                     "--seed",

@@ -21,3 +21,11 @@ done
 gcrl collect metaworld-mt10 results/data/mt10.hdf5 --episodes 20 --noise 0.1 --seed 0 --force
 gcrl collect babyai results/data/babyai-gotolocal.hdf5 --episodes 3000 --noise 0.1 \
     --hold-out "red ball" --seed 0 --force
+# MT10 without window-close (the zero-shot rows): its episodes dropped, the task table kept.
+.venv/bin/python -c "
+from gcrl.datasets import load, save
+d = load('results/data/mt10.hdf5')
+held = d.tasks.index(next(t for t in d.tasks if t.name == 'window-close-v3'))
+keep = [e for e in range(d.num_episodes) if d.task_ids[d.episode_starts[e]] != held]
+save(d.select_episodes(keep), 'results/data/mt10-no-window-close.hdf5', overwrite=True)
+"

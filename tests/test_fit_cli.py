@@ -12,6 +12,7 @@ import torch
 from gcrl.cli.main import main
 from gcrl.datasets import Task, concatenate, load, save
 from gcrl.policy import load_policy
+from gcrl.spec import CHECKPOINT_KEY
 
 from .training_data import chain_mdp, goal_reaching, multitask_goal_reaching
 
@@ -202,3 +203,10 @@ def test_resume_mid_epoch_continues_exactly(
     assert resumed["global_step"] == 14
     for name, value in final["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=0, msg=name)
+    if optim != "none":  # GradNorm's task weights and moments, PCGrad's generator
+        state, again = final[CHECKPOINT_KEY]["multitask"], resumed[CHECKPOINT_KEY]["multitask"]
+        assert state.keys() == again.keys()
+        for key, value in state.items():
+            if optim == "gradnorm" and key == "weights":
+                assert not torch.equal(value, torch.ones_like(value))  # they moved
+            assert torch.equal(torch.as_tensor(again[key]), torch.as_tensor(value)), key

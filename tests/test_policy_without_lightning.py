@@ -31,6 +31,15 @@ CASES: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "hiql-goal": (HIQL, "goal", {"rep_dim": 4}),
     "dqn-goal-discrete": (DQN, "discrete", {}),
     "bc-goal-discrete": (BC, "discrete", {}),
+    "bc-onehot-independent": (BC, "tasks", {"task_signal": "onehot", "layout": "independent"}),
+    "bc-onehot-task-encoders": (BC, "tasks", {"task_signal": "onehot", "layout": "task_encoders"}),
+    "bc-embedding-task-encoder": (
+        BC,
+        "tasks",
+        {"task_signal": "embedding", "layout": "task_encoder"},
+    ),
+    "iql-onehot-care": (IQL, "tasks", {"task_signal": "onehot", "layout": "care"}),
+    "bc-onehot-soft-modular": (BC, "tasks", {"task_signal": "onehot", "layout": "soft_modular"}),
 }
 
 

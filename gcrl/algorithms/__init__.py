@@ -7,7 +7,9 @@
   policies);
 - :class:`CRL`: contrastive RL (a bilinear critic trained by NCE over the batch);
 - :class:`QRL`: quasimetric RL (an IQE distance, a step constraint, latent dynamics);
-- :class:`DQN`: double DQN with a conservative regulariser, for discrete actions.
+- :class:`DQN`: double DQN with a conservative regulariser, for discrete actions;
+- :class:`Distral`, :class:`DistralIQL`: per-task policies regularised towards a distilled
+  shared policy (Teh et al. 2017), over behaviour cloning or IQL.
 
 Checkpoints name their class by its import path, so a new algorithm needs no registration.
 """
@@ -15,10 +17,22 @@ Checkpoints name their class by its import path, so a new algorithm needs no reg
 from gcrl.algorithms.base import GCRLModule
 from gcrl.algorithms.bc import BC
 from gcrl.algorithms.crl import CRL
+from gcrl.algorithms.distral import Distral, DistralIQL
 from gcrl.algorithms.dqn import DQN
 from gcrl.algorithms.gcivl import GCIVL
 from gcrl.algorithms.hiql import HIQL
 from gcrl.algorithms.iql import IQL
 from gcrl.algorithms.qrl import QRL
 
-__all__ = ["BC", "CRL", "DQN", "GCIVL", "HIQL", "IQL", "QRL", "GCRLModule"]
+__all__ = [
+    "BC",
+    "CRL",
+    "DQN",
+    "GCIVL",
+    "HIQL",
+    "IQL",
+    "QRL",
+    "Distral",
+    "DistralIQL",
+    "GCRLModule",
+]

@@ -17,7 +17,8 @@ import lightning as L
 import torch
 
 from gcrl.errors import ConfigError
-from gcrl.models.mlp import ConditionedMLP
+from gcrl.models.layouts import TASK_ID_LAYOUTS, Layout
+from gcrl.models.mlp import TaskNetwork
 from gcrl.models.policies import act_by_rule
 from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.tasks.signals import (
@@ -65,12 +66,33 @@ class GCRLModule(L.LightningModule):
         goal_encoder_dims: hidden widths (last = output) of an MLP over goals; none by default.
         text_model: sentence-transformers model of the ``text`` signal (name or local path).
         text_dim: set when restoring; the embeddings then come from the checkpoint.
-        conditioning: ``concat`` or ``film``.
-        multi_head: one output head per task (selected by task id) over a shared trunk.
+        conditioning: ``concat`` or ``film`` (FiLM: the ``shared`` and ``heads`` layouts).
+        layout: how every network divides into shared and task-specific parts
+            (:mod:`gcrl.models.layouts`): ``shared`` (default), ``heads`` (a shared trunk with
+            a head per task), ``independent`` (one network per task, vectorised),
+            ``task_encoders`` (per-task encoders, shared trunk), ``task_encoder`` (shared
+            state encoder and task encoder), ``care`` (CARE's metadata-weighted mixture of
+            encoders) or ``soft_modular`` (soft modularization's routed modules).
+        layout_options: the layout's options: ``encoder_layers`` (1), ``context_dim`` (64),
+            ``experts`` (4), ``modules`` (4), ``module_dim`` (0: the first hidden width over
+            ``modules``); see :class:`gcrl.models.layouts.Layout`.
+        multi_head: the ``heads`` layout (kept for configs of gcrl 0.1).
         learning_rate: Adam's learning rate.
-        optim: ``none``, ``pcgrad`` (gradient surgery over the shared parameters; multi-head
-            output layers are task-specific) or ``gradnorm`` (learned task weights, norms at the
-            last shared layer: the policy's, or the first value network's, last hidden layer);
+        dynamics_weight: above 0, a hidden-parameter dynamics model (HiP-MDP) is trained
+            beside the algorithm's losses, weighted by this: ``T(s, a, theta_task)`` predicts
+            the state change and the reward, with ``theta`` the ``embedding`` signal's task
+            vectors, so the tasks' vectors come to encode how their dynamics differ, and a new
+            task's vector can be inferred from a few of its transitions
+            (:mod:`gcrl.models.dynamics`). Needs ``task_signal: embedding`` and a layout
+            without parts per task id (a new task has no id).
+        dynamics_reward_weight: the reward term's weight beside the state change's (1; the
+            rewards are as stored, not standardised: lower it for large rewards). Must be 0
+            when the data module relabels goals, whose rewards the model cannot see.
+        dynamics_hidden_dims: the dynamics model's hidden widths (256, 256).
+        optim: ``none``, ``pcgrad`` (gradient surgery over the shared parameters; the layout's
+            per-task parts keep their own task's gradient) or ``gradnorm`` (learned task
+            weights, norms at the last shared layer: the policy's, or the first value
+            network's, last shared hidden layer);
             both take every task's gradient from one backward pass (:mod:`gcrl.optim`) and run
             under Lightning's manual optimisation.
         gradnorm_alpha: GradNorm's restoring factor (1.5).
@@ -110,7 +132,12 @@ class GCRLModule(L.LightningModule):
         text_dim: int | None = None,
         conditioning: str = "concat",
         multi_head: bool = False,
+        layout: str = "shared",
+        layout_options: dict[str, int] | None = None,
         learning_rate: float = 3e-4,
+        dynamics_weight: float = 0.0,
+        dynamics_reward_weight: float = 1.0,
+        dynamics_hidden_dims: list[int] | None = None,
         optim: str = "none",
         gradnorm_alpha: float = 1.5,
         compile_step: bool | None = None,
@@ -144,11 +171,47 @@ class GCRLModule(L.LightningModule):
         self._multitask: Any = None
         self._multitask_state: dict[str, Any] | None = None  # from a checkpoint
         self.conditioning = conditioning
-        self.num_heads = self.num_tasks if multi_head else 1
+        if multi_head and layout not in ("shared", "heads"):
+            raise ConfigError(f"multi_head: is the heads layout; it cannot go with {layout}")
+        parsed = Layout.parse("heads" if multi_head else layout, layout_options)
+        if parsed.kind in TASK_ID_LAYOUTS and self.num_tasks < 2:
+            raise ConfigError(
+                f"layout {parsed.kind}: parts per task need data of several tasks "
+                f"(this data holds {self.num_tasks})"
+            )
+        #: The networks' layout (plain data, as network configs record it).
+        self.layout: dict[str, Any] = parsed.to_dict()
+        #: Task-id copies in the task-specific layouts (task ids then select them), else 1.
+        self.num_heads = self.num_tasks if parsed.uses_task_ids else 1
         kind = self._signal_kind(task_signal)
         self.signal = self._build_signal(
             kind, task_embedding_dim, goal_encoder_dims, text_model, text_dim
         )
+        self.hip_dynamics: Any = None
+        if dynamics_weight < 0:
+            raise ConfigError(f"dynamics_weight: must be 0 (off) or more, got {dynamics_weight}")
+        if dynamics_weight > 0:
+            if not isinstance(self.signal, EmbeddingSignal):
+                raise ConfigError(
+                    "dynamics_weight: the dynamics model's task parameters are the embedding "
+                    "signal's vectors; use task_signal embedding"
+                )
+            if parsed.uses_task_ids:
+                raise ConfigError(
+                    f"dynamics_weight: the {parsed.kind} layout picks parts by task id, which "
+                    "a task inferred from its transitions does not have; use another layout"
+                )
+            from gcrl.models.dynamics import HiddenParameterDynamics
+
+            self.hip_dynamics = HiddenParameterDynamics(
+                self.signal.table,
+                self.spec.observation_dim,
+                self.spec.action_dim,
+                [256, 256] if dynamics_hidden_dims is None else dynamics_hidden_dims,
+                discrete=self.spec.discrete,
+                weight=dynamics_weight,
+                reward_weight=dynamics_reward_weight,
+            )
         self.save_hyperparameters(ignore=["spec"])
         self.hparams["spec"] = self.spec.to_dict()  # plain data: checkpoints load weights_only
         if isinstance(self.signal, TextSignal):
@@ -171,6 +234,14 @@ class GCRLModule(L.LightningModule):
     def on_fit_start(self) -> None:
         """Refuse a task signal that cannot apply before training on it (checked here, not
         when building: checkpoints of gcrl 0.1.0 trained such models and still load)."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        relabel = getattr(datamodule, "relabel", "none")
+        hip = self.hip_dynamics
+        if hip is not None and hip.reward_weight > 0 and relabel != "none":
+            raise ConfigError(
+                f"dynamics_reward_weight: the data module relabels goals ({relabel}), so the "
+                "rewards depend on goals the dynamics model does not see; set it to 0"
+            )
         kind = self.hparams.get("task_signal", "auto")
         if kind in ("onehot", "embedding", "text") and self.num_tasks < 2:
             raise ConfigError(
@@ -245,8 +316,21 @@ class GCRLModule(L.LightningModule):
         return self._compiled(batch)
 
     def _losses_and_objective(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        losses = self.losses(batch)
+        losses = self.all_losses(batch)
         return losses, self.objective_value(losses)
+
+    def all_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """:meth:`losses` and, with a hidden-parameter dynamics model, its auxiliary losses
+        (``hip/...``)."""
+        losses = self.losses(batch)
+        if self.hip_dynamics is not None:
+            losses.update(self.hip_dynamics.losses(batch))
+        return losses
+
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        """The losses summed into the objective: :attr:`objective` and the auxiliary ones."""
+        return self.objective if self.hip_dynamics is None else (*self.objective, "hip/loss")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         """One Lightning step: one optimiser step under automatic optimisation; under manual
@@ -348,7 +432,7 @@ class GCRLModule(L.LightningModule):
         optimizer = self._optimizer()
         with multitask.capture():
             losses, _ = self.compute_losses(batch)
-        per_sample = torch.stack([losses[name] for name in self.objective]).sum(0)
+        per_sample = torch.stack([losses[name] for name in self.objective_names]).sum(0)
         optimizer.zero_grad()
         multitask.backward(per_sample, batch.task_ids)
         clip = self._clip_value()
@@ -371,11 +455,16 @@ class GCRLModule(L.LightningModule):
         heads = [
             p
             for m in self.modules()
-            if isinstance(m, ConditionedMLP) and m.num_heads > 1
-            for p in m.head.parameters()
+            if isinstance(m, TaskNetwork)
+            for p in m.task_specific_parameters()
         ]
         if self.optim == "pcgrad":
             self._multitask = PCGrad([self], self.num_tasks, task_specific=heads)
+            if not self._multitask.gradients.parameters:
+                raise ConfigError(
+                    f"optim pcgrad: the {self.layout['kind']} layout shares no parameters "
+                    "between tasks, so there are no gradients to project"
+                )
         else:
             self._multitask = GradNorm(
                 self.last_shared_layer(), self.num_tasks, alpha=self.gradnorm_alpha
@@ -385,20 +474,24 @@ class GCRLModule(L.LightningModule):
         return self._multitask
 
     def last_shared_layer(self) -> torch.nn.Linear:
-        """The layer whose gradient norms GradNorm balances: the last hidden Linear layer of
-        the policy (or, without one, of the first value network)."""
+        """The layer whose gradient norms GradNorm balances: the policy's (or, without one,
+        the first value network's) last shared Linear layer (the last hidden layer of a
+        shared MLP)."""
         actor = getattr(self, "actor", None)
-        if actor is not None:
-            net = actor.net
-        else:
-            net = next(m for m in self.modules() if isinstance(m, ConditionedMLP))
-        layer = net.layers[-1]
-        assert isinstance(layer, torch.nn.Linear)
+        net = getattr(actor, "net", None)
+        if not isinstance(net, TaskNetwork):
+            net = next(m for m in self.modules() if isinstance(m, TaskNetwork))
+        layer = net.last_shared_layer()
+        if layer is None:
+            raise ConfigError(
+                f"optim gradnorm: the {self.layout['kind']} layout shares no layer whose "
+                "gradient norms GradNorm could balance"
+            )
         return layer
 
     def objective_value(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The training objective: the sum of the means of the :attr:`objective` losses."""
-        return torch.stack([losses[name].mean() for name in self.objective]).sum()
+        return torch.stack([losses[name].mean() for name in self.objective_names]).sum()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters, fused into one kernel per step where torch
@@ -440,7 +533,7 @@ class GCRLModule(L.LightningModule):
                 metrics.update(self._sharing_shares(batch))
             metrics.update(self._per_task(prefix, losses, batch.task_ids))
         # The objective's losses are shown in the progress bar while training.
-        shown = {k: metrics.pop(k) for k in self.objective if training and k in metrics}
+        shown = {k: metrics.pop(k) for k in self.objective_names if training and k in metrics}
         if step is not None:
             scalars = {k: float(v) for k, v in {**shown, **metrics}.items()}
             for logger in self.loggers:
@@ -499,12 +592,12 @@ class GCRLModule(L.LightningModule):
         return (self.global_step // self._updates_per_batch + 1) % every == 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
+        losses = self.all_losses(batch)
         self.log_losses("val/", losses, batch)
         return self.objective_value(losses)
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
+        losses = self.all_losses(batch)
         self.log_losses("test/", losses, batch)
         return self.objective_value(losses)
 

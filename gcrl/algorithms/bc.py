@@ -76,6 +76,7 @@ class BC(GCRLModule):
             const_std=const_std,
             conditioning=self.conditioning,
             num_heads=self.num_heads,
+            layout=self.layout,
             activation_name=activation,
             layer_norm=layer_norm,
         )

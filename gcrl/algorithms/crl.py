@@ -150,6 +150,7 @@ class CRL(GCRLModule):
             const_std=const_std,
             conditioning=self.conditioning,
             num_heads=self.num_heads,
+            layout=self.layout,
             activation_name=activation,
         )
 

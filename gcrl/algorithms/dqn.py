@@ -81,6 +81,7 @@ class DQN(GCRLModule):
             self.spec.action_dim,
             conditioning=self.conditioning,
             num_heads=self.num_heads,
+            layout=self.layout,
             activation_name=activation,
             layer_norm=layer_norm,
         )

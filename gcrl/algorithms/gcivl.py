@@ -109,6 +109,7 @@ class GCIVL(GCRLModule):
         common: dict[str, Any] = {
             "conditioning": self.conditioning,
             "num_heads": self.num_heads,
+            "layout": self.layout,
             "activation_name": activation,
         }
         obs_dim, cond_dim = self.spec.observation_dim, self.signal.dim

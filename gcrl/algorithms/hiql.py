@@ -157,8 +157,8 @@ class HIQL(GCRLModule):
             raise ConfigError(
                 "HIQL: subgoals are states on the way to a goal; use task_signal goal"
             )
-        if self.num_heads > 1:
-            raise ConfigError("HIQL: multi_head is not supported")
+        if self.layout["kind"] != "shared":
+            raise ConfigError(f"HIQL: the {self.layout['kind']} layout is not supported")
         self.discount, self.tau, self.expectile = discount, tau, expectile
         self.low_alpha, self.high_alpha = low_alpha, high_alpha
         obs_dim, goal_dim = self.spec.observation_dim, self.signal.dim

@@ -122,6 +122,7 @@ class IQL(GCRLModule):
         common: dict[str, Any] = {
             "conditioning": self.conditioning,
             "num_heads": self.num_heads,
+            "layout": self.layout,
             "activation_name": activation,
             "layer_norm": layer_norm,
         }
@@ -137,6 +138,7 @@ class IQL(GCRLModule):
             const_std=const_std,
             conditioning=self.conditioning,
             num_heads=self.num_heads,
+            layout=self.layout,
             activation_name=activation,
         )
 

@@ -145,6 +145,7 @@ class QRL(GCRLModule):
             const_std=const_std,
             conditioning=self.conditioning,
             num_heads=self.num_heads,
+            layout=self.layout,
             activation_name=activation,
         )
 

@@ -53,6 +53,12 @@ def add_parser(commands: Any) -> None:
         help="step limit of a gymnasium environment's episodes (default: its time limit, "
         "else 1000)",
     )
+    parser.add_argument(
+        "--policy",
+        metavar="NAME",
+        help="another policy the checkpoint holds, by name (Distral's distilled 'prior'); "
+        "default: the algorithm's own",
+    )
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task")
     parser.add_argument("--tasks", nargs="+", metavar="NAME", help="only these tasks")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episodes")
@@ -76,7 +82,7 @@ def run(options: argparse.Namespace) -> int:
 
     _check_outputs(options)  # before the rollout, not after it
     _limit_threads()
-    policy = load_policy(options.checkpoint)
+    policy = load_policy(options.checkpoint, policy=options.policy)
     chosen = suite(options.env, goal=options.goal, max_steps=options.max_steps)
     act = task_policy(policy, options.env)
     # Mismatches fail as one line before the progress bar starts.

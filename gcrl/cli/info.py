@@ -64,12 +64,14 @@ def format_table(summary: dict[str, Any]) -> str:
     for i, (key, spec) in enumerate(summary["infos"].items()):
         rows.append(("infos" if i == 0 else "", f"{key:<15} " + _shape(spec)))
     if summary["tasks"]:
-        rows.append(("tasks", f"{'id':>3}  {'name':<20} {'transitions':>11} {'episodes':>8}  text"))
+        width = max(20, *(len(task["name"]) for task in summary["tasks"]))  # names line up
+        header = f"{'id':>3}  {'name':<{width}} {'transitions':>11} {'episodes':>8}  text"
+        rows.append(("tasks", header))
         for task in summary["tasks"]:
             rows.append(
                 (
                     "",
-                    f"{task['id']:>3}  {task['name']:<20} {task['transitions']:>11,} "
+                    f"{task['id']:>3}  {task['name']:<{width}} {task['transitions']:>11,} "
                     f"{task['episodes']:>8,}  {task['text']}",
                 )
             )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from gcrl.models.mlp import ConditionedMLP
+from gcrl.models.layouts import conditioned_network
 
 
 class ValueEnsemble(nn.Module):
@@ -27,6 +28,7 @@ class ValueEnsemble(nn.Module):
         *,
         conditioning: str = "concat",
         num_heads: int = 1,
+        layout: Mapping[str, Any] | None = None,
         activation_name: str = "gelu",
         layer_norm: bool = True,
     ) -> None:
@@ -40,11 +42,12 @@ class ValueEnsemble(nn.Module):
             "out_dim": out_dim,
             "conditioning": conditioning,
             "num_heads": num_heads,
+            "layout": dict(layout) if layout else None,
             "activation_name": activation_name,
             "layer_norm": layer_norm,
         }
         self.members = nn.ModuleList(
-            ConditionedMLP(
+            conditioned_network(
                 in_dim,
                 cond_dim,
                 hidden_dims,

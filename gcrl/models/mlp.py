@@ -45,20 +45,44 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in hidden_dims:
-            layers.append(_linear(width, hidden))
+            layers.append(xavier_linear(width, hidden))
             if layer_norm:
                 layers.append(nn.LayerNorm(hidden))
             layers.append(activation(activation_name))
             width = hidden
         self.trunk = nn.Sequential(*layers)
-        self.out = _linear(width, out_dim)
+        self.out = xavier_linear(width, out_dim)
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.trunk(x))
 
+    def last_linear(self) -> nn.Linear:
+        """The last hidden Linear layer (the output layer when there is no hidden one)."""
+        hidden = [m for m in self.trunk if isinstance(m, nn.Linear)]
+        return hidden[-1] if hidden else self.out
 
-class ConditionedMLP(nn.Module):
+
+class TaskNetwork(nn.Module):
+    """What every conditioned network (:class:`ConditionedMLP` and the layouts of
+    :mod:`gcrl.models.layouts`) offers: ``forward(x, c, head) -> [B, out_dim]`` with ``c`` the
+    task vector and ``head`` the task ids (read only by layouts with task-specific parts),
+    and the parameters the multi-task optimisers treat apart."""
+
+    out_dim: int
+    num_heads: int
+
+    def task_specific_parameters(self) -> list[nn.Parameter]:
+        """Parameters each task updates alone (PCGrad leaves them out of its surgery)."""
+        return []
+
+    def last_shared_layer(self) -> nn.Linear | None:
+        """The last Linear layer every task shares (where GradNorm measures gradient norms);
+        None when no layer is shared."""
+        raise NotImplementedError
+
+
+class ConditionedMLP(TaskNetwork):
     """An MLP over ``x`` conditioned on a task vector ``c``, with one or several heads.
 
     ``conditioning="concat"`` feeds ``[x, c]`` to the MLP; ``"film"`` feeds ``x`` and scales
@@ -94,7 +118,7 @@ class ConditionedMLP(nn.Module):
         self.films = nn.ModuleList()
         width = in_dim + (cond_dim if self.conditioning == "concat" else 0)
         for hidden in hidden_dims:
-            self.layers.append(_linear(width, hidden))
+            self.layers.append(xavier_linear(width, hidden))
             self.norms.append(nn.LayerNorm(hidden) if layer_norm else nn.Identity())
             if self.conditioning == "film":
                 film = nn.Linear(cond_dim, 2 * hidden)
@@ -103,7 +127,7 @@ class ConditionedMLP(nn.Module):
                 self.films.append(film)
             width = hidden
         self.act = activation(activation_name)
-        self.head = _linear(width, out_dim * num_heads)
+        self.head = xavier_linear(width, out_dim * num_heads)
 
     def forward(
         self, x: torch.Tensor, c: torch.Tensor, head: torch.Tensor | None = None
@@ -124,12 +148,20 @@ class ConditionedMLP(nn.Module):
         index = head.view(-1, 1, 1).expand(-1, 1, self.out_dim)
         return out.gather(-2, index).squeeze(-2)
 
+    def task_specific_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters()) if self.num_heads > 1 else []
 
-#: Input widths below this get their weight stored column-major (see :func:`_linear`).
+    def last_shared_layer(self) -> nn.Linear | None:
+        layer = self.layers[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
+
+
+#: Input widths below this get their weight stored column-major (see :func:`xavier_linear`).
 THIN_INPUT = 16
 
 
-def _linear(in_dim: int, out_dim: int) -> nn.Linear:
+def xavier_linear(in_dim: int, out_dim: int) -> nn.Linear:
     """A Xavier-initialised Linear layer with zero bias.
 
     A layer over a narrow input (fewer than :data:`THIN_INPUT` features, e.g. a 4-d state

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from gcrl.errors import ConfigError
-from gcrl.models.mlp import ConditionedMLP
+from gcrl.models.layouts import conditioned_network
 
 POLICY_KINDS = ("gaussian", "deterministic", "categorical")
 _LOG_2PI = math.log(2 * math.pi)
@@ -34,6 +35,7 @@ class Policy(nn.Module):
         const_std: bool = True,
         conditioning: str = "concat",
         num_heads: int = 1,
+        layout: Mapping[str, Any] | None = None,
         activation_name: str = "gelu",
         layer_norm: bool = False,
     ) -> None:
@@ -50,17 +52,19 @@ class Policy(nn.Module):
             "const_std": const_std,
             "conditioning": conditioning,
             "num_heads": num_heads,
+            "layout": dict(layout) if layout else None,
             "activation_name": activation_name,
             "layer_norm": layer_norm,
         }
         self.kind = kind
-        self.net = ConditionedMLP(
+        self.net = conditioned_network(
             obs_dim,
             cond_dim,
             hidden_dims,
             action_dim,
             conditioning=conditioning,
             num_heads=num_heads,
+            layout=layout,
             activation_name=activation_name,
             layer_norm=layer_norm,
         )
