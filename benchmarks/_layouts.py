@@ -15,15 +15,6 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
-LAYOUTS = (
-    "shared",
-    "heads",
-    "independent",
-    "task_encoders",
-    "task_encoder",
-    "care",
-    "soft_modular",
-)
 TASKS, OBS_DIM, ACTION_DIM, TEXT_DIM = 10, 39, 4, 384
 
 
@@ -84,6 +75,8 @@ def measure_layouts(args: argparse.Namespace, timed: Callable[..., float]) -> li
     """Steps per second of every (algorithm, widths, layout), best of ``args.repeats``
     interleaved rounds, with each round's ratio to the shared layout."""
     import torch
+
+    from gcrl.models.layouts import LAYOUTS
 
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
