@@ -57,23 +57,12 @@ def _module(algorithm: str, layout: str, hidden: list[int]) -> Any:
     return module
 
 
-def _step(module: Any, batches: Iterator[Any]) -> Callable[[], None]:
-    optimizer = module.configure_optimizers()
-    module.train()
-
-    def step() -> None:
-        losses = module.all_losses(next(batches))
-        optimizer.zero_grad()
-        module.objective_value(losses).backward()
-        optimizer.step()
-        module.update_targets()
-
-    return step
-
-
-def measure_layouts(args: argparse.Namespace, timed: Callable[..., float]) -> list[dict[str, Any]]:
+def measure_layouts(
+    args: argparse.Namespace, timed: Callable[..., float], step: Callable[..., Callable[[], None]]
+) -> list[dict[str, Any]]:
     """Steps per second of every (algorithm, widths, layout), best of ``args.repeats``
-    interleaved rounds, with each round's ratio to the shared layout."""
+    interleaved rounds of ``timed`` over ``step(module, batches)`` (train.py's plain loop),
+    with each round's ratio to the shared layout."""
     import torch
 
     from gcrl.models.layouts import LAYOUTS
@@ -83,13 +72,13 @@ def measure_layouts(args: argparse.Namespace, timed: Callable[..., float]) -> li
     for algorithm, hidden_spec in itertools.product(("BC", "IQL"), args.hidden_dims):
         hidden = [int(h) for h in hidden_spec.split(",")]
         steps = {
-            layout: _step(_module(algorithm, layout, hidden), _batches(args.batch_size[-1], 0))
+            layout: step(_module(algorithm, layout, hidden), _batches(args.batch_size[-1], 0))
             for layout in LAYOUTS
         }
         rates: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
         for _ in range(args.repeats):
-            for layout, step in steps.items():
-                rates[layout].append(timed(step, args.warmup, args.seconds))
+            for layout, layout_step in steps.items():
+                rates[layout].append(timed(layout_step, args.warmup, args.seconds))
         for layout in LAYOUTS:
             ratios = [r / s for r, s in zip(rates[layout], rates["shared"], strict=True)]
             rows.append(

@@ -407,7 +407,7 @@ def main() -> None:
     if args.layouts:
         from _layouts import measure_layouts, report_layouts
 
-        report_layouts(args, measure_layouts(args, timed))
+        report_layouts(args, measure_layouts(args, timed, plain_step))
         return
 
     from _measure import run_isolated

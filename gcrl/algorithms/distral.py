@@ -406,11 +406,7 @@ class DistralIQL(_DistralParts, IQL):
     def _actor_losses(
         self, batch: Batch, cond: torch.Tensor, heads: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        obs, actions = batch.observations, batch.actions
-        with torch.no_grad():
-            v = self.value(obs, cond, None, heads)[0]
-            q = self.critic(obs, cond, actions, heads).min(0).values
-            weight = torch.exp((q - v) * self.alpha).clamp(max=100.0)
+        advantage, weight = self.awr_weights(batch, cond, heads)
         out = distral_losses(
             self.actor,
             self.prior,
@@ -422,5 +418,5 @@ class DistralIQL(_DistralParts, IQL):
             c_ent=self.c_ent,
             weights=weight,
         )
-        out["actor/adv"] = q - v
+        out["actor/adv"] = advantage
         return out

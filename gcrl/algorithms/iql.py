@@ -151,6 +151,17 @@ class IQL(GCRLModule):
         out.update(self._actor_losses(batch, actor_cond, heads))
         return out
 
+    @torch.no_grad()
+    def awr_weights(
+        self, batch: Batch, cond: torch.Tensor, heads: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """AWR's advantage ``A = min_k Q_k(s, a) - V(s)`` of the batch's actions and its
+        weight ``exp(alpha * A)`` capped at 100, each ``[B]``, without gradient."""
+        obs, actions = batch.observations, batch.actions
+        v = self.value(obs, cond, None, heads)[0]
+        q = self.critic(obs, cond, actions, heads).min(0).values
+        return q - v, torch.exp((q - v) * self.alpha).clamp(max=100.0)
+
     def _actor_losses(
         self, batch: Batch, cond: torch.Tensor, heads: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
@@ -158,11 +169,8 @@ class IQL(GCRLModule):
         dist = self.actor(obs, cond, heads)
         log_prob = self.actor.log_prob(dist, actions)
         if self.actor_loss_kind == "awr":
-            with torch.no_grad():
-                v = self.value(obs, cond, None, heads)[0]
-                q = self.critic(obs, cond, actions, heads).min(0).values
-                weight = torch.exp((q - v) * self.alpha).clamp(max=100.0)
-            return {"actor/loss": -(weight * log_prob), "actor/adv": (q - v)}
+            advantage, weight = self.awr_weights(batch, cond, heads)
+            return {"actor/loss": -(weight * log_prob), "actor/adv": advantage}
         # DDPG+BC: the critic scores the actor's action, but only the actor learns from it.
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
         q_actions = dist.clamp(-1.0, 1.0)

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import nn
 
+from gcrl.models.mlp import activation
+
 
 class TaskGroups:
     """Where each row of a batch goes in the padded ``[groups, size, ...]`` block.
@@ -77,15 +79,29 @@ class GroupedLayerNorm(nn.Module):
         return nn.functional.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
 
 
-def grouped_layers(
-    groups: int, in_dim: int, hidden_dims: list[int], layer_norm: bool
-) -> tuple[nn.ModuleList, nn.ModuleList, int]:
-    """Grouped ``Linear -> [LayerNorm]`` pairs for ``hidden_dims``; returns the layers, the
-    norms (identities without ``layer_norm``) and the last width."""
-    layers, norms = nn.ModuleList(), nn.ModuleList()
-    width = in_dim
-    for hidden in hidden_dims:
-        layers.append(GroupedLinear(groups, width, hidden))
-        norms.append(GroupedLayerNorm(groups, hidden) if layer_norm else nn.Identity())
-        width = hidden
-    return layers, norms, width
+class GroupedStack(nn.Module):
+    """Grouped hidden layers ``Linear -> [LayerNorm] -> activation`` for ``hidden_dims``:
+    ``[G, N, in_dim] -> [G, N, width]`` (``width``: the last hidden width)."""
+
+    def __init__(
+        self,
+        groups: int,
+        in_dim: int,
+        hidden_dims: list[int],
+        activation_name: str,
+        layer_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.layers, self.norms = nn.ModuleList(), nn.ModuleList()
+        width = in_dim
+        for hidden in hidden_dims:
+            self.layers.append(GroupedLinear(groups, width, hidden))
+            self.norms.append(GroupedLayerNorm(groups, hidden) if layer_norm else nn.Identity())
+            width = hidden
+        self.width = width
+        self.act = activation(activation_name)
+
+    def forward(self, block: torch.Tensor) -> torch.Tensor:
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            block = self.act(norm(layer(block)))
+        return block

@@ -29,7 +29,7 @@ from torch import nn
 
 from gcrl.errors import ConfigError
 from gcrl.models.care import CARE
-from gcrl.models.grouped import GroupedLinear, TaskGroups, grouped_layers
+from gcrl.models.grouped import GroupedLinear, GroupedStack, TaskGroups
 from gcrl.models.mlp import MLP, ConditionedMLP, TaskNetwork, activation
 from gcrl.models.soft_modular import SoftModularNetwork
 
@@ -181,29 +181,6 @@ def conditioned_network(
     )
 
 
-class _GroupedStack(nn.Module):
-    """Grouped hidden layers ``Linear -> [LayerNorm] -> activation`` over a packed block."""
-
-    def __init__(
-        self,
-        groups: int,
-        in_dim: int,
-        hidden_dims: list[int],
-        activation_name: str,
-        layer_norm: bool,
-    ) -> None:
-        super().__init__()
-        self.layers, self.norms, self.width = grouped_layers(
-            groups, in_dim, hidden_dims, layer_norm
-        )
-        self.act = activation(activation_name)
-
-    def forward(self, block: torch.Tensor) -> torch.Tensor:
-        for layer, norm in zip(self.layers, self.norms, strict=True):
-            block = self.act(norm(layer(block)))
-        return block
-
-
 class IndependentMLP(TaskNetwork):
     """One MLP per task over ``[x, c]``, every task's rows in one batched matmul per layer.
 
@@ -225,7 +202,7 @@ class IndependentMLP(TaskNetwork):
         super().__init__()
         self.num_heads = num_tasks
         self.out_dim = out_dim
-        self.stack = _GroupedStack(num_tasks, in_dim, hidden_dims, activation_name, layer_norm)
+        self.stack = GroupedStack(num_tasks, in_dim, hidden_dims, activation_name, layer_norm)
         self.head = GroupedLinear(num_tasks, self.stack.width, out_dim)
 
     def forward(
@@ -260,7 +237,7 @@ class TaskEncodersMLP(TaskNetwork):
         super().__init__()
         self.num_heads = num_tasks
         self.out_dim = out_dim
-        self.encoders = _GroupedStack(
+        self.encoders = GroupedStack(
             num_tasks, in_dim, hidden_dims[:encoder_layers], activation_name, layer_norm
         )
         self.trunk = MLP(
