@@ -1,4 +1,5 @@
-"""Lightning callbacks: evaluation in the real environment during ``gcrl fit``.
+"""Lightning callbacks: evaluation in the real environment during ``gcrl fit``, the training
+rate, and the progress bar.
 
 In a config::
 
@@ -13,6 +14,7 @@ logs ``eval/success_mean``, ``eval/success_median``, ``eval/success_worst`` and
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
@@ -39,6 +41,36 @@ class StepProgressBar(RichProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
+
+
+class StepRate(L.Callback):
+    """Log ``time/steps_per_second``: optimiser steps per wall-clock second since the previous
+    such log, at Lightning's ``log_every_n_steps`` (OGBench logs the same as
+    ``time/epoch_time``, its inverse). The interval counts everything the loop did in it:
+    sampling, logging, and other callbacks such as :class:`EvaluationCallback`. ``gcrl fit``
+    adds one to every run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._since: tuple[int, float] = (0, 0.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._since = (trainer.global_step, time.perf_counter())
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        # Steps advance by updates_per_batch per batch: log on crossing a multiple.
+        # Lightning sets log_every_n_steps on the trainer at run time (not a declared attribute).
+        step, every = trainer.global_step, max(int(getattr(trainer, "log_every_n_steps", 50)), 1)
+        last_step, last_time = self._since
+        if step // every <= last_step // every:
+            return
+        now = time.perf_counter()
+        rate = (step - last_step) / max(now - last_time, 1e-9)
+        for logger in trainer.loggers:
+            logger.log_metrics({"time/steps_per_second": rate}, step=step)
+        self._since = (step, now)
 
 
 class EvaluationCallback(L.Callback):

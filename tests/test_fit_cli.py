@@ -113,8 +113,13 @@ def test_updates_per_batch_count_and_label_optimiser_steps(workdir: Path) -> Non
     (checkpoint,) = workdir.glob("runs/csv/version_0/checkpoints/*.ckpt")
     assert checkpoint.name == "epoch=0-step=10.ckpt"
     with open(workdir / "runs/csv/version_0/metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("actor/loss")]
+        table = list(csv.DictReader(f))
+    rows = [r for r in table if r.get("actor/loss")]
     assert [int(r["step"]) for r in rows] == [3, 7, 9]  # the index of each batch's last step
+    # StepRate, added by gcrl fit: a rate after each batch, labelled by the steps done so far.
+    rates = [r for r in table if r.get("time/steps_per_second")]
+    assert [int(r["step"]) for r in rates] == [4, 8, 10]
+    assert all(float(r["time/steps_per_second"]) > 0 for r in rates)
 
 
 DDP_CASES = [("BC", "none"), ("BC", "pcgrad"), ("IQL", "none"), ("IQL", "gradnorm")]

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from gcrl.algorithms.base import GCRLModule
-from gcrl.callbacks import StepProgressBar
+from gcrl.callbacks import StepProgressBar, StepRate
 from gcrl.errors import ConfigError, DataError, GcrlError
 from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.training.datamodule import TrajectoryDataModule
@@ -104,6 +104,9 @@ class GcrlCLI(LightningCLI):
         bars = [c for c in [*given, *callbacks] if isinstance(c, ProgressBar)]
         if config.get("enable_progress_bar") is not False and not bars:
             callbacks = [*callbacks, StepProgressBar()]
+        # The training rate in the logs, as OGBench logs it (unless the run brings its own).
+        if not any(isinstance(c, StepRate) for c in [*given, *callbacks]):
+            callbacks = [*callbacks, StepRate()]
         return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
