@@ -118,6 +118,25 @@ def test_the_scripted_expert_solves_every_evaluation_task() -> None:
     assert all(t.mean_length < 400 for t in report.tasks)
 
 
+def test_making_a_maze_leaves_no_file_in_the_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OGBench writes each maze's XML with mkstemp and keeps it; gcrl's environments don't."""
+    import tempfile
+
+    from gcrl.envs.pointmaze import make_ogbench_env
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    env = make_ogbench_env("medium")
+    try:
+        env.reset(seed=0)
+        env.step(np.zeros(2, dtype=np.float32))
+    finally:
+        env.close()
+    assert list(tmp_path.iterdir()) == []
+    assert tempfile.tempdir == str(tmp_path)
+
+
 def test_a_policy_that_does_not_move_never_succeeds_and_reports_are_seeded() -> None:
     def still(observations: dict[str, np.ndarray], tasks: Sequence[Task]) -> np.ndarray:
         return np.zeros((len(tasks), 2), dtype=np.float32)

@@ -26,6 +26,7 @@ Evaluation (``gcrl evaluate --env pointmaze-medium``) uses OGBench's five fixed 
 
 from __future__ import annotations
 
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,7 +52,16 @@ def make_ogbench_env(maze: str) -> Any:
         raise ConfigError(f"--maze: unknown {maze!r}; choose one of {', '.join(MAZES)}")
     from ogbench.locomaze.maze import make_maze_env
 
-    return make_maze_env("point", "maze", maze_type=maze, terminate_at_goal=False)
+    # OGBench writes each maze's XML with tempfile.mkstemp and never deletes it (one file per
+    # environment: thousands in /tmp after a sweep). Write it into a directory of our own,
+    # removed once MuJoCo has read the model.
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="gcrl-maze-") as scratch:
+        tempfile.tempdir = scratch
+        try:
+            return make_maze_env("point", "maze", maze_type=maze, terminate_at_goal=False)
+        finally:
+            tempfile.tempdir = saved
 
 
 def draw_maze(env: Any, xy: np.ndarray, goal_xy: np.ndarray, cell: int = 16) -> np.ndarray:
