@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gcrl.datasets import load, load_ogbench, save
+from gcrl.datasets import load, load_ogbench, save, write_ogbench
+from gcrl.errors import DataError, OutputExistsError
 
 ogbench_utils = pytest.importorskip("ogbench.utils")
 
@@ -82,3 +84,43 @@ def test_round_trip_through_native(tmp_path: Path) -> None:
     write_raw(tmp_path / "raw.npz", [5, 8, 3])
     t = load(tmp_path / "raw.npz")
     assert load(save(t, tmp_path / "n.hdf5")).equals(t)
+
+
+def test_write_ogbench_is_read_back_by_ogbench(tmp_path: Path) -> None:
+    write_raw(tmp_path / "raw.npz", [6, 2, 9, 4])
+    t = load(tmp_path / "raw.npz")
+    out = write_ogbench(t, tmp_path / "out.npz")
+    assert not list(tmp_path.glob(".*.tmp"))
+    reference = ogbench_utils.load_dataset(str(out))  # OGBench's own reader, regular layout
+    np.testing.assert_array_equal(reference["observations"], t.observations)
+    np.testing.assert_array_equal(reference["next_observations"], t.next_observations)
+    np.testing.assert_array_equal(reference["actions"], t.actions)
+    np.testing.assert_array_equal(reference["terminals"].astype(bool), t.timeouts)
+    compact = ogbench_utils.load_dataset(str(out), compact_dataset=True)
+    # One valid state fewer per trajectory than stored states: each final state is only an s'.
+    assert int(compact["valids"].sum()) == t.num_transitions == len(compact["valids"]) - 4
+    assert load(out).episode_lengths.tolist() == t.episode_lengths.tolist()
+
+
+def test_write_ogbench_takes_a_dict_key_and_refuses_gaps(tmp_path: Path) -> None:
+    write_raw(tmp_path / "raw.npz", [5, 3])
+    t = load(tmp_path / "raw.npz")
+    as_dict = dataclasses.replace(
+        t,
+        observations={"observation": t.observations, "desired_goal": t.observations[:, :2]},
+        next_observations={
+            "observation": t.next_observations,
+            "desired_goal": t.next_observations[:, :2],
+        },
+    )
+    written = ogbench_utils.load_dataset(str(write_ogbench(as_dict, tmp_path / "d.npz")))
+    np.testing.assert_array_equal(written["observations"], t.observations)
+    with pytest.raises(DataError, match="observations/state: no such key"):
+        write_ogbench(as_dict, tmp_path / "e.npz", key="state")
+    broken = t.next_observations.copy()
+    broken[1] += 1.0  # row 1's s' is no longer row 2's s
+    with pytest.raises(DataError, match="row 1's s'"):
+        write_ogbench(dataclasses.replace(t, next_observations=broken), tmp_path / "f.npz")
+    assert not (tmp_path / "f.npz").exists()
+    with pytest.raises(OutputExistsError, match="output exists"):
+        write_ogbench(t, tmp_path / "d.npz")

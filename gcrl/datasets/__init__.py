@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         open_native,
         save,
     )
-    from gcrl.datasets.ogbench_format import load_ogbench
+    from gcrl.datasets.ogbench_format import load_ogbench, write_ogbench
     from gcrl.datasets.trajectories import Observations, Task, Trajectories, concatenate
 
 _HOMES = {
@@ -55,6 +55,7 @@ _HOMES = {
     "open_native": "native_format",
     "save": "native_format",
     "load_ogbench": "ogbench_format",
+    "write_ogbench": "ogbench_format",
     "Observations": "trajectories",
     "Task": "trajectories",
     "Trajectories": "trajectories",
@@ -81,6 +82,7 @@ __all__ = [
     "qlearning_dataset",
     "register_format",
     "save",
+    "write_ogbench",
 ]
 
 

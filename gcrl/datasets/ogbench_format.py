@@ -13,6 +13,9 @@ by default they become ``timeouts`` here (``terminals_are_timeouts=False`` keeps
 terminals). Other arrays with one entry per row (``qpos``, ``qvel``, ``rewards``, ``masks``,
 ...) are kept: ``rewards`` as rewards (zeros when absent, as in goal-conditioned datasets),
 the rest as infos aligned with the row's observation.
+
+:func:`write_ogbench` writes the compact layout, so that OGBench's own code
+(``ogbench.utils.load_dataset``) trains on data made or converted by gcrl.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from gcrl.datasets.loading import DatasetFormat, SourceProbe
-from gcrl.datasets.trajectories import Trajectories, check_columns, episode_starts_from_ends
+from gcrl.datasets.trajectories import (
+    Observations,
+    Trajectories,
+    check_columns,
+    episode_starts_from_ends,
+)
 from gcrl.errors import (
     DataError,
     DatasetNotFoundError,
@@ -32,6 +40,7 @@ from gcrl.errors import (
     GcrlError,
     UnknownFormatError,
 )
+from gcrl.io import atomic_path
 
 REQUIRED_KEYS = ("observations", "actions", "terminals")
 
@@ -107,6 +116,66 @@ def _load(path: Path, terminals_are_timeouts: bool) -> Trajectories:
         infos=infos,
         attrs={"source": str(path), "source_format": "ogbench", "ogbench_layout": layout},
     )
+
+
+def write_ogbench(
+    trajectories: Trajectories,
+    path: str | os.PathLike[str],
+    *,
+    key: str = "observation",
+    overwrite: bool = False,
+) -> Path:
+    """Write ``trajectories`` as an OGBench npz file in the compact layout OGBench distributes.
+
+    Each episode of L rows becomes L + 1 states (its observations, then the last row's s') and
+    L + 1 actions (the last one zeros: a final state has no action); ``terminals`` is 1 on the
+    final state. Rewards, terminals-vs-timeouts, tasks and infos are not written: OGBench's
+    goal-conditioned agents derive their rewards from the goals. ``key`` picks the dict
+    observation to write (OGBench's goals are full states).
+
+    Returns the path written. Raises :class:`DataError` when a row's s' is not the next row's
+    observation within its episode (the compact layout cannot hold such data).
+    """
+    observations = _pick(trajectories.observations, key)
+    next_observations = _pick(trajectories.next_observations, key)
+    n, ends = trajectories.num_transitions, trajectories.episode_ends
+    inner = np.ones(n, dtype=bool)
+    inner[ends - 1] = False
+    rows = np.flatnonzero(inner)
+    differ = next_observations[rows] != observations[rows + 1]
+    same = ~differ.any(axis=tuple(range(1, differ.ndim)))
+    if not same.all():
+        bad = int(rows[np.argmin(same)])
+        raise DataError(
+            f"next_observations: row {bad}'s s' is not row {bad + 1}'s observation in the same "
+            "episode; the compact OGBench layout needs contiguous episodes"
+        )
+    # Output state j: the rows in order, with each episode's final s' after its last row.
+    is_final = np.zeros(n + len(ends), dtype=bool)
+    is_final[ends + np.arange(len(ends))] = True
+    order = np.empty(len(is_final), dtype=np.int64)
+    order[~is_final] = np.arange(n)
+    order[is_final] = ends - 1
+    states = observations[order]
+    states[is_final] = next_observations[ends - 1]
+    actions = trajectories.actions[order].copy()
+    actions[is_final] = 0
+    arrays = {
+        "observations": states.astype(np.float32, copy=False),
+        "actions": actions.astype(np.float32, copy=False),
+        "terminals": is_final.astype(np.float32),
+    }
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
+
+
+def _pick(observations: Observations, key: str) -> np.ndarray:
+    if not isinstance(observations, dict):
+        return observations
+    if key not in observations:
+        raise DataError(f"observations/{key}: no such key (have {', '.join(sorted(observations))})")
+    return observations[key]
 
 
 def _recognises(probe: SourceProbe) -> bool:

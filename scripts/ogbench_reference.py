@@ -1,0 +1,151 @@
+"""Train one of OGBench's own agents on an npz file and evaluate it in OGBench's environment:
+the reference rows beside gcrl's in ``docs/results.md``.
+
+    /tmp/jax/bin/python scripts/ogbench_reference.py --impls OGBENCH/impls --data data.npz \\
+        --env pointmaze-medium-navigate-v0 --agent gciql --set alpha=0.003 \\
+        --steps 40000 --eval-every 10000 --episodes 10 --seed 0 --out curve.json
+
+It runs OGBench's code unmodified, as ``impls/main.py`` does, minus wandb and videos:
+``ogbench.utils.load_dataset`` (compact layout), ``utils.datasets.GCDataset`` /
+``HGCDataset`` sampling, the agent's ``create`` and ``update``, and
+``utils.evaluation.evaluate`` on every task. ``--impls`` is the ``impls`` folder of an OGBench
+checkout (it is not on PyPI); the interpreter needs ``ogbench``, ``jax``, ``flax``, ``optax``,
+``distrax`` and ``ml_collections``. Make the npz with ``gcrl.datasets.write_ogbench``.
+
+Prints one line per evaluation and writes ``--out`` (JSON): ``steps``, ``success`` (per task,
+fractions of episodes), ``mean`` (over tasks) and ``steps_per_second`` (sampling and updates,
+after the first update, which compiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--impls", required=True, type=Path, help="OGBench checkout's impls/")
+    parser.add_argument("--data", required=True, type=Path, help="npz in OGBench's layout")
+    parser.add_argument(
+        "--env", default="pointmaze-medium-navigate-v0", help="OGBench dataset name"
+    )
+    parser.add_argument("--agent", default="gciql", help="impls/agents/<agent>.py")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the agent's config (a Python literal), e.g. alpha=0.003",
+    )
+    parser.add_argument("--steps", type=int, default=40_000, help="training steps")
+    parser.add_argument("--eval-every", type=int, default=10_000, help="steps between evaluations")
+    parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, type=Path, help="JSON curve to write")
+    return parser.parse_args(argv)
+
+
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict of Python literals (bare words stay strings)."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set: expected KEY=VALUE, got {pair!r}")
+        try:
+            result[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            result[key] = value
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse(argv)
+    for path, what in ((options.impls / "agents", "--impls"), (options.data, "--data")):
+        if not path.exists():
+            print(f"{what}: {path}: no such file or directory", file=sys.stderr)
+            return 2
+    sys.path.insert(0, str(options.impls))
+    import importlib
+
+    import jax
+    import numpy as np
+    import ogbench
+    from agents import agents  # type: ignore[import-not-found]
+    from utils.datasets import Dataset, GCDataset, HGCDataset  # type: ignore[import-not-found]
+    from utils.evaluation import evaluate  # type: ignore[import-not-found]
+
+    config = importlib.import_module(f"agents.{options.agent}").get_config()
+    for key, value in overrides(options.set).items():
+        if key not in config:
+            print(f"--set: {options.agent} has no option {key!r}", file=sys.stderr)
+            return 2
+        config[key] = value
+
+    env = ogbench.make_env_and_datasets(options.env, env_only=True)
+    env.reset(seed=options.seed)
+    raw = ogbench.utils.load_dataset(str(options.data), compact_dataset=True)
+    dataset_class = {"GCDataset": GCDataset, "HGCDataset": HGCDataset}[config["dataset_class"]]
+    train = dataset_class(Dataset.create(**raw), config)
+
+    # OGBench's samplers and evaluation draw from numpy's global generator, as its main.py seeds.
+    random.seed(options.seed)
+    np.random.seed(options.seed)  # noqa: NPY002
+    example = train.sample(1)
+    agent = agents[config["agent_name"]].create(
+        options.seed, example["observations"], example["actions"], config
+    )
+
+    tasks = [info["task_name"] for info in env.unwrapped.task_infos]
+    curve: dict[str, Any] = {"steps": [], "success": {t: [] for t in tasks}, "mean": []}
+    training_seconds = 0.0
+    for step in range(1, options.steps + 1):
+        started = time.perf_counter()
+        agent, _ = agent.update(train.sample(config["batch_size"]))
+        if step > 1:  # the first update compiles
+            training_seconds += time.perf_counter() - started
+        if step % options.eval_every and step != options.steps:
+            continue
+        rates = []
+        for task_id, name in enumerate(tasks, start=1):
+            info, _, _ = evaluate(
+                agent=agent,
+                env=env,
+                task_id=task_id,
+                config=config,
+                num_eval_episodes=options.episodes,
+                num_video_episodes=0,
+            )
+            curve["success"][name].append(float(info["success"]))
+            rates.append(float(info["success"]))
+        curve["steps"].append(step)
+        curve["mean"].append(float(np.mean(rates)))
+        per_task = ", ".join(f"{r:.2f}" for r in rates)
+        print(f"step {step}: mean success {curve['mean'][-1]:.3f} ({per_task})", flush=True)
+    curve.update(
+        agent=options.agent,
+        config={k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
+        data=str(options.data),
+        env=options.env,
+        seed=options.seed,
+        episodes=options.episodes,
+        steps_per_second=(options.steps - 1) / max(training_seconds, 1e-9),
+        jax=jax.__version__,
+    )
+    tmp = options.out.with_name(f".{options.out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(curve, indent=1))
+    os.replace(tmp, options.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
