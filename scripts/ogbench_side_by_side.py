@@ -14,7 +14,8 @@ the same for both), the same number of steps, and an evaluation on OGBench's fiv
 ``--eval-every`` steps with ``--episodes`` episodes each. gcrl's side is ``gcrl fit`` with
 ``gcrl.callbacks.EvaluationCallback``; OGBench's is ``scripts/ogbench_reference.py``, which
 runs OGBench's ``impls`` unmodified. Each run writes ``results/side/<side>-<algo>-s<seed>.json``
-(skipped when it exists) with the curve and the wall time.
+(skipped when it exists) with the curve and the wall time. GCBC and GCIQL have been run this
+way (``docs/results.md``); GCIVL, HIQL, QRL and CRL are wired the same way but have not.
 """
 
 from __future__ import annotations
