@@ -21,7 +21,6 @@ way (``docs/results.md``); GCIVL, HIQL, QRL and CRL are wired the same way but h
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -73,20 +72,21 @@ def data() -> None:
 def _gcrl_curve(metrics: Path) -> dict:
     """The evaluation rows of a run's metrics.csv as a curve, and the median logged training
     rate (its intervals that held an evaluation are the outliers the median ignores)."""
-    steps, means, tasks, rates = [], [], {}, []
-    with open(metrics) as handle:
-        for row in csv.DictReader(handle):
-            if row.get("time/steps_per_second"):
-                rates.append(float(row["time/steps_per_second"]))
-            if not row.get("eval/success_mean"):
-                continue
-            steps.append(int(row["step"]))
-            means.append(float(row["eval/success_mean"]))
-            for key, value in row.items():
-                if key.startswith("eval/success/") and value:
-                    tasks.setdefault(key.removeprefix("eval/success/"), []).append(float(value))
-    rate = float(np.median(rates)) if rates else None
-    return {"steps": steps, "mean": means, "success": tasks, "steps_per_second": rate}
+    from gcrl.plots import read_metrics
+
+    series = read_metrics(metrics)
+    steps, means = series["eval/success_mean"]
+    prefix = "eval/success/"
+    tasks = {
+        k.removeprefix(prefix): v.tolist() for k, (_, v) in series.items() if k.startswith(prefix)
+    }
+    rates = series.get("time/steps_per_second")
+    return {
+        "steps": [int(step) for step in steps],
+        "mean": means.tolist(),
+        "success": tasks,
+        "steps_per_second": float(np.median(rates[1])) if rates else None,
+    }
 
 
 def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace) -> None:

@@ -158,15 +158,15 @@ def write_ogbench(
     order[is_final] = ends - 1
     states = observations[order]
     states[is_final] = next_observations[ends - 1]
-    actions = trajectories.actions[order].copy()
+    actions = trajectories.actions[order]  # fancy indexing: a copy
     actions[is_final] = 0
-    arrays = {
-        "observations": states.astype(np.float32, copy=False),
-        "actions": actions.astype(np.float32, copy=False),
-        "terminals": is_final.astype(np.float32),
-    }
     with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(
+            handle,
+            observations=states.astype(np.float32, copy=False),
+            actions=actions.astype(np.float32, copy=False),
+            terminals=is_final.astype(np.float32),
+        )
     return Path(path)
 
 
