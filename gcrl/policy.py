@@ -22,7 +22,7 @@ from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError, MissingGoalsError
 from gcrl.models.critics import ValueEnsemble
 from gcrl.models.policies import ACTING_RULES, Policy, act_by_rule
-from gcrl.spec import CHECKPOINT_KEY, InputSpec
+from gcrl.spec import CHECKPOINT_KEY, InputSpec, check_networks_version
 from gcrl.tasks.signals import (
     SIGNAL_CLASSES,
     EmbeddingSignal,
@@ -46,7 +46,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The whole checkpoint, read with ``weights_only`` (no code runs).
 
     Raises a one-line error for a missing file, a file that is not a checkpoint (truncated or
-    of another program), a checkpoint gcrl did not write, or one without weights.
+    of another program), a checkpoint gcrl did not write, one without weights, or one whose
+    weights do not fit this gcrl's networks (:func:`gcrl.spec.check_networks_version`).
     """
     path = Path(path)
     if not path.is_file():
@@ -60,6 +61,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{path}: not a gcrl checkpoint (no {CHECKPOINT_KEY!r} metadata)")
     if not isinstance(raw.get("state_dict"), Mapping) or not raw["state_dict"]:
         raise DataError(f"{path}: the checkpoint holds no weights ('state_dict')")
+    check_networks_version(raw, path)
     return dict(raw)
 
 

@@ -20,10 +20,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DATA = RESULTS / "data"
+#: One small JSON per run (committed): what ran and what it scored.
+SUMMARIES = RESULTS / "summaries"
+#: The evaluation episodes' seed of every run.
+EVAL_SEED = 100
 
 
 def _pointmaze_iql(relabel: str) -> tuple[str, list[str], str, int]:
@@ -279,17 +284,63 @@ def _gcrl(args: list[str], cwd: Path, log: Path) -> None:
         subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
 
 
+def _commit() -> str:
+    """The commit the runs are made at (``+dirty`` with uncommitted changes)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "gcrl"], cwd=ROOT).returncode
+    return head + ("+dirty" if dirty else "")
+
+
+def _option(config: Path, overrides: list[str], dotted: str) -> object:
+    """A config value as the run used it: the last ``--dotted=value`` override, else the
+    YAML's (``trainer.max_steps``), else None."""
+    for flag in reversed(overrides):
+        if flag.startswith(f"--{dotted}="):
+            return yaml.safe_load(flag.split("=", 1)[1])
+    node: object = yaml.safe_load(config.read_text())
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def summarise(
+    name: str, seed: int, config: str, overrides: list[str], suite: str, episodes: int,
+    report: dict,
+) -> dict:  # fmt: skip
+    """The small record of one run committed under results/summaries/: what ran (config,
+    overrides, seed, training steps, commit) and what it scored (success rates, 0 to 1)."""
+    path = ROOT / "configs" / config
+    return {
+        "name": name,
+        "seed": seed,
+        "config": f"configs/{config}",
+        "overrides": [o.replace(str(ROOT) + "/", "") for o in overrides],
+        "max_steps": _option(path, overrides, "trainer.max_steps"),
+        "batch_size": _option(path, overrides, "data.batch_size"),
+        "env": suite,
+        "episodes_per_task": episodes,
+        "eval_seed": EVAL_SEED,
+        "commit": _commit(),
+        "summary": report["summary"],
+        "tasks": {t["name"]: t["success_rate"] for t in report["tasks"]},
+    }
+
+
 def run(group: str, seeds: list[int], only: list[str] | None) -> None:
+    SUMMARIES.mkdir(parents=True, exist_ok=True)
     for name, (config, overrides, suite, episodes) in EXPERIMENTS[group].items():
         if only and name not in only:
             continue
         for seed in seeds:
-            result = RESULTS / f"{name}-s{seed}.json"
-            if result.exists():
+            summary = SUMMARIES / f"{name}-s{seed}.json"
+            if summary.exists():
                 continue
             work = RESULTS / "runs" / f"{name}-s{seed}"
             work.mkdir(parents=True, exist_ok=True)
             log = work / "log.txt"
+            result = work / "evaluation.json"
             fit = ["fit", "--config", str(ROOT / "configs" / config), *overrides]
             fit += [f"--seed_everything={seed}", f"--data.seed={seed}"]
             _gcrl([*fit, "--trainer.enable_progress_bar=false"], work, log)
@@ -297,23 +348,15 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
                 (work / "runs" / "csv").glob("version_*/checkpoints/*.ckpt"),
                 key=lambda p: p.stat().st_mtime,
             )
-            _gcrl(
-                [
-                    "evaluate",
-                    str(checkpoint),
-                    "--env",
-                    *suite.split(),
-                    "--episodes",
-                    str(episodes),
-                    "--seed",
-                    "100",
-                    "--json",
-                    str(result),
-                ],
-                work,
-                log,
-            )
-            print(f"{name} seed {seed}: {json.loads(result.read_text())['summary']}", flush=True)
+            evaluate = ["evaluate", str(checkpoint), "--env", *suite.split()]
+            evaluate += ["--episodes", str(episodes), "--seed", str(EVAL_SEED)]
+            _gcrl([*evaluate, "--json", str(result)], work, log)
+            report = json.loads(result.read_text())
+            record = summarise(name, seed, config, overrides, suite, episodes, report)
+            tmp = summary.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+            tmp.replace(summary)
+            print(f"{name} seed {seed}: {report['summary']}", flush=True)
 
 
 def table() -> None:

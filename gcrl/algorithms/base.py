@@ -17,10 +17,11 @@ import lightning as L
 import torch
 
 from gcrl.errors import ConfigError
+from gcrl.models.factory import NetworkFactory
 from gcrl.models.layouts import TASK_ID_LAYOUTS, Layout
 from gcrl.models.mlp import TaskNetwork
 from gcrl.models.policies import act_by_rule
-from gcrl.spec import CHECKPOINT_KEY, InputSpec
+from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec
 from gcrl.tasks.signals import (
     SIGNALS,
     EmbeddingSignal,
@@ -302,6 +303,22 @@ class GCRLModule(L.LightningModule):
     def head_ids(self, task_ids: torch.Tensor | None) -> torch.Tensor | None:
         """``task_ids`` when the networks have one head per task, else None."""
         return task_ids if self.num_heads > 1 else None
+
+    def network_factory(
+        self, hidden_dims: Sequence[int] | None = None, activation: str = "gelu"
+    ) -> NetworkFactory:
+        """The factory of this algorithm's networks: its task signal's width, layout, heads
+        and conditioning, with ``hidden_dims`` (None: the factory's default) and
+        ``activation``."""
+        return NetworkFactory(
+            type(self).__name__,
+            self.signal.dim,
+            self.layout,
+            self.num_heads,
+            self.conditioning,
+            activation,
+            hidden_dims,
+        )
 
     # ----------------------------------------------------------------- training
     def compute_losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -664,6 +681,7 @@ class GCRLModule(L.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "algorithm": f"{cls.__module__}.{cls.__qualname__}",
             "spec": self.spec.to_dict(),
+            "networks_version": NETWORKS_VERSION,
         }
         acting = self.acting_record()
         if acting is not None:

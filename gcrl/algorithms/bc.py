@@ -67,17 +67,11 @@ class BC(GCRLModule):
         self.loss = loss
         discrete = self.spec.discrete
         kind = "categorical" if discrete else ("deterministic" if loss == "mse" else "gaussian")
-        self.actor = Policy(
+        self.actor = self.network_factory(hidden_dims, activation).policy(
             kind,
             self.spec.observation_dim,
-            self.signal.dim,
             self.spec.action_dim,
-            hidden_dims or [512, 512, 512],
             const_std=const_std,
-            conditioning=self.conditioning,
-            num_heads=self.num_heads,
-            layout=self.layout,
-            activation_name=activation,
             layer_norm=layer_norm,
         )
 

@@ -26,7 +26,7 @@ from torch.func import functional_call
 from gcrl.algorithms.base import GCRLModule
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble
-from gcrl.models.policies import Policy
+from gcrl.models.factory import NetworkFactory
 from gcrl.training.batch import Batch
 
 ACTOR_LOSSES = ("ddpgbc", "awr")
@@ -37,44 +37,78 @@ MAX_WEIGHT = 100.0
 
 
 class Bilinear(torch.nn.Module):
-    """``size`` pairs of networks ``phi(s[, a])`` and ``psi(g)``; :meth:`forward` gives
-    their latent vectors, each ``[size, B, latent_dim]``."""
+    """``size`` pairs of encoders ``phi(s[, a])`` and ``psi(g)`` (in the layout of the
+    :class:`~gcrl.models.factory.NetworkFactory` that built them, e.g. one pair per task);
+    :meth:`forward` gives their latent vectors, each ``[size, B, latent_dim]``."""
 
-    def __init__(
-        self,
+    def __init__(self, phi: ValueEnsemble, psi: ValueEnsemble) -> None:
+        super().__init__()
+        self.phi, self.psi = phi, psi
+        self.latent_dim = phi.out_dim
+
+    @classmethod
+    def build(
+        cls,
+        nets: NetworkFactory,
         size: int,
         state_dim: int,
         goal_dim: int,
-        hidden_dims: list[int],
+        hidden_dims: list[int] | None,
         latent_dim: int,
-        **common: Any,
-    ) -> None:
-        super().__init__()
-        self.phi = ValueEnsemble(size, state_dim, 0, hidden_dims, latent_dim, **common)
-        self.psi = ValueEnsemble(size, goal_dim, 0, hidden_dims, latent_dim, **common)
-        self.latent_dim = latent_dim
+        layer_norm: bool,
+    ) -> Bilinear:
+        """``size`` pairs over ``state_dim`` and ``goal_dim`` inputs, from ``nets``."""
+        phi = nets.encoders(
+            size,
+            state_dim,
+            latent_dim,
+            hidden_dims,
+            layer_norm=layer_norm,
+            name="state encoder phi(s, a)",
+        )
+        psi = nets.encoders(
+            size,
+            goal_dim,
+            latent_dim,
+            hidden_dims,
+            layer_norm=layer_norm,
+            name="goal encoder psi(g)",
+        )
+        return cls(phi, psi)
 
     def forward(
-        self, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None = None
+        self,
+        states: torch.Tensor,
+        goals: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        heads: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         none = states.new_zeros(len(states), 0)  # the networks take no condition
-        return self.phi(states, none, actions), self.psi(goals, none)
+        return self.phi(states, none, actions, heads), self.psi(goals, none, None, heads)
 
     def logits(
-        self, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None = None
+        self,
+        states: torch.Tensor,
+        goals: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        heads: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``phi(s_i) . psi(g_i) / sqrt(latent_dim)`` for each row: ``[size, B]`` (``log Q``)."""
-        phi, psi = self(states, goals, actions)
+        phi, psi = self(states, goals, actions, heads)
         return (phi * psi).sum(-1) / math.sqrt(self.latent_dim)
 
 
 def contrastive_loss(
-    net: Bilinear, states: torch.Tensor, goals: torch.Tensor, actions: torch.Tensor | None
+    net: Bilinear,
+    states: torch.Tensor,
+    goals: torch.Tensor,
+    actions: torch.Tensor | None,
+    heads: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Binary NCE over the batch: ``loss`` per row (``[B]``, the mean over the ensemble and
     over the row's ``B`` pairs; its batch mean is OGBench's loss), ``logits_pos`` (the row's
     own pair) and ``accuracy`` (whether the own pair has the row's largest logit)."""
-    phi, psi = net(states, goals, actions)
+    phi, psi = net(states, goals, actions, heads)
     logits = torch.einsum("eik,ejk->eij", phi, psi) / math.sqrt(net.latent_dim)
     eye = torch.eye(len(states), device=states.device, dtype=logits.dtype)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -133,25 +167,18 @@ class CRL(GCRLModule):
             self.spec.action_dim,
             self.signal.dim,
         )
-        dims = value_hidden_dims or hidden_dims or [512, 512, 512]
-        common: dict[str, Any] = {"activation_name": activation, "layer_norm": layer_norm}
-        self.critic = Bilinear(2, obs_dim + act_dim, cond_dim, dims, latent_dim, **common)
+        nets = self.network_factory(hidden_dims, activation)
+        bilinear = (value_hidden_dims, latent_dim, layer_norm)
+        self.critic = Bilinear.build(nets, 2, obs_dim + act_dim, cond_dim, *bilinear)
         self.value = (
-            Bilinear(1, obs_dim, cond_dim, dims, latent_dim, **common)
-            if actor_loss == "awr"
-            else None
+            Bilinear.build(nets, 1, obs_dim, cond_dim, *bilinear) if actor_loss == "awr" else None
         )
-        self.actor = Policy(
+        self.actor = nets.policy(
             "categorical" if self.spec.discrete else "gaussian",
             obs_dim,
-            cond_dim,
             act_dim,
-            actor_hidden_dims or hidden_dims or [512, 512, 512],
+            actor_hidden_dims,
             const_std=const_std,
-            conditioning=self.conditioning,
-            num_heads=self.num_heads,
-            layout=self.layout,
-            activation_name=activation,
         )
 
     @property
@@ -171,14 +198,11 @@ class CRL(GCRLModule):
         value_goals = self.batch_condition(batch, "value")
         actor_goals = self.batch_condition(batch, "actor")
         actions = self._critic_actions(batch.actions)
-        out = {
-            f"critic/{k}": v
-            for k, v in contrastive_loss(
-                self.critic, batch.observations, value_goals, actions
-            ).items()
-        }
+        heads = self.heads(batch)
+        critic = contrastive_loss(self.critic, batch.observations, value_goals, actions, heads)
+        out = {f"critic/{k}": v for k, v in critic.items()}
         if self.value is not None:
-            value = contrastive_loss(self.value, batch.observations, value_goals, None)
+            value = contrastive_loss(self.value, batch.observations, value_goals, None, heads)
             out.update({f"value/{k}": v for k, v in value.items()})
         out.update(self._actor_losses(batch, actor_goals))
         return out
@@ -192,15 +216,18 @@ class CRL(GCRLModule):
             assert self.value is not None
             with torch.no_grad():
                 actions = self._critic_actions(batch.actions)
-                log_q = self.critic.logits(obs, goals, actions).clamp(min=LOG_FLOOR).min(0).values
-                log_v = self.value.logits(obs, goals).clamp(min=LOG_FLOOR)[0]
+                log_q = self.critic.logits(obs, goals, actions, heads)
+                log_q = log_q.clamp(min=LOG_FLOOR).min(0).values
+                log_v = self.value.logits(obs, goals, None, heads).clamp(min=LOG_FLOOR)[0]
                 advantage = log_q - log_v
                 weight = torch.exp(advantage * self.alpha).clamp(max=MAX_WEIGHT)
             return {"actor/loss": -(weight * log_prob), "actor/adv": advantage}
         # DDPG+BC: the critic scores the actor's action, but only the actor learns from it.
         frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
         q_actions = dist.clamp(-1.0, 1.0)
-        phi, psi = functional_call(self.critic, frozen, (obs, goals, q_actions), strict=False)
+        phi, psi = functional_call(
+            self.critic, frozen, (obs, goals, q_actions, heads), strict=False
+        )
         log_q = (phi * psi).sum(-1) / math.sqrt(self.critic.latent_dim)
         q = log_q.clamp(min=LOG_FLOOR).min(0).values
         q_loss = -q / (q.abs().mean().detach() + 1e-6)
@@ -222,4 +249,5 @@ class CRL(GCRLModule):
         """``log Q(s, a, g)``, the lower of the two critics; ``[B]``."""
         condition = self.condition(observations, goals, task_ids)
         actions = self._critic_actions(actions)
-        return self.critic.logits(observations, condition, actions).min(0).values
+        heads = self.head_ids(task_ids)
+        return self.critic.logits(observations, condition, actions, heads).min(0).values

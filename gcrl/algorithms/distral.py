@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, cast
 
 import torch
@@ -39,6 +40,7 @@ import torch
 from gcrl.algorithms.base import GCRLModule
 from gcrl.algorithms.iql import IQL
 from gcrl.errors import ConfigError
+from gcrl.models.layouts import Layout
 from gcrl.models.policies import Policy, act_by_rule
 from gcrl.spec import InputSpec
 from gcrl.tasks.signals import EmbeddingSignal, NoSignal, OneHotSignal, TaskSignal, TextSignal
@@ -193,17 +195,19 @@ class _DistralParts(GCRLModule):
             )
         self.c_kl, self.c_ent = distral_weights(alpha, beta)
         self.prior_signal = prior_signal
-        self.prior = Policy(
+        # One network for all tasks, conditioned on the task vector only with prior_signal.
+        shared = replace(
+            self.network_factory(hidden_dims, activation),
+            layout=Layout().to_dict(),
+            num_heads=1,
+            conditioning=self.conditioning if prior_signal else "concat",
+            cond_dim=self.signal.dim if prior_signal else 0,
+        )
+        self.prior = shared.policy(
             kind,
             self.spec.observation_dim,
-            self.signal.dim if prior_signal else 0,
             self.spec.action_dim,
-            hidden_dims,
             const_std=const_std,
-            conditioning=self.conditioning if prior_signal else "concat",
-            num_heads=1,
-            layout=None,  # one network for all tasks
-            activation_name=activation,
             layer_norm=layer_norm,
         )
 
@@ -304,17 +308,11 @@ class Distral(_DistralParts):
         self.alpha, self.beta = alpha, beta
         kind = "categorical" if self.spec.discrete else "gaussian"
         dims = list(hidden_dims or [256, 256, 256])
-        self.actor = Policy(
+        self.actor = self.network_factory(dims, activation).policy(
             kind,
             self.spec.observation_dim,
-            self.signal.dim,
             self.spec.action_dim,
-            dims,
             const_std=const_std,
-            conditioning=self.conditioning,
-            num_heads=self.num_heads,
-            layout=self.layout,
-            activation_name=activation,
             layer_norm=layer_norm,
         )
         self._build_prior(

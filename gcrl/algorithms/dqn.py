@@ -73,17 +73,8 @@ class DQN(GCRLModule):
         if not self.spec.discrete:
             raise ConfigError("DQN: discrete actions only; use IQL for continuous actions")
         self.discount, self.tau, self.cql_alpha = discount, tau, cql_alpha
-        self.q = ValueEnsemble(
-            1,
-            self.spec.observation_dim,
-            self.signal.dim,
-            hidden_dims or [256, 256],
-            self.spec.action_dim,
-            conditioning=self.conditioning,
-            num_heads=self.num_heads,
-            layout=self.layout,
-            activation_name=activation,
-            layer_norm=layer_norm,
+        self.q = self.network_factory(hidden_dims or [256, 256], activation).values(
+            1, self.spec.observation_dim, out_dim=self.spec.action_dim, layer_norm=layer_norm
         )
         self.target_q = target_copy(self.q)
 

@@ -106,24 +106,16 @@ class GCIVL(GCRLModule):
     ) -> None:
         super().__init__(**kwargs)
         self.discount, self.tau, self.expectile, self.alpha = discount, tau, expectile, alpha
-        common: dict[str, Any] = {
-            "conditioning": self.conditioning,
-            "num_heads": self.num_heads,
-            "layout": self.layout,
-            "activation_name": activation,
-        }
-        obs_dim, cond_dim = self.spec.observation_dim, self.signal.dim
-        dims = value_hidden_dims or hidden_dims or [512, 512, 512]
-        self.value = ValueEnsemble(2, obs_dim, cond_dim, dims, layer_norm=layer_norm, **common)
+        obs_dim = self.spec.observation_dim
+        nets = self.network_factory(hidden_dims, activation)
+        self.value = nets.values(2, obs_dim, value_hidden_dims, layer_norm=layer_norm)
         self.target_value = target_copy(self.value)
-        self.actor = Policy(
+        self.actor = nets.policy(
             "categorical" if self.spec.discrete else "gaussian",
             obs_dim,
-            cond_dim,
             self.spec.action_dim,
-            actor_hidden_dims or hidden_dims or [512, 512, 512],
+            actor_hidden_dims,
             const_std=const_std,
-            **common,
         )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -157,26 +157,30 @@ class HIQL(GCRLModule):
             raise ConfigError(
                 "HIQL: subgoals are states on the way to a goal; use task_signal goal"
             )
-        if self.layout["kind"] != "shared":
-            raise ConfigError(f"HIQL: the {self.layout['kind']} layout is not supported")
+        nets = self.network_factory(hidden_dims, activation)
+        nets.require("shared", reason="its subgoal representation is one network for all goals")
         self.discount, self.tau, self.expectile = discount, tau, expectile
         self.low_alpha, self.high_alpha = low_alpha, high_alpha
         obs_dim, goal_dim = self.spec.observation_dim, self.signal.dim
-        dims = value_hidden_dims or hidden_dims or [512, 512, 512]
-        actor_dims = actor_hidden_dims or hidden_dims or [512, 512, 512]
         self.value = SubgoalValue(
-            obs_dim, goal_dim, dims, rep_dim, layer_norm=layer_norm, activation_name=activation
+            obs_dim,
+            goal_dim,
+            nets.dims(value_hidden_dims),
+            rep_dim,
+            layer_norm=layer_norm,
+            activation_name=activation,
         )
         self.target_value = target_copy(self.value)
-        policy: dict[str, Any] = {"const_std": const_std, "activation_name": activation}
-        self.high_actor = Policy("gaussian", obs_dim, goal_dim, rep_dim, actor_dims, **policy)
-        self.low_actor = Policy(
+        self.high_actor = nets.policy(
+            "gaussian", obs_dim, rep_dim, actor_hidden_dims, const_std=const_std
+        )
+        self.low_actor = nets.policy(
             "categorical" if self.spec.discrete else "gaussian",
             obs_dim,
-            rep_dim,
             self.spec.action_dim,
-            actor_dims,
-            **policy,
+            actor_hidden_dims,
+            cond_dim=rep_dim,
+            const_std=const_std,
         )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:

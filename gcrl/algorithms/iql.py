@@ -16,7 +16,6 @@ from torch.func import functional_call
 from gcrl.algorithms.base import GCRLModule
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
-from gcrl.models.policies import Policy
 from gcrl.training.batch import Batch
 
 ACTOR_LOSSES = ("ddpgbc", "awr")
@@ -117,29 +116,12 @@ class IQL(GCRLModule):
         self.discount, self.tau, self.expectile = discount, tau, expectile
         self.actor_loss_kind, self.alpha = actor_loss, alpha
         obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
-        cond_dim = self.signal.dim
-        value_dims = value_hidden_dims or hidden_dims or [512, 512, 512]
-        common: dict[str, Any] = {
-            "conditioning": self.conditioning,
-            "num_heads": self.num_heads,
-            "layout": self.layout,
-            "activation_name": activation,
-            "layer_norm": layer_norm,
-        }
-        self.critic = ValueEnsemble(2, obs_dim + act_dim, cond_dim, value_dims, **common)
+        nets = self.network_factory(hidden_dims, activation)
+        self.critic = nets.values(2, obs_dim + act_dim, value_hidden_dims, layer_norm=layer_norm)
         self.target_critic = target_copy(self.critic)
-        self.value = ValueEnsemble(1, obs_dim, cond_dim, value_dims, **common)
-        self.actor = Policy(
-            "gaussian",
-            obs_dim,
-            cond_dim,
-            act_dim,
-            actor_hidden_dims or hidden_dims or [512, 512, 512],
-            const_std=const_std,
-            conditioning=self.conditioning,
-            num_heads=self.num_heads,
-            layout=self.layout,
-            activation_name=activation,
+        self.value = nets.values(1, obs_dim, value_hidden_dims, layer_norm=layer_norm)
+        self.actor = nets.policy(
+            "gaussian", obs_dim, act_dim, actor_hidden_dims, const_std=const_std
         )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -24,7 +24,6 @@ from torch.func import functional_call
 from gcrl.algorithms.base import GCRLModule
 from gcrl.errors import ConfigError
 from gcrl.models.mlp import MLP
-from gcrl.models.policies import Policy
 from gcrl.models.quasimetric import IQE, iqe_distance
 from gcrl.training.batch import Batch
 
@@ -114,7 +113,9 @@ class QRL(GCRLModule):
                 "whose observation_keys are the goal, fit)"
             )
         self.actor_loss_kind, self.alpha, self.eps = actor_loss, alpha, eps
-        dims = value_hidden_dims or hidden_dims or [512, 512, 512]
+        nets = self.network_factory(hidden_dims, activation)
+        nets.require("shared", reason="its quasimetric embeds states and goals with one encoder")
+        dims = nets.dims(value_hidden_dims)
         self.value = IQE(
             obs_dim,
             dims,
@@ -136,17 +137,12 @@ class QRL(GCRLModule):
             if actor_loss == "ddpgbc"
             else None
         )
-        self.actor = Policy(
+        self.actor = nets.policy(
             "categorical" if self.spec.discrete else "gaussian",
             obs_dim,
-            self.signal.dim,
             act_dim,
-            actor_hidden_dims or hidden_dims or [512, 512, 512],
+            actor_hidden_dims,
             const_std=const_std,
-            conditioning=self.conditioning,
-            num_heads=self.num_heads,
-            layout=self.layout,
-            activation_name=activation,
         )
 
     @property

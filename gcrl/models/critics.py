@@ -14,7 +14,8 @@ from gcrl.models.layouts import conditioned_network
 
 class ValueEnsemble(nn.Module):
     """``size`` independent networks ``V(s, c)``, ``Q(s, c, a)`` (a continuous action fed as
-    input) or ``Q(s, c, .)`` (``out_dim`` discrete actions). Returns ``[size, B, out_dim]``
+    input) or ``Q(s, c, .)`` (``out_dim`` discrete actions), each in ``layout``
+    (:func:`~gcrl.models.layouts.conditioned_network`). Returns ``[size, B, out_dim]``
     (``[size, B]`` when ``out_dim`` is 1).
     """
 
@@ -54,6 +55,7 @@ class ValueEnsemble(nn.Module):
                 out_dim,
                 conditioning=conditioning,
                 num_heads=num_heads,
+                layout=layout,
                 activation_name=activation_name,
                 layer_norm=layer_norm,
             )
