@@ -66,6 +66,8 @@ def check_networks_version(checkpoint: Mapping[str, Any], source: object) -> Non
             f"{source}: written by gcrl 0.1.0, whose value networks ignored layout {kind}; "
             "its weights do not fit this gcrl's networks: retrain it with gcrl fit"
         )
+
+
 #: The task table of data without tasks.
 DEFAULT_TASKS = (Task("task"),)
 

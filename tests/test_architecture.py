@@ -125,3 +125,20 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     source.write_text("def f():\n    from gcrl.relabel import goals\n    from . import io\n")
     found = set(imported("gcrl.datasets.mod", source, {"gcrl.relabel.goals", "gcrl.datasets.io"}))
     assert found == {"gcrl.relabel.goals", "gcrl.datasets.io"}
+
+
+def test_no_test_module_skips_itself_at_import() -> None:
+    """A test module's imports are plain: scripts/setup.sh installs every extra the tests
+    read, so a missing or broken one fails the suite instead of turning a file into skips."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+            for call in calls:
+                func = call.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in ("importorskip", "skip") and not isinstance(
+                    node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+                ):
+                    offenders.append(f"{path.name}:{call.lineno}")
+    assert not offenders, offenders

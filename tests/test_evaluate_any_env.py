@@ -7,6 +7,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import gymnasium as gym
+import gymnasium_robotics  # noqa: F401  (the eval extra: a missing one fails, not skips)
+import minari  # noqa: F401
 import numpy as np
 import pytest
 import torch
@@ -24,9 +27,6 @@ from gcrl.training import TrajectoryDataModule
 from .test_imports import modules_after
 from .training_data import fit
 
-gym = pytest.importorskip("gymnasium")
-pytest.importorskip("gymnasium_robotics")
-pytest.importorskip("minari")
 torch.set_num_threads(1)
 
 MAZE = "PointMaze_UMaze-v3"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import minari
 import numpy as np
 import pytest
 
 from gcrl.datasets import load, load_minari, save
 from gcrl.datasets.minari_reader import _episodes_decoded, open_minari
-
-minari = pytest.importorskip("minari")
 
 
 def assert_aligned_with_minari(t, dataset) -> None:  # type: ignore[no-untyped-def]

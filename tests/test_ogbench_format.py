@@ -6,12 +6,11 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import ogbench.utils as ogbench_utils
 import pytest
 
 from gcrl.datasets import load, load_ogbench, save, write_ogbench
 from gcrl.errors import DataError, OutputExistsError
-
-ogbench_utils = pytest.importorskip("ogbench.utils")
 
 
 def write_raw(path: Path, lengths: list[int], seed: int = 0) -> dict[str, np.ndarray]:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-import pytest
+from PIL import Image
 
 from gcrl.datasets import Task
 from gcrl.envs.base import Step
@@ -22,11 +23,7 @@ from gcrl.evaluation import (
     upscale,
     write_videos,
 )
-
-plt = pytest.importorskip("matplotlib.pyplot")
-Image = pytest.importorskip("PIL.Image")
-
-from gcrl.plots import (  # noqa: E402  (after the importorskip of matplotlib)
+from gcrl.plots import (
     STEP_LABEL,
     SUCCESS_YLIM,
     learning_curves_figure,

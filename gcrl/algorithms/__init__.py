@@ -7,6 +7,8 @@
   policies);
 - :class:`CRL`: contrastive RL (a bilinear critic trained by NCE over the batch);
 - :class:`QRL`: quasimetric RL (an IQE distance, a step constraint, latent dynamics);
+- :class:`TD3BC`: goal-conditioned TD3+BC (twin critics, a deterministic actor updated every
+  second step at its own learning rate);
 - :class:`DQN`: double DQN with a conservative regulariser, for discrete actions;
 - :class:`Distral`, :class:`DistralIQL`: per-task policies regularised towards a distilled
   shared policy (Teh et al. 2017), over behaviour cloning or IQL.
@@ -23,6 +25,7 @@ from gcrl.algorithms.gcivl import GCIVL
 from gcrl.algorithms.hiql import HIQL
 from gcrl.algorithms.iql import IQL
 from gcrl.algorithms.qrl import QRL
+from gcrl.algorithms.td3bc import TD3BC
 
 __all__ = [
     "BC",
@@ -32,6 +35,7 @@ __all__ = [
     "HIQL",
     "IQL",
     "QRL",
+    "TD3BC",
     "Distral",
     "DistralIQL",
     "GCRLModule",

@@ -1,11 +1,15 @@
-"""What every algorithm shares: the input spec, the task signal, the optimiser, per-task
-logging, checkpoint metadata and acting.
+"""What every algorithm shares: the input spec, the task signal, the network factory,
+checkpoint metadata and acting; the update paths and parameter groups
+(:mod:`gcrl.algorithms.updates`) and the loss logging (:mod:`gcrl.algorithms.metrics`) are
+its two parts.
 
 An algorithm is a subclass in its own module: it declares the goal sets its losses read
 (:attr:`GCRLModule.goal_sets`) and the losses whose means it minimises
-(:attr:`GCRLModule.objective`), builds its networks from ``self.spec``
-(:class:`gcrl.spec.InputSpec`) and implements :meth:`GCRLModule.losses` (a plain function of a
-:class:`gcrl.training.Batch`) and :meth:`GCRLModule.act` (raw goals in, actions out).
+(:attr:`GCRLModule.objective`), optionally its parameter groups
+(:meth:`GCRLModule.parameter_groups`: learning rate and update interval per group), builds its
+networks with :meth:`GCRLModule.network_factory` and implements :meth:`GCRLModule.losses` (a
+plain function of a :class:`gcrl.training.Batch`) and :meth:`GCRLModule.act` (raw goals in,
+actions out).
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import lightning as L
 import torch
 
+from gcrl.algorithms.metrics import LossLogging
+from gcrl.algorithms.updates import UpdatePaths
 from gcrl.errors import ConfigError
 from gcrl.models.factory import NetworkFactory
 from gcrl.models.layouts import TASK_ID_LAYOUTS, Layout
-from gcrl.models.mlp import TaskNetwork
 from gcrl.models.policies import act_by_rule
 from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec
 from gcrl.tasks.signals import (
@@ -40,22 +44,7 @@ LEGACY_OPTIONS = ("compile_losses", "gradient_clip_val")
 OPTIMS = ("none", "pcgrad", "gradnorm")
 
 
-#: Devices with a fused Adam kernel in torch >= 2.4.
-_FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda", "mps", "xpu"})
-
-
-def fused_adam_supported(params: Sequence[torch.Tensor]) -> bool:
-    """Whether ``torch.optim.Adam(params, fused=True)`` applies: all floating point, on one
-    device that has the fused kernel."""
-    devices = {p.device for p in params}
-    return (
-        len(devices) == 1
-        and next(iter(devices)).type in _FUSED_ADAM_DEVICES
-        and all(p.is_floating_point() for p in params)
-    )
-
-
-class GCRLModule(L.LightningModule):
+class GCRLModule(UpdatePaths, LossLogging):
     """Base class of the algorithms (not used directly).
 
     Args:
@@ -154,6 +143,8 @@ class GCRLModule(L.LightningModule):
         self.num_tasks = self.spec.num_tasks
         self.learning_rate = learning_rate
         self._compiled: Any = None
+        self.active_groups: frozenset[str] = frozenset({"all"})
+        self._training_objective: tuple[str, ...] | None = None  # set at each update
         self._whole_step: Any = None  # the compiled update (gcrl.algorithms.compiled)
         self._updates_per_batch = 1  # the data module's, read when fitting starts
         unknown = sorted(set(legacy) - set(LEGACY_OPTIONS))
@@ -321,293 +312,6 @@ class GCRLModule(L.LightningModule):
         )
 
     # ----------------------------------------------------------------- training
-    def compute_losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """:meth:`losses` and the objective (:meth:`objective_value`), compiled into one graph
-        on first use when ``compile_step`` is on (PCGrad and GradNorm: their one-pass
-        gradients come from the eager backward of this graph)."""
-        if not self.compile_step:
-            return self._losses_and_objective(batch)
-        if self._compiled is None:
-            mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self._compiled = torch.compile(self._losses_and_objective, dynamic=False, mode=mode)
-        return self._compiled(batch)
-
-    def _losses_and_objective(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        losses = self.all_losses(batch)
-        return losses, self.objective_value(losses)
-
-    def all_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`losses` and, with a hidden-parameter dynamics model, its auxiliary losses
-        (``hip/...``)."""
-        losses = self.losses(batch)
-        if self.hip_dynamics is not None:
-            losses.update(self.hip_dynamics.losses(batch))
-        return losses
-
-    @property
-    def objective_names(self) -> tuple[str, ...]:
-        """The losses summed into the objective: :attr:`objective` and the auxiliary ones."""
-        return self.objective if self.hip_dynamics is None else (*self.objective, "hip/loss")
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
-        """One Lightning step: one optimiser step under automatic optimisation; under manual
-        optimisation (``compile_step``, ``optim``, ``updates_per_batch`` > 1) one per part of
-        the batch (:meth:`Batch.parts`), each counted by Lightning as a step."""
-        log = self._logging_step()
-        if self.automatic_optimization:
-            losses, objective = self.compute_losses(batch)
-            if log:
-                self.log_losses("", losses, batch)
-            return objective
-        parts = batch.parts()[: self._updates_left(batch.updates)]
-        extra: dict[str, torch.Tensor] = {}
-        for part in parts:
-            if self.optim != "none":
-                losses = self._multitask_update(part, extra if log else None)
-            elif self.compile_step:
-                losses = self._compiled_update(part)
-            else:
-                losses = self._eager_update(part)
-            schedulers = self.lr_schedulers()
-            if schedulers is not None and not isinstance(schedulers, list):
-                schedulers.step()
-        if log:
-            # Several updates: labelled by the last one's index (as Lightning labels batches
-            # of one update), not by batch.
-            step = self.global_step - 1 if batch.updates > 1 else None
-            self.log_losses("", losses, part, extra, step=step)
-        return None
-
-    def _updates_left(self, updates: int) -> int:
-        """How many of a batch's ``updates`` fit before ``trainer.max_steps``."""
-        max_steps = self.trainer.max_steps
-        if max_steps is None or max_steps < 0:
-            return updates
-        return max(1, min(updates, max_steps - self.global_step))
-
-    def _optimizer(self) -> Any:
-        optimizer = self.optimizers()
-        assert not isinstance(optimizer, list)
-        return optimizer
-
-    def _eager_update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One eager optimiser step under manual optimisation."""
-        optimizer = self._optimizer()
-        losses, objective = self.compute_losses(batch)
-        optimizer.zero_grad()
-        self.manual_backward(objective)
-        clip = self._clip_value()
-        if clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=clip)
-        optimizer.step()
-        self.update_targets()
-        return losses
-
-    def _compiled_update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One step of the compiled whole update (:mod:`gcrl.algorithms.compiled`):
-        Lightning's optimiser step runs it, so it is counted as a step."""
-        optimizer = self._optimizer()
-        if self._whole_step is None:
-            from gcrl.algorithms.compiled import CompiledUpdate
-
-            self._whole_step = CompiledUpdate(self, optimizer.optimizer, self._clip_value())
-        losses: dict[str, torch.Tensor] = {}
-        optimizer.step(closure=lambda: losses.update(self._whole_step(batch)))
-        return losses
-
-    def _clip_value(self) -> float | None:
-        """The gradient-norm bound: ``gradient_clip_val``, else the trainer's (which
-        Lightning applies only under automatic optimisation)."""
-        if self.gradient_clip_val is not None:
-            return self.gradient_clip_val
-        trainer = self._trainer
-        value = None if trainer is None else trainer.gradient_clip_val
-        if value is None:
-            return None
-        if trainer is not None and trainer.gradient_clip_algorithm not in (None, "norm"):
-            raise ConfigError(
-                "trainer.gradient_clip_algorithm: only norm clipping applies under manual "
-                "optimisation (compile_step, optim, updates_per_batch); unset it"
-            )
-        return float(value)
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """Lightning's optimiser step, then :meth:`update_targets` (before any callback's
-        ``on_train_batch_end``, so a checkpoint saved there holds the updated targets)."""
-        super().optimizer_step(*args, **kwargs)
-        self.update_targets()
-
-    def update_targets(self) -> None:
-        """Update target networks after each optimiser step (none by default)."""
-
-    def _multitask_update(
-        self, batch: Batch, metrics: dict[str, torch.Tensor] | None
-    ) -> dict[str, torch.Tensor]:
-        """One step of PCGrad or GradNorm under manual optimisation; GradNorm's task weights
-        go into ``metrics`` when given."""
-        multitask = self._multitask or self._build_multitask()
-        optimizer = self._optimizer()
-        with multitask.capture():
-            losses, _ = self.compute_losses(batch)
-        per_sample = torch.stack([losses[name] for name in self.objective_names]).sum(0)
-        optimizer.zero_grad()
-        multitask.backward(per_sample, batch.task_ids)
-        clip = self._clip_value()
-        if clip is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=clip)
-        optimizer.step()
-        self.update_targets()
-        if self.optim == "gradnorm" and metrics is not None:
-            weights = multitask.weights.detach()
-            names = self.spec.task_names
-            metrics.update({f"gradnorm/weight/{n}": w for n, w in zip(names, weights, strict=True)})
-        return losses
-
-    def _build_multitask(self) -> Any:
-        from gcrl.optim import GradNorm, PCGrad
-
-        # Under DDP, Lightning's manual optimisation leaves DDP's gradient reducer idle unless
-        # manual_backward runs; gcrl.optim all-reduces the per-task gradients itself, so
-        # every rank applies the same surgery to the gradients of the union of the batches.
-        heads = [
-            p
-            for m in self.modules()
-            if isinstance(m, TaskNetwork)
-            for p in m.task_specific_parameters()
-        ]
-        if self.optim == "pcgrad":
-            self._multitask = PCGrad([self], self.num_tasks, task_specific=heads)
-            if not self._multitask.gradients.parameters:
-                raise ConfigError(
-                    f"optim pcgrad: the {self.layout['kind']} layout shares no parameters "
-                    "between tasks, so there are no gradients to project"
-                )
-        else:
-            self._multitask = GradNorm(
-                self.last_shared_layer(), self.num_tasks, alpha=self.gradnorm_alpha
-            )
-        if self._multitask_state is not None:
-            self._multitask.load_state_dict(self._multitask_state)
-        return self._multitask
-
-    def last_shared_layer(self) -> torch.nn.Linear:
-        """The layer whose gradient norms GradNorm balances: the policy's (or, without one,
-        the first value network's) last shared Linear layer (the last hidden layer of a
-        shared MLP)."""
-        actor = getattr(self, "actor", None)
-        net = getattr(actor, "net", None)
-        if not isinstance(net, TaskNetwork):
-            net = next(m for m in self.modules() if isinstance(m, TaskNetwork))
-        layer = net.last_shared_layer()
-        if layer is None:
-            raise ConfigError(
-                f"optim gradnorm: the {self.layout['kind']} layout shares no layer whose "
-                "gradient norms GradNorm could balance"
-            )
-        return layer
-
-    def objective_value(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The training objective: the sum of the means of the :attr:`objective` losses."""
-        return torch.stack([losses[name].mean() for name in self.objective_names]).sum()
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam over the trainable parameters, fused into one kernel per step where torch
-        has one for their device and dtype (on 2 CPU cores it steps GCBC's 0.5M parameters
-        about 3x faster than the per-tensor loop; the update is the same). With
-        ``compile_step`` (decided here, where the device is known), the same Adam applied by
-        the compiled update, under manual optimisation."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        if self.compile_step is None:
-            self.compile_step = self.device.type == "cuda"
-        datamodule = getattr(self._trainer, "datamodule", None)
-        self._updates_per_batch = int(getattr(datamodule, "updates_per_batch", 1))
-        if self.optim != "none" or self.compile_step or self._updates_per_batch > 1:
-            self.automatic_optimization = False
-        if self.compile_step and self.optim == "none":
-            from gcrl.algorithms.compiled import CompiledAdam
-
-            return CompiledAdam(params, lr=self.learning_rate)
-        return torch.optim.Adam(params, lr=self.learning_rate, fused=fused_adam_supported(params))
-
-    def log_losses(
-        self,
-        prefix: str,
-        losses: Mapping[str, torch.Tensor],
-        batch: Batch,
-        extra: Mapping[str, torch.Tensor] | None = None,
-        step: int | None = None,
-    ) -> None:
-        """Log each mean loss as ``{prefix}{name}`` and its mean per task as
-        ``{prefix}{name}/task/{task name}`` (and ``extra``): in training (called on the steps
-        Lightning writes, :meth:`_logging_step`) for the step, in validation over the whole
-        epoch. With ``step``, written to the loggers at that optimiser step directly (batches
-        of several updates, which Lightning would label by batch)."""
-        training = prefix == ""
-        metrics = {f"{prefix}{k}": v.mean() for k, v in losses.items()}
-        metrics.update(extra or {})
-        if self.num_tasks > 1:
-            if training and batch.source_task_ids is not None:
-                metrics.update(self._sharing_shares(batch))
-            metrics.update(self._per_task(prefix, losses, batch.task_ids))
-        # The objective's losses are shown in the progress bar while training.
-        shown = {k: metrics.pop(k) for k in self.objective_names if training and k in metrics}
-        if step is not None:
-            scalars = {k: float(v) for k, v in {**shown, **metrics}.items()}
-            for logger in self.loggers:
-                logger.log_metrics(scalars, step=step)
-            if shown:
-                self.log_dict(shown, prog_bar=True, logger=False, batch_size=len(batch))
-            return
-        if shown:
-            self.log_dict(shown, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch))
-        self.log_dict(metrics, on_step=training, on_epoch=not training, batch_size=len(batch))
-
-    def _per_task(
-        self, prefix: str, losses: Mapping[str, torch.Tensor], task_ids: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Each per-sample loss's mean over each task present, by ``{prefix}{name}/task/
-        {task name}``."""
-        counts = torch.bincount(task_ids, minlength=self.num_tasks)
-        present = (counts > 0).tolist()
-        counts = counts.clamp(min=1)
-        names = self.spec.task_names
-        per_task: dict[str, torch.Tensor] = {}
-        for name, values in losses.items():
-            if values.ndim != 1:
-                continue
-            sums = torch.bincount(
-                task_ids, weights=values.detach().float(), minlength=self.num_tasks
-            )
-            means = sums / counts
-            for task, (mean, seen) in enumerate(zip(means, present, strict=True)):
-                if seen:
-                    per_task[f"{prefix}{name}/task/{names[task]}"] = mean
-        return per_task
-
-    def _sharing_shares(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Task sharing: ``sharing/share`` (the shared share of the batch) and
-        ``sharing/<source>-><target>`` (each pair's share), fractions of the batch."""
-        assert batch.source_task_ids is not None
-        m = self.num_tasks
-        shared = batch.source_task_ids != batch.task_ids
-        pairs = torch.bincount(
-            (batch.source_task_ids * m + batch.task_ids)[shared], minlength=m * m
-        ).float() / len(batch)
-        names = self.spec.task_names
-        out = {"sharing/share": shared.float().mean()}
-        for source in range(m):
-            for target in range(m):
-                if source != target:
-                    out[f"sharing/{names[source]}->{names[target]}"] = pairs[source * m + target]
-        return out
-
-    def _logging_step(self) -> bool:
-        """True, at the start of a training step, when Lightning writes its metrics: every
-        ``log_every_n_steps`` batches (each batch holds ``updates_per_batch`` optimiser
-        steps). Logging on other steps costs about 0.65 ms a call and is never written."""
-        every = max(1, getattr(self._trainer, "log_every_n_steps", 50))
-        return (self.global_step // self._updates_per_batch + 1) % every == 0
-
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         losses = self.all_losses(batch)
         self.log_losses("val/", losses, batch)
