@@ -29,5 +29,5 @@ rates = {run: json.load(open(f"runs/quickstart-{run}.json"))["summary"] for run 
 print("\nmean success over the five tasks (10 episodes each):")
 print(f"  BC on the expert's own goals:                    {rates['stored']['success_mean']:.0%}")
 print(f"  BC with hindsight goals within each pursuit:     {rates['her']['success_mean']:.0%}")
-print("  (plain HER over whole episodes: 43 % over 3 seeds, see docs/results.md)")
+print("  (one seed each: docs/results.md compares them over three seeds)")
 PY

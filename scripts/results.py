@@ -2,12 +2,15 @@
 
     bash scripts/results_data.sh                  # the datasets (once)
     python scripts/results.py run pointmaze       # or mt10, babyai; --seeds 0 1 2
-    python scripts/results.py table               # markdown tables from results/*.json
+    python scripts/results.py table               # docs/results.md's tables from the summaries
+    python scripts/results.py table --check       # exit 1 if the page differs from them
 
 Each run trains in its own directory ``results/runs/<name>-s<seed>/`` (``gcrl fit`` with a
-config of ``configs/`` and overrides), then ``gcrl evaluate`` writes
-``results/<name>-s<seed>.json``. Runs whose JSON exists are skipped, so an interrupted sweep
-resumes. Each process uses one torch thread (two runs can share this 2-core machine).
+config of ``configs/`` and overrides), then ``gcrl evaluate`` scores it there, and a small
+summary (config, overrides, seed, steps, commit, success per task) is written to
+``results/summaries/<name>-s<seed>.json``, which is committed. Runs whose summary exists are
+skipped, so an interrupted sweep resumes. Each process uses one torch thread (two runs can
+share this 2-core machine).
 """
 
 from __future__ import annotations
@@ -307,10 +310,11 @@ def _option(config: Path, overrides: list[str], dotted: str) -> object:
 
 def summarise(
     name: str, seed: int, config: str, overrides: list[str], suite: str, episodes: int,
-    report: dict,
+    report: dict, commit: str,
 ) -> dict:  # fmt: skip
     """The small record of one run committed under results/summaries/: what ran (config,
-    overrides, seed, training steps, commit) and what it scored (success rates, 0 to 1)."""
+    overrides, seed, training steps, the commit it trained at) and what it scored (success
+    rates, 0 to 1)."""
     path = ROOT / "configs" / config
     return {
         "name": name,
@@ -322,7 +326,7 @@ def summarise(
         "env": suite,
         "episodes_per_task": episodes,
         "eval_seed": EVAL_SEED,
-        "commit": _commit(),
+        "commit": commit,
         "summary": report["summary"],
         "tasks": {t["name"]: t["success_rate"] for t in report["tasks"]},
     }
@@ -341,6 +345,7 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
             work.mkdir(parents=True, exist_ok=True)
             log = work / "log.txt"
             result = work / "evaluation.json"
+            commit = _commit()  # when training starts: what the run's code is
             fit = ["fit", "--config", str(ROOT / "configs" / config), *overrides]
             fit += [f"--seed_everything={seed}", f"--data.seed={seed}"]
             _gcrl([*fit, "--trainer.enable_progress_bar=false"], work, log)
@@ -352,46 +357,96 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
             evaluate += ["--episodes", str(episodes), "--seed", str(EVAL_SEED)]
             _gcrl([*evaluate, "--json", str(result)], work, log)
             report = json.loads(result.read_text())
-            record = summarise(name, seed, config, overrides, suite, episodes, report)
+            record = summarise(name, seed, config, overrides, suite, episodes, report, commit)
             tmp = summary.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=1) + "\n")
             tmp.replace(summary)
             print(f"{name} seed {seed}: {report['summary']}", flush=True)
 
 
-def table() -> None:
-    groups: dict[str, list[dict]] = {}
-    for path in sorted(RESULTS.glob("*-s*.json")):
-        name = path.stem.rsplit("-s", 1)[0]
-        groups.setdefault(name, []).append(json.loads(path.read_text()))
-    print("| run | seeds | mean | median | worst | seen | unseen |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, reports in groups.items():
-        cells = []
-        for key in (
-            "success_mean",
-            "success_median",
-            "success_worst",
-            "success_seen",
-            "success_unseen",
-        ):
-            values = [r["summary"][key] for r in reports if key in r["summary"]]
-            if not values:
-                cells.append("")
-            elif len(values) == 1:
-                cells.append(f"{100 * values[0]:.0f}")
-            else:
-                cells.append(f"{100 * np.mean(values):.0f} ± {100 * np.std(values):.0f}")
-        print(f"| {name} | {len(reports)} | " + " | ".join(cells) + " |")
-        tasks = {}
-        for r in reports:
-            for t in r["tasks"]:
-                tasks.setdefault(t["name"], []).append(t["success_rate"])
-        print(
-            f"<!-- {name} per task: "
-            + ", ".join(f"{k} {100 * np.mean(v):.0f}" for k, v in tasks.items())
-            + " -->"
-        )
+#: The tables of docs/results.md written from the summaries, by marker name: the header of
+#: the row labels, and each row's labels and run name (its summaries: <run>-s<seed>.json).
+TABLES: dict[str, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str]]]] = {
+    "mt10-iql-layouts": (
+        ("algorithm", "layout", "signal"),
+        [
+            (("IQL", "shared (one MLP)", "one-hot"), "mt10-iql-onehot"),
+            (("IQL", "heads", "one-hot"), "mt10-iql-heads"),
+            (("IQL", "independent", "one-hot"), "mt10-iql-independent"),
+            (("IQL", "task_encoders", "one-hot"), "mt10-iql-task-encoders"),
+            (("IQL", "task_encoder", "one-hot"), "mt10-iql-task-encoder"),
+            (("IQL", "task_encoder", "text"), "mt10-iql-task-encoder-text"),
+            (("IQL", "care", "text"), "mt10-iql-care"),
+            (("IQL", "care", "one-hot"), "mt10-iql-care-onehot"),
+            (("IQL", "soft_modular", "one-hot"), "mt10-iql-soft-modular"),
+            (("IQL", "soft_modular", "text"), "mt10-iql-soft-modular-text"),
+        ],
+    ),
+}
+PAGE = ROOT / "docs" / "results.md"
+
+
+def _cell(values: list[float]) -> str:
+    """Percent: the mean, with the population standard deviation over several seeds."""
+    if len(values) == 1:
+        return f"{100 * values[0]:.0f}"
+    return f"{100 * np.mean(values):.0f} ± {100 * np.std(values):.0f}"
+
+
+def render(name: str, summaries: Path) -> str:
+    """The markdown of table ``name`` from the summaries in ``summaries``: one row per run
+    with any, then the runs without one."""
+    header, rows = TABLES[name]
+    lines = [
+        "| " + " | ".join((*header, "seeds", "mean", "median", "worst task", "commit")) + " |",
+        "|" + "---|" * len(header) + "---:|---:|---:|---:|---|",
+    ]
+    missing = []
+    for labels, run_name in rows:
+        records = [json.loads(p.read_text()) for p in sorted(summaries.glob(f"{run_name}-s*.json"))]
+        if not records:
+            missing.append(run_name)
+            continue
+        cells = [str(len(records))]
+        for key in ("success_mean", "success_median", "success_worst"):
+            cells.append(_cell([r["summary"][key] for r in records]))
+        commits = ", ".join(sorted({r["commit"] for r in records}))
+        lines.append("| " + " | ".join((*labels, *cells, commits)) + " |")
+    if missing:
+        lines += ["", "Not yet run at this release: " + ", ".join(f"`{m}`" for m in missing) + "."]
+    return "\n".join(lines)
+
+
+def table(page: Path, summaries: Path, check: bool) -> int:
+    """Write every table of ``page`` between its markers (``<!-- table:NAME -->`` and
+    ``<!-- /table:NAME -->``) from the summaries; with ``check``, only compare, and return 1
+    (naming the tables) when the page differs."""
+    text = page.read_text()
+    stale = []
+    for name in TABLES:
+        start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
+        if start not in text or end not in text:
+            print(f"{page}: no markers {start} ... {end}", file=sys.stderr)
+            return 2
+        before, rest = text.split(start, 1)
+        current, after = rest.split(end, 1)
+        fresh = "\n" + render(name, summaries) + "\n"
+        if current != fresh:
+            stale.append(name)
+        text = before + start + fresh + end + after
+    if check:
+        if stale:
+            print(f"{page}: tables differ from {summaries}: {', '.join(stale)}", file=sys.stderr)
+            return 1
+        return 0
+    tmp = page.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(page)
+    print(
+        f"wrote {len(TABLES)} table(s) into {page}"
+        + (f" ({', '.join(stale)} changed)" if stale else "")
+    )
+    return 0
 
 
 def main() -> None:
@@ -403,12 +458,15 @@ def main() -> None:
     go.add_argument("group", choices=sorted(EXPERIMENTS))
     go.add_argument("--seeds", type=int, nargs="+", default=[0])
     go.add_argument("--only", nargs="+", help="experiment names")
-    sub.add_parser("table")
+    tables = sub.add_parser("table", help="write the tables of docs/results.md")
+    tables.add_argument("--check", action="store_true", help="exit 1 if the page differs")
+    tables.add_argument("--page", type=Path, default=PAGE)
+    tables.add_argument("--summaries", type=Path, default=SUMMARIES)
     options = parser.parse_args()
     if options.command == "run":
         run(options.group, options.seeds, options.only)
     else:
-        table()
+        sys.exit(table(options.page, options.summaries, options.check))
 
 
 if __name__ == "__main__":

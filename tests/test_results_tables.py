@@ -1,0 +1,50 @@
+"""docs/results.md's generated tables are what the committed run summaries say."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "results.py"
+
+
+def results(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "table", *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_the_results_page_matches_the_committed_summaries() -> None:
+    done = results("--check")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
+    tmp_path: Path,
+) -> None:
+    summaries = tmp_path / "summaries"
+    summaries.mkdir()
+    for seed, (mean, worst) in enumerate([(0.8, 0.2), (0.9, 0.4)]):
+        record = {
+            "commit": "abc1234",
+            "summary": {"success_mean": mean, "success_median": 1.0, "success_worst": worst},
+        }
+        (summaries / f"mt10-iql-heads-s{seed}.json").write_text(json.dumps(record))
+    page = tmp_path / "results.md"
+    page.write_text(
+        "# R\n\n<!-- table:mt10-iql-layouts -->\nold\n<!-- /table:mt10-iql-layouts -->\n"
+    )
+    args = ("--page", str(page), "--summaries", str(summaries))
+    stale = results("--check", *args)
+    assert stale.returncode == 1 and "mt10-iql-layouts" in stale.stderr
+    assert "old" in page.read_text()  # --check writes nothing
+    assert results(*args).returncode == 0
+    text = page.read_text()
+    assert "| IQL | heads | one-hot | 2 | 85 ± 5 | 100 ± 0 | 30 ± 10 | abc1234 |" in text
+    assert "`mt10-iql-independent`" in text  # a run without summaries is named as missing
+    assert results("--check", *args).returncode == 0
+    page.write_text(text.replace("85 ± 5", "86 ± 5"))
+    assert results("--check", *args).returncode == 1
