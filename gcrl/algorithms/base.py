@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import torch
 
-from gcrl.algorithms.metrics import LossLogging
 from gcrl.algorithms.updates import UpdatePaths
 from gcrl.errors import ConfigError
 from gcrl.models.factory import NetworkFactory
@@ -44,7 +43,7 @@ LEGACY_OPTIONS = ("compile_losses", "gradient_clip_val")
 OPTIMS = ("none", "pcgrad", "gradnorm")
 
 
-class GCRLModule(UpdatePaths, LossLogging):
+class GCRLModule(UpdatePaths):
     """Base class of the algorithms (not used directly).
 
     Args:

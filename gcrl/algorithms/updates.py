@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import lightning as L
 import torch
 
 from gcrl.algorithms.groups import ParameterGroup, group_parameters
+from gcrl.algorithms.metrics import LossLogging
 from gcrl.errors import ConfigError
 from gcrl.models.mlp import TaskNetwork
 from gcrl.spec import InputSpec
@@ -36,7 +36,7 @@ def fused_adam_supported(params: Sequence[torch.Tensor]) -> bool:
     )
 
 
-class UpdatePaths(L.LightningModule):
+class UpdatePaths(LossLogging):
     """The update paths of :class:`~gcrl.algorithms.base.GCRLModule` (see the module)."""
 
     objective: ClassVar[tuple[str, ...]]
@@ -57,20 +57,9 @@ class UpdatePaths(L.LightningModule):
     _multitask_state: dict[str, Any] | None
     _updates_per_batch: int
 
-    if TYPE_CHECKING:  # given by GCRLModule and gcrl.algorithms.metrics.LossLogging
+    if TYPE_CHECKING:  # given by GCRLModule
 
         def losses(self, batch: Batch) -> dict[str, torch.Tensor]: ...
-
-        def log_losses(
-            self,
-            prefix: str,
-            losses: Mapping[str, torch.Tensor],
-            batch: Batch,
-            extra: Mapping[str, torch.Tensor] | None = None,
-            step: int | None = None,
-        ) -> None: ...
-
-        def _logging_step(self) -> bool: ...
 
     def compute_losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """:meth:`losses` and the objective (:meth:`objective_value`), compiled into one graph
