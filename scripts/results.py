@@ -169,6 +169,16 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
         ),
         "pm-iql": _pointmaze_iql(relabel="none"),
         "pm-iql-her": _pointmaze_iql(relabel="ogbench"),
+        "pm-td3bc": (
+            "pointmaze-td3bc.yaml",
+            [
+                f"--data.path={DATA}/pointmaze-medium.hdf5",
+                "--data.val_fraction=0",
+                "--trainer.max_steps=5000",
+            ],
+            "pointmaze-medium",
+            10,
+        ),
     },
     "tasks": {
         "pmt-iql-none": _tasks_iql(),
@@ -367,6 +377,29 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
 #: The tables of docs/results.md written from the summaries, by marker name: the header of
 #: the row labels, and each row's labels and run name (its summaries: <run>-s<seed>.json).
 TABLES: dict[str, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str]]]] = {
+    "pointmaze": (
+        ("method", "goals the policy learns from"),
+        [
+            (("BC", "the expert's own goals (stored `desired_goal`)"), "pm-bc"),
+            (("BC + HER (offline, k = 4)", "stored goals and 4 hindsight goals each"), "pm-bc-her"),
+            (
+                ("GCBC, OGBench style", "hindsight goals on the fly (`relabel: ogbench`)"),
+                "pm-gcbc-ogbench",
+            ),
+            (("IQL (DDPG+BC, expectile 0.9, α = 0.3)", "stored goals and rewards (0/1)"), "pm-iql"),
+            (
+                ("GCIQL, OGBench style (α = 0.3)", "hindsight goals on the fly, -1/0 rewards"),
+                "pm-iql-her",
+            ),
+            (
+                (
+                    "TD3+BC (α = 2.5, actor every 2nd step)",
+                    "hindsight goals on the fly, -1/0 rewards",
+                ),
+                "pm-td3bc",
+            ),
+        ],
+    ),
     "mt10-iql-layouts": (
         ("algorithm", "layout", "signal"),
         [

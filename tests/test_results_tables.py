@@ -35,7 +35,8 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
         (summaries / f"mt10-iql-heads-s{seed}.json").write_text(json.dumps(record))
     page = tmp_path / "results.md"
     page.write_text(
-        "# R\n\n<!-- table:mt10-iql-layouts -->\nold\n<!-- /table:mt10-iql-layouts -->\n"
+        "# R\n\n<!-- table:pointmaze -->\n<!-- /table:pointmaze -->\n\n"
+        "<!-- table:mt10-iql-layouts -->\nold\n<!-- /table:mt10-iql-layouts -->\n"
     )
     args = ("--page", str(page), "--summaries", str(summaries))
     stale = results("--check", *args)
@@ -48,3 +49,8 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
     assert results("--check", *args).returncode == 0
     page.write_text(text.replace("85 ± 5", "86 ± 5"))
     assert results("--check", *args).returncode == 1
+    page.write_text(text.split("<!-- table:mt10-iql-layouts -->")[0])  # a table's markers gone
+    missing = results("--check", *args)
+    assert (
+        missing.returncode == 2 and "no markers <!-- table:mt10-iql-layouts -->" in missing.stderr
+    )
