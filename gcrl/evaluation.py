@@ -8,6 +8,7 @@
 gets the observations of all running episodes (of any tasks) as one batch. An episode counts
 as a success when any of its steps solves the task. The summary is the three numbers a
 multi-task paper reports: the mean, median and worst per-task success rate.
+:func:`evaluate_checkpoint` is ``gcrl evaluate`` from Python: a checkpoint on a suite.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gcrl.datasets.trajectories import Task, stack_observations
+from gcrl.datasets.trajectories import DESIRED_GOAL, Task, stack_observations
 from gcrl.envs.base import Suite, TaskEnv
-from gcrl.errors import ConfigError
+from gcrl.errors import ConfigError, GcrlError, MissingGoalsError, option
 from gcrl.io import atomic_path
 
 
@@ -168,9 +169,9 @@ def evaluate(
     tell seen from unseen ones.
     """
     if episodes < 1:
-        raise ConfigError(f"--episodes: must be at least 1, got {episodes}")
+        raise ConfigError(f"{option('episodes')}: must be at least 1, got {episodes}")
     if num_envs < 1:
-        raise ConfigError(f"--num-envs: must be at least 1, got {num_envs}")
+        raise ConfigError(f"{option('num_envs')}: must be at least 1, got {num_envs}")
     chosen = _choose_tasks(suite, tasks)
     jobs = [(task, k) for task in chosen for k in range(episodes)]
     results: dict[int, list[tuple[bool, float, int]]] = {task: [] for task in chosen}
@@ -230,6 +231,95 @@ def evaluate(
         videos=videos,
         video_success=video_success,
     )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    env: str,
+    *,
+    episodes: int = 10,
+    tasks: Sequence[str] | None = None,
+    seed: int = 0,
+    num_envs: int = 8,
+    goal: Sequence[float] | None = None,
+    max_steps: int | None = None,
+    policy: str | None = None,
+    record: int = 0,
+    progress: bool = False,
+) -> EvaluationReport:
+    """What ``gcrl evaluate`` does, from Python: load ``checkpoint`` (:func:`gcrl.load_policy`;
+    ``policy`` names another policy it holds, Distral's ``prior``), build the suite ``env``
+    (:func:`gcrl.envs.suite`, with ``goal`` and ``max_steps`` for gymnasium environments),
+    play one step to check that the two fit (one-line errors naming ``env``), then
+    :func:`evaluate`. The report tells the policy's training tasks from unseen ones when its
+    task names are among the suite's.
+
+    Returns the report: success rates are fractions in [0, 1], returns in the environment's
+    reward units, lengths in steps.
+    """
+    from gcrl.envs import suite as make_suite
+    from gcrl.policy import load_policy
+
+    loaded = load_policy(checkpoint, policy=policy)
+    chosen = make_suite(env, goal=goal, max_steps=max_steps)
+    act = task_policy(loaded, env)
+    check_fit(act, chosen, tasks, seed, render=record > 0)  # before any progress bar
+    trained = list(loaded.task_names)
+    seen = trained if set(trained) & {t.name for t in chosen.tasks} else None
+    return evaluate(
+        act,
+        chosen,
+        episodes=episodes,
+        tasks=tasks,
+        seed=seed,
+        num_envs=num_envs,
+        record=record,
+        seen_tasks=seen,
+        progress=progress,
+    )
+
+
+def task_policy(policy: Any, env: str) -> TaskPolicy:
+    """``policy`` (a :class:`gcrl.policy.LoadedPolicy`) as the ``policy(observations, tasks)``
+    :func:`evaluate` calls (:meth:`~gcrl.policy.LoadedPolicy.on_tasks`), its errors naming
+    the environment ``env``: a mismatch (a missing key, a wrong width, no goal for a
+    goal-conditioned policy) is one :class:`ConfigError` line."""
+
+    def act(observations: Any, tasks: Sequence[Task]) -> np.ndarray:
+        try:
+            return np.asarray(policy.on_tasks(observations, tasks))
+        except MissingGoalsError:  # the environment gives no goal
+            raise ConfigError(
+                f"{option('env')} {env}: the policy is goal-conditioned "
+                f"({policy.spec.goal_dim}-d goals) and {env}'s observations hold no "
+                f"{DESIRED_GOAL}; give one with {option('goal')}"
+            ) from None
+        except GcrlError as err:
+            raise ConfigError(f"{option('env')} {env}: {err}") from None
+
+    return act
+
+
+def check_fit(
+    act: TaskPolicy, chosen: Suite, tasks: Sequence[str] | None, seed: int, render: bool = False
+) -> None:
+    """Play one step of the first task (of ``tasks``, else of the suite) with ``act`` (and
+    draw a frame when ``render``), so that observations or actions that do not fit the
+    policy, or an environment that cannot render, fail before the rollout, as one-line
+    errors; returns nothing. Unknown ``tasks`` are left to :func:`evaluate`."""
+    index = {t.name: i for i, t in enumerate(chosen.tasks)}
+    task = index.get(tasks[0]) if tasks else 0
+    if task is None:
+        return
+    env = chosen.make_env(render=render)
+    try:
+        observation = env.reset(task, episode_seed(seed, task, 0))
+        if render:
+            env.render()
+        actions = act(stack_observations([observation]), [chosen.tasks[task]])
+        env.step(actions[0])
+    finally:
+        env.close()
 
 
 def _choose_tasks(suite: Suite, names: Sequence[str] | None) -> list[int]:

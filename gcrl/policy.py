@@ -22,7 +22,7 @@ from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError, MissingGoalsError
 from gcrl.models.critics import ValueEnsemble
 from gcrl.models.policies import ACTING_RULES, Policy, act_by_rule
-from gcrl.spec import CHECKPOINT_KEY, InputSpec, check_networks_version
+from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec
 from gcrl.tasks.signals import (
     SIGNAL_CLASSES,
     EmbeddingSignal,
@@ -42,12 +42,40 @@ STATE_KEY = "observation"
 _OWN_PACKAGE = "gcrl"
 
 
+#: The layouts whose networks version 1 built as it builds them now.
+_V1_LAYOUTS = ("shared", "heads")
+#: The algorithms of gcrl 0.1.0 with no value network (their networks are unchanged).
+_V1_ACTOR_ONLY = ("gcrl.algorithms.bc.BC", "gcrl.algorithms.distral.Distral")
+
+
+def check_networks_version(checkpoint: Mapping[str, Any], source: object) -> None:
+    """Raise a one-line :class:`~gcrl.errors.DataError` for a checkpoint whose weights do not
+    fit this gcrl's networks: newer than :data:`gcrl.spec.NETWORKS_VERSION`, or of gcrl 0.1.0 with a
+    layout its value networks ignored (retrain it)."""
+    meta = checkpoint[CHECKPOINT_KEY]
+    version = int(meta.get("networks_version", 1))
+    if version > NETWORKS_VERSION:
+        raise DataError(
+            f"{source}: networks version {version} is newer than this gcrl reads "
+            f"({NETWORKS_VERSION}); upgrade gcrl"
+        )
+    if version >= 2 or meta.get("algorithm") in _V1_ACTOR_ONLY:
+        return
+    hparams = checkpoint.get("hyper_parameters") or {}
+    kind = "heads" if hparams.get("multi_head") else str(hparams.get("layout", "shared"))
+    if kind not in _V1_LAYOUTS:
+        raise DataError(
+            f"{source}: written by gcrl 0.1.0, whose value networks ignored layout {kind}; "
+            "its weights do not fit this gcrl's networks: retrain it with gcrl fit"
+        )
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The whole checkpoint, read with ``weights_only`` (no code runs).
 
     Raises a one-line error for a missing file, a file that is not a checkpoint (truncated or
     of another program), a checkpoint gcrl did not write, one without weights, or one whose
-    weights do not fit this gcrl's networks (:func:`gcrl.spec.check_networks_version`).
+    weights do not fit this gcrl's networks (:func:`check_networks_version`).
     """
     path = Path(path)
     if not path.is_file():

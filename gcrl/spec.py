@@ -40,34 +40,6 @@ CHECKPOINT_KEY = "gcrl"
 #: value network takes the layout; checkpoints without one (gcrl 0.1.0) hold version 1, whose
 #: value, critic and encoder networks were one shared MLP (or trunk and heads) in any layout.
 NETWORKS_VERSION = 2
-#: The layouts whose networks version 1 built as it builds them now.
-_V1_LAYOUTS = ("shared", "heads")
-#: The algorithms of gcrl 0.1.0 with no value network (their networks are unchanged).
-_V1_ACTOR_ONLY = ("gcrl.algorithms.bc.BC", "gcrl.algorithms.distral.Distral")
-
-
-def check_networks_version(checkpoint: Mapping[str, Any], source: object) -> None:
-    """Raise a one-line :class:`~gcrl.errors.DataError` for a checkpoint whose weights do not
-    fit this gcrl's networks: newer than :data:`NETWORKS_VERSION`, or of gcrl 0.1.0 with a
-    layout its value networks ignored (retrain it)."""
-    meta = checkpoint[CHECKPOINT_KEY]
-    version = int(meta.get("networks_version", 1))
-    if version > NETWORKS_VERSION:
-        raise DataError(
-            f"{source}: networks version {version} is newer than this gcrl reads "
-            f"({NETWORKS_VERSION}); upgrade gcrl"
-        )
-    if version >= 2 or meta.get("algorithm") in _V1_ACTOR_ONLY:
-        return
-    hparams = checkpoint.get("hyper_parameters") or {}
-    kind = "heads" if hparams.get("multi_head") else str(hparams.get("layout", "shared"))
-    if kind not in _V1_LAYOUTS:
-        raise DataError(
-            f"{source}: written by gcrl 0.1.0, whose value networks ignored layout {kind}; "
-            "its weights do not fit this gcrl's networks: retrain it with gcrl fit"
-        )
-
-
 #: The task table of data without tasks.
 DEFAULT_TASKS = (Task("task"),)
 

@@ -119,6 +119,36 @@ def test_every_import_follows_docs_architecture() -> None:
     assert not broken, "imports docs/architecture.md does not allow: " + "; ".join(broken)
 
 
+#: A string that is a module name or a ``MODULE:NAME`` reference into gcrl, in full.
+MODULE_REFERENCE = re.compile(r"(gcrl(?:\.\w+)*)(?::\w+)?")
+
+
+def test_no_module_names_a_layer_it_may_not_import_in_a_string() -> None:
+    """A string default such as ``"gcrl.envs.babyai:hindsight_instructions"`` in
+    gcrl.relabel would import the environments at run time, around the table above: a lower
+    layer takes such a function from its caller instead."""
+    rules = allowed_imports()
+    areas = [*rules, "gcrl"]
+    broken = []
+    for module, path in module_names().items():
+        own = area(module, areas)
+        allowed = rules.get(own, set())
+        if allowed is None or module == "gcrl":  # the root's lazy names are its job
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Constant) or not isinstance(node.value, str):
+                continue
+            match = MODULE_REFERENCE.fullmatch(node.value)
+            if match is None:
+                continue
+            other = area(match.group(1), areas)
+            if other not in (own, "gcrl") and other not in allowed:
+                broken.append(f"{module}:{node.lineno} names {node.value!r}")
+    assert not broken, broken
+    assert MODULE_REFERENCE.fullmatch("gcrl.envs.babyai:hindsight_instructions")
+    assert not MODULE_REFERENCE.fullmatch("for BabyAI: gcrl.envs.babyai:hindsight_instructions")
+
+
 def test_the_checker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     """The parser finds imports inside functions and resolves relative ones."""
     source = tmp_path / "mod.py"

@@ -25,6 +25,7 @@ from gcrl.envs.babyai import (
     reset_level,
 )
 from gcrl.errors import ConfigError, command_line_names
+from gcrl.relabel import relabel_file
 
 NUM_ACTIONS = 7
 
@@ -300,7 +301,16 @@ def test_instruction_relabeling_on_the_fly(tmp_path: Path) -> None:
         for part in parts:
             writer.append(part)
     table = hindsight_instructions(load_native(path))
-    module = TrajectoryDataModule(str(path), batch_size=512, instruction_relabel_ratio=0.5)
+    with pytest.raises(
+        ConfigError, match=r"hindsight_fn: .*gcrl\.envs\.babyai:hindsight_instructions"
+    ):
+        TrajectoryDataModule(str(path), instruction_relabel_ratio=0.5)  # no function named
+    module = TrajectoryDataModule(
+        str(path),
+        batch_size=512,
+        instruction_relabel_ratio=0.5,
+        hindsight_fn="gcrl.envs.babyai:hindsight_instructions",
+    )
     assert module.spec.tasks == tuple(table.tasks), "hindsight missions join the task table"
     batch = module.sampler(module.data, np.random.default_rng(0)).sample(512)
     rows, relabeled = batch["rows"], batch["instruction_relabeled"]
@@ -325,6 +335,10 @@ def test_gcrl_relabel_hindsight_instruction_writes_the_relabeled_episodes(tmp_pa
     data = load_native(source)
     table = hindsight_instructions(data)
     out = tmp_path / "hindsight.hdf5"
+    # gcrl.relabel imports no environment: from Python the caller names the function.
+    with pytest.raises(ConfigError, match=r"hindsight_fn: .*MODULE:NAME"):
+        relabel_file(source, out, strategy="hindsight-instruction")
+    assert not out.exists()
     assert main(["relabel", str(source), str(out), "--strategy", "hindsight-instruction"]) == 0
     written = load_native(out)
     copies = written.infos["relabel_strategy"] == RELABEL_CODES["hindsight-instruction"]

@@ -8,9 +8,10 @@ import metaworld  # noqa: F401  (the envs extra: a missing one fails, not skips)
 import numpy as np
 import pytest
 
-from gcrl.cli.collect import add_options, options_from, reported
+from gcrl.cli.collect import add_options, options_from
 from gcrl.datasets.trajectories import Trajectories, concatenate
 from gcrl.envs.base import Step
+from gcrl.envs.collection import reported
 from gcrl.envs.metaworld import (
     RECIPE,
     SUITES,

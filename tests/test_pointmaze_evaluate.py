@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,28 @@ def test_collect_writes_the_requested_dataset(small: Path) -> None:
     with h5py.File(small) as f:
         command = f.attrs["collect_command"]
     assert command.startswith("gcrl collect pointmaze") and "--seed 3" in command
+
+
+def test_collect_from_python_writes_what_its_recorded_command_writes(
+    small: Path, tmp_path: Path
+) -> None:
+    """gcrl.envs.collection.collect is what `gcrl collect` runs: the same values give the same
+    rows and the same recorded command, and that command, run again, the same rows."""
+    from gcrl.envs.collection import collect
+
+    out = tmp_path / "python.hdf5"
+    done = collect("pointmaze", out, episodes=4, max_steps=120, seed=3, progress=False)
+    assert (done.transitions, done.episodes, done.output) == (480, 4, out)
+    assert load_native(out).equals(load_native(small))
+    with h5py.File(out) as f, h5py.File(small) as g:
+        command = str(f.attrs["collect_command"])
+        assert command == str(g.attrs["collect_command"]).replace(str(small), str(out))
+    again = tmp_path / "again.hdf5"
+    assert main([*shlex.split(command.replace(str(out), str(again)))[1:]]) == 0
+    assert load_native(again).equals(load_native(small))
+    with pytest.raises(ConfigError, match="unknown option 'episode'"):
+        collect("pointmaze", tmp_path / "never.hdf5", episode=3)
+    assert not (tmp_path / "never.hdf5").exists()
 
 
 def test_rows_are_aligned_and_rewards_judge_s_prime_against_the_pursued_goal(small: Path) -> None:
@@ -181,6 +204,15 @@ def test_evaluate_cli_writes_json_plot_curves_and_videos(
 
     with Image.open(tmp_path / "videos" / "task3-0.gif") as gif:
         assert min(gif.size) >= 256  # the maze's 128 x 128 drawing upscaled
+    # From Python: gcrl.evaluation.evaluate_checkpoint is what the command ran.
+    from gcrl.evaluation import evaluate_checkpoint
+
+    again = evaluate_checkpoint(
+        checkpoint, "pointmaze-medium", episodes=2, tasks=["task3", "task5"], record=1
+    )
+    assert json.loads(json.dumps(again.to_dict())) == report
+    with pytest.raises(ConfigError, match="env CartPole-v1: "):
+        evaluate_checkpoint(checkpoint, "CartPole-v1", episodes=1)
 
 
 def test_evaluate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -203,7 +203,7 @@ def test_task_sampler_shares_with_other_tasks_and_their_rewards() -> None:
     before = data.task_ids.copy()
     sampler = TaskSampler(data, task_rewards=matrix, ratio=0.75, seed=1)
     batch = sampler.sample(200)
-    rows, shared = batch["rows"], batch["relabeled"]
+    rows, shared = batch["rows"], batch["shared"]
     assert shared.sum() == 150, "every tried row has another task to go to"
     assert (batch["task_ids"][shared] != data.task_ids[rows[shared]]).all()
     np.testing.assert_array_equal(batch["task_ids"][~shared], data.task_ids[rows[~shared]])
@@ -244,8 +244,8 @@ def test_task_sampler_selection_zero_reward_and_conservative_hook() -> None:
     )
     batch = sampler.sample(300)
     own = data.task_ids[batch["rows"]]
-    assert (batch["relabeled"] == (own != 2)).all()
-    assert (batch["task_ids"] == 2).all() and (batch["rewards"][batch["relabeled"]] == 0).all()
+    assert (batch["shared"] == (own != 2)).all()
+    assert (batch["task_ids"] == 2).all() and (batch["rewards"][batch["shared"]] == 0).all()
 
     # The hook sees the proposed shares and vetoes some: keep those from even rows only.
     scores = (np.arange(data.num_transitions) % 2 == 0).astype(float)
@@ -262,4 +262,4 @@ def test_task_sampler_selection_zero_reward_and_conservative_hook() -> None:
             percentile=50,
         ),
     ).sample(300)
-    assert (hooked["relabeled"] == (hooked["rows"] % 2 == 0)).all()
+    assert (hooked["shared"] == (hooked["rows"] % 2 == 0)).all()

@@ -12,7 +12,8 @@ import pytest
 from gcrl.datasets import Task, concatenate, load, save
 from gcrl.datasets.trajectories import Trajectories, replace_fields
 from gcrl.errors import ConfigError, MissingKeyError
-from gcrl.relabel import ScoreFilter, TaskSharing, relabel_file
+from gcrl.relabel import RowSampler, ScoreFilter, TaskSampler, TaskSharing, relabel_file
+from gcrl.relabel.pipeline import KeepStoredGoals, Pipeline
 from gcrl.relabel.tasks import TaskSelection, episode_returns
 from gcrl.training.datamodule import TrajectoryDataModule
 
@@ -181,6 +182,29 @@ def test_sharing_composes_with_goal_relabeling(tasks_file: Path) -> None:
         batch["rewards"][shared], 100 * batch["task_ids"][shared] + rows[shared]
     )
     assert set(np.unique(batch["rewards"][~shared])) <= {-1.0, 0.0}, "OGBench's goal rewards"
+
+
+def test_training_draws_through_the_relabel_pipeline_as_task_sampler_does(tasks_file: Path) -> None:
+    """One pipeline: the data module's sampler is gcrl.relabel's Pipeline of a RowSampler and
+    TaskSharing, and it draws exactly what gcrl.relabel.TaskSampler draws with the same
+    generator state (the sampler a JAX code base would use)."""
+    module = TrajectoryDataModule(
+        str(tasks_file), batch_size=BATCH, relabel="none", task_sharing="random"
+    )
+    pipeline = module.sampler(module.data, np.random.default_rng(5))
+    assert isinstance(pipeline, Pipeline) and isinstance(pipeline.base, RowSampler)
+    assert [type(step) for step in pipeline.steps] == [TaskSharing]
+    data = load(tasks_file)
+    alone = TaskSampler(
+        data, task_rewards=data.infos["task_rewards"], ratio=0.5, seed=np.random.default_rng(5)
+    )
+    for _ in range(3):
+        ours, theirs = pipeline.sample(BATCH), alone.sample(BATCH)
+        for key in ("rows", "task_ids", "rewards", "masks", "shared", "source_task_ids"):
+            np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+    goals = TrajectoryDataModule(str(tasks_file), relabel="ogbench", task_sharing="random")
+    steps = goals.sampler(goals.data, np.random.default_rng(0)).steps
+    assert [type(step) for step in steps] == [TaskSharing, KeepStoredGoals]
 
 
 def test_sharing_needs_tasks_and_rewards(tmp_path: Path, tasks_file: Path) -> None:

@@ -1,27 +1,23 @@
 """``gcrl collect RECIPE OUT``: record a noisy scripted expert in a real environment.
 
-Writes the native format (``OUT.hdf5``), or with ``--minari-id`` a Minari dataset under the
-directory ``OUT`` (used as ``MINARI_DATASETS_PATH``). The command line that made the dataset
-is stored in its attributes (``collect_command``).
+Argument parsing and printing around :func:`gcrl.envs.collection.collect`: one sub-command
+per recipe, one option per field of its options record. Writes the native format
+(``OUT.hdf5``), or with ``--minari-id`` a Minari dataset under the directory ``OUT`` (used as
+``MINARI_DATASETS_PATH``).
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from gcrl.datasets.native_format import COMPRESSION_HELP, COMPRESSIONS, NativeWriter
-from gcrl.datasets.trajectories import Trajectories
+from gcrl.datasets.native_format import COMPRESSION_HELP, COMPRESSIONS
 from gcrl.envs import RECIPES, recipe
 from gcrl.envs.base import CollectOptions
+from gcrl.envs.collection import collect
 
 
 def add_parser(commands: Any) -> None:
@@ -80,63 +76,15 @@ def options_from(options: type[CollectOptions], namespace: argparse.Namespace) -
 
 
 def run(options: argparse.Namespace) -> int:
-    """Record ``options.episodes`` episodes of ``options.recipe``; prints what was written."""
-    found = recipe(options.recipe)
-    typed = options_from(found.options, options)
-    attrs = {
-        "source": f"gcrl collect {options.recipe}",
-        "collect_command": _command_line(options),
-        **found.attrs(typed),
-    }
-    bar = tqdm(desc=f"collecting {options.recipe}", unit="step", unit_scale=True)
-    try:
-        parts = reported(found.collect(typed), bar.update)
-        if options.minari_id:
-            from gcrl.datasets.minari_writer import save_minari
-
-            path = save_minari(
-                parts, options.output, options.minari_id, attrs, overwrite=options.force
-            )
-            bar.close()
-            print(f"wrote Minari dataset {options.minari_id} at {path}")
-            return 0
-        with NativeWriter(
-            options.output, overwrite=options.force, compression=options.compression, attrs=attrs
-        ) as writer:
-            episodes = 0
-            for part in parts:
-                writer.append(part)
-                episodes += part.num_episodes
-                bar.set_postfix(episodes=episodes, refresh=False)
-        bar.close()
-    finally:
-        bar.close()
-    print(
-        f"wrote {writer.num_transitions:,} transitions in {episodes:,} episodes to {options.output}"
+    """Record ``options.episodes`` episodes of ``options.recipe``
+    (:func:`gcrl.envs.collection.collect`); prints what was written."""
+    summary = collect(
+        options.recipe,
+        options.output,
+        options_from(recipe(options.recipe).options, options),
+        minari_id=options.minari_id,
+        compression=options.compression,
+        overwrite=options.force,
     )
+    print(summary.line())
     return 0
-
-
-def reported(
-    parts: Iterable[Trajectories], progress: Callable[[int], None]
-) -> Iterator[Trajectories]:
-    """``parts`` as they come, each one's number of transitions passed to ``progress`` first."""
-    for part in parts:
-        progress(len(part))
-        yield part
-
-
-def _command_line(options: argparse.Namespace) -> str:
-    """The ``gcrl collect`` command that reproduces this dataset (every option spelled out)."""
-    words = ["gcrl", "collect", options.recipe, str(Path(options.output))]
-    skip = {"recipe", "output", "handler", "command", "force", "compression"}
-    for key, value in sorted(vars(options).items()):
-        if key in skip or value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, tuple):  # a comma list option
-            value = ",".join(str(v) for v in value)
-        values = value if isinstance(value, list) else [value]
-        for item in values:
-            words += [flag] if item is True else [flag, str(item)]
-    return shlex.join(words)

@@ -2,7 +2,8 @@
 
 ``ENV`` is a gcrl suite (``pointmaze-medium``, ...), any gymnasium id (``CartPole-v1``,
 ``PointMaze_UMaze-v3``, ``module:EnvId``) or ``minari:DATASET_ID`` (the environment a local
-Minari dataset recorded); see :mod:`gcrl.envs.gymnasium_suite`. Prints the per-task table with
+Minari dataset recorded); see :mod:`gcrl.envs.gymnasium_suite`. Argument parsing and output
+files around :func:`gcrl.evaluation.evaluate_checkpoint`. Prints the per-task table with
 the mean, median and worst task; optionally writes the report as JSON, a PNG bar chart of
 per-task success, a PNG of the run's learning curves (from the CSV log beside the checkpoint)
 and GIF videos of the first episodes.
@@ -12,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from gcrl.datasets.trajectories import DESIRED_GOAL, Task
-from gcrl.envs import SUITES, Suite
-from gcrl.errors import ConfigError, DatasetNotFoundError, GcrlError, MissingGoalsError
+from gcrl.envs import SUITES
+from gcrl.errors import DatasetNotFoundError
 
 
 def add_parser(commands: Any) -> None:
@@ -75,27 +72,23 @@ def add_parser(commands: Any) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
-    """Evaluate ``options.checkpoint`` on ``options.env``; prints the table."""
-    from gcrl.envs import suite
-    from gcrl.evaluation import evaluate, write_videos
-    from gcrl.policy import load_policy
+    """Evaluate ``options.checkpoint`` on ``options.env``
+    (:func:`gcrl.evaluation.evaluate_checkpoint`); prints the table and writes the outputs."""
+    from gcrl.evaluation import evaluate_checkpoint, write_videos
 
     _check_outputs(options)  # before the rollout, not after it
     _limit_threads()
-    policy = load_policy(options.checkpoint, policy=options.policy)
-    chosen = suite(options.env, goal=options.goal, max_steps=options.max_steps)
-    act = task_policy(policy, options.env)
-    # Mismatches fail as one line before the progress bar starts.
-    check_fit(act, chosen, options.tasks, options.seed, render=bool(options.video))
-    report = evaluate(
-        act,
-        chosen,
+    report = evaluate_checkpoint(
+        options.checkpoint,
+        options.env,
         episodes=options.episodes,
         tasks=options.tasks,
         seed=options.seed,
         num_envs=options.num_envs,
+        goal=options.goal,
+        max_steps=options.max_steps,
+        policy=options.policy,
         record=1 if options.video else 0,
-        seen_tasks=_seen_tasks(policy.task_names, [t.name for t in chosen.tasks]),
         progress=True,
     )
     print(report.table())
@@ -116,54 +109,6 @@ def run(options: argparse.Namespace) -> int:
         paths = write_videos(report, options.video)
         print(f"wrote {len(paths)} videos to {options.video}")
     return 0
-
-
-def task_policy(policy: Any, env: str) -> Any:
-    """``policy`` (a :class:`gcrl.policy.LoadedPolicy`) as the ``policy(observations, tasks)``
-    :func:`gcrl.evaluation.evaluate` calls (:meth:`~gcrl.policy.LoadedPolicy.on_tasks`), its
-    errors naming ``--env``; returns that callable.
-
-    A mismatch (a missing key, a wrong width, no goal for a goal-conditioned policy) is one
-    :class:`ConfigError` line.
-    """
-
-    def act(observations: Any, tasks: Sequence[Task]) -> np.ndarray:
-        try:
-            return np.asarray(policy.on_tasks(observations, tasks))
-        except MissingGoalsError:  # the environment gives no goal
-            raise ConfigError(
-                f"--env {env}: the policy is goal-conditioned ({policy.spec.goal_dim}-d goals) "
-                f"and {env}'s observations hold no {DESIRED_GOAL}; give one with --goal"
-            ) from None
-        except GcrlError as err:
-            raise ConfigError(f"--env {env}: {err}") from None
-
-    return act
-
-
-def check_fit(
-    act: Any, chosen: Suite, tasks: Sequence[str] | None, seed: int, render: bool = False
-) -> None:
-    """Play one step of the first task (of ``tasks``, else of the suite) with ``act`` (and
-    draw a frame when ``render``), so that observations or actions that do not fit the
-    policy, or an environment that cannot render, fail before the rollout, as one-line
-    errors; returns nothing. Unknown ``tasks`` are left to the evaluator."""
-    from gcrl.datasets.trajectories import stack_observations
-    from gcrl.evaluation import episode_seed
-
-    index = {t.name: i for i, t in enumerate(chosen.tasks)}
-    task = index.get(tasks[0]) if tasks else 0
-    if task is None:
-        return
-    env = chosen.make_env(render=render)
-    try:
-        observation = env.reset(task, episode_seed(seed, task, 0))
-        if render:
-            env.render()
-        actions = act(stack_observations([observation]), [chosen.tasks[task]])
-        env.step(actions[0])
-    finally:
-        env.close()
 
 
 def _numbers(text: str) -> tuple[float, ...]:
@@ -188,13 +133,6 @@ def _check_outputs(options: argparse.Namespace) -> None:
         parent = Path(value).resolve().parent
         if not parent.is_dir():
             raise DatasetNotFoundError(f"--{flag} {value}: directory {parent} does not exist")
-
-
-def _seen_tasks(trained: list[str], suite: list[str]) -> list[str] | None:
-    """The policy's training tasks when they name some of the suite's tasks (then the report
-    tells seen from unseen ones); None when they are unrelated (a goal-conditioned policy
-    trained on one "reach" task evaluated on a maze's task1..task5)."""
-    return trained if set(trained) & set(suite) else None
 
 
 def _limit_threads() -> None:

@@ -15,11 +15,7 @@ from gcrl.datasets.native_format import COMPRESSION_HELP, COMPRESSIONS
 from gcrl.datasets.sources import CHUNK_ROWS
 from gcrl.relabel.expand import TASK_EXPANSIONS
 from gcrl.relabel.goals import goal_expansions
-from gcrl.relabel.offline import (
-    DEFAULT_HINDSIGHT_FN,
-    relabel_file,
-    relabel_strategies,
-)
+from gcrl.relabel.offline import HINDSIGHT_INSTRUCTION, relabel_file, relabel_strategies
 from gcrl.relabel.reward_fns import TASK_REWARDS_KEY
 from gcrl.relabel.rewards import GoalReward, recorded_tolerance
 from gcrl.relabel.tasks import TaskSelection
@@ -98,9 +94,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--hindsight-fn",
         metavar="MODULE:NAME",
-        default=DEFAULT_HINDSIGHT_FN,
-        help=f"hindsight-instruction: the function giving each row's hindsight task "
-        f"(default {DEFAULT_HINDSIGHT_FN})",
+        help="hindsight-instruction: the function giving each row's hindsight task "
+        "(default: BabyAI GoTo missions, gcrl.envs.babyai:hindsight_instructions)",
     )
     task = parser.add_argument_group("high-reward selection (one rule)")
     task.add_argument("--top-k", type=int, help="share with the K highest-return tasks")
@@ -161,7 +156,7 @@ def run(options: argparse.Namespace) -> int:
         gamma=options.gamma,
         truncation=options.truncation,
         reward_fn=options.reward_fn,
-        hindsight_fn=options.hindsight_fn,
+        hindsight_fn=_hindsight_fn(options),
         within_goal_segments=options.within_goal_segments,
         selection=TaskSelection(options.top_k, options.percentile, options.temperature)
         if options.strategy == "high-reward"
@@ -173,3 +168,12 @@ def run(options: argparse.Namespace) -> int:
     summary = dataclasses.replace(summary, tolerance_source=tolerance_source)
     print("\n".join(summary.lines()))
     return 0
+
+
+def _hindsight_fn(options: argparse.Namespace) -> Any:
+    """The ``--hindsight-fn`` given, else (for ``hindsight-instruction``) BabyAI's."""
+    if options.hindsight_fn is None and options.strategy == HINDSIGHT_INSTRUCTION:
+        from gcrl.envs.babyai import hindsight_instructions
+
+        return hindsight_instructions
+    return options.hindsight_fn

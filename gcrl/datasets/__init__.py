@@ -19,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gcrl.datasets.conversion import ConvertSummary, convert
     from gcrl.datasets.d4rl_format import load_d4rl, qlearning_dataset
     from gcrl.datasets.loading import (
         DatasetFormat,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from gcrl.datasets.trajectories import Observations, Task, Trajectories, concatenate
 
 _HOMES = {
+    "ConvertSummary": "conversion",
+    "convert": "conversion",
     "load_d4rl": "d4rl_format",
     "qlearning_dataset": "d4rl_format",
     "DatasetFormat": "loading",
@@ -63,6 +66,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "ConvertSummary",
     "DatasetFormat",
     "NativeReader",
     "NativeWriter",
@@ -70,6 +74,7 @@ __all__ = [
     "Task",
     "Trajectories",
     "concatenate",
+    "convert",
     "detect_format",
     "format_names",
     "formats",

@@ -4,8 +4,10 @@ The text analogue of HER. An environment module computes, for every episode it c
 (for BabyAI, the mission naming the object the agent ended next to and facing) and the step at
 which that task would have been accomplished; the episode's rows up to that step then form an
 episode of the new task, rewarded and ended there as the environment would have. That table
-is a :class:`HindsightTasks`; :class:`InstructionRelabel` applies it to a share of each
-training batch, and :func:`hindsight_episodes` writes the relabeled episodes out (offline).
+is a :class:`HindsightTasks` (:func:`with_hindsight_tasks` stores it in the data);
+:class:`InstructionRelabel` applies it to a share of each training batch, and
+:func:`hindsight_episodes` writes the relabeled episodes out (offline). The caller names the
+environment's function: no layer below the environments imports one.
 
 >>> import numpy as np
 >>> table = HindsightTasks(task_ids=np.array([2, 2, -1]), rewards=np.array([0.0, 0.9, 0.0]),
@@ -28,7 +30,8 @@ from gcrl.datasets.trajectories import (
     replace_fields,
     take_rows,
 )
-from gcrl.errors import ConfigError
+from gcrl.errors import ConfigError, option
+from gcrl.relabel.reward_fns import resolve
 from gcrl.relabel.tasks import with_task_labels
 
 
@@ -55,6 +58,45 @@ class HindsightTasks:
 
 #: ``fn(data) -> HindsightTasks``: an environment's hindsight labels of a dataset.
 HindsightFn = Callable[[Trajectories], HindsightTasks]
+#: Info columns holding the hindsight tasks of each row (see :func:`with_hindsight_tasks`).
+HINDSIGHT_COLUMNS = ("hindsight_task_id", "hindsight_reward", "hindsight_terminal")
+#: The option naming the hindsight function (``data.hindsight_fn``, ``--hindsight-fn``).
+HINDSIGHT_OPTION = "hindsight_fn"
+
+
+def hindsight_function(spec: str | HindsightFn | None) -> tuple[str, HindsightFn]:
+    """``(label, function)`` of a hindsight function given as ``MODULE:NAME`` or as the
+    function; None is a one-line error saying what to give (an environment module computes
+    hindsight tasks, for BabyAI ``gcrl.envs.babyai:hindsight_instructions``)."""
+    if spec is None:
+        raise ConfigError(
+            f"{option(HINDSIGHT_OPTION)}: hindsight instructions need the function computing "
+            "each row's hindsight task, MODULE:NAME (BabyAI: "
+            "gcrl.envs.babyai:hindsight_instructions)"
+        )
+    label, fn = resolve(spec, HINDSIGHT_OPTION)
+    if not callable(fn):
+        raise ConfigError(f"{label}: {fn!r} is not callable")
+    return label, fn
+
+
+def with_hindsight_tasks(
+    data: Trajectories, hindsight_fn: str | HindsightFn | None
+) -> Trajectories:
+    """``data`` with its hindsight tasks (from ``hindsight_fn``, see
+    :func:`hindsight_function`) as info columns (so a split into training and validation
+    episodes keeps them) and its task table extended by them."""
+    table = hindsight_function(hindsight_fn)[1](data)
+    infos = dict(data.infos)
+    columns = (table.task_ids, table.rewards, table.terminals)
+    infos.update(zip(HINDSIGHT_COLUMNS, columns, strict=True))
+    return replace_fields(data, infos=infos, tasks=tuple(table.tasks))
+
+
+def hindsight_table(data: Trajectories) -> HindsightTasks:
+    """The hindsight tasks :func:`with_hindsight_tasks` stored in ``data``."""
+    task_ids, rewards, terminals = (data.infos[k] for k in HINDSIGHT_COLUMNS)
+    return HindsightTasks(task_ids, rewards, terminals, data.tasks)
 
 
 class InstructionRelabel:

@@ -42,11 +42,10 @@ from gcrl.relabel.expand import (
     with_provenance,
 )
 from gcrl.relabel.goals import Truncation, goal_expansions
-from gcrl.relabel.instructions import HindsightFn, hindsight_episodes
+from gcrl.relabel.instructions import HindsightFn, hindsight_episodes, hindsight_function
 from gcrl.relabel.reward_fns import (
     TaskRewards,
     goal_reward_fn,
-    resolve,
     stored_task_rewards,
     task_rewards_from,
 )
@@ -55,8 +54,6 @@ from gcrl.relabel.tasks import TaskSelection, draw_tasks, episode_returns, unifo
 
 #: The offline strategy relabeling episodes with the task they accomplished.
 HINDSIGHT_INSTRUCTION = "hindsight-instruction"
-#: Its default hindsight function (BabyAI GoTo missions).
-DEFAULT_HINDSIGHT_FN = "gcrl.envs.babyai:hindsight_instructions"
 
 
 def relabel_strategies() -> tuple[str, ...]:
@@ -158,7 +155,7 @@ def relabel_file(
     truncation: Truncation = "renormalise",
     reward_fn: Any = None,
     selection: TaskSelection | None = None,
-    hindsight_fn: str | HindsightFn = DEFAULT_HINDSIGHT_FN,
+    hindsight_fn: str | HindsightFn | None = None,
     within_goal_segments: bool = False,
     compression: str = "lzf",
     chunk_rows: int = CHUNK_ROWS,
@@ -188,8 +185,9 @@ def relabel_file(
         selection: the ``high-reward`` rule.
         within_goal_segments: goal strategies draw within each pursuit of one stored goal
             (the episode cut where ``desired_goal`` changes), not the whole episode.
-        hindsight_fn: ``hindsight-instruction``: ``MODULE:NAME`` (or the function) giving a
-            chunk's :class:`~gcrl.relabel.instructions.HindsightTasks`; each episode that
+        hindsight_fn: ``hindsight-instruction`` (required there): ``MODULE:NAME`` (or the
+            function) giving a chunk's :class:`~gcrl.relabel.instructions.HindsightTasks`,
+            for BabyAI ``gcrl.envs.babyai:hindsight_instructions``; each episode that
             accomplished another task is also written, cut where it did, as that task's.
         compression, chunk_rows, overwrite: output compression (``lzf``, ``gzip``, ``none``),
             rows read per chunk, and whether an existing output may be replaced.
@@ -216,6 +214,9 @@ def relabel_file(
         reward = GoalReward(tolerance)
     if strategy == "high-reward" and selection is None:
         selection = TaskSelection()  # raises: the rule must be chosen
+    instruction_fn = None
+    if strategy == HINDSIGHT_INSTRUCTION:
+        instruction_fn = hindsight_function(hindsight_fn)[1]  # fails before anything is written
     options: dict[str, Any] = {
         "k": k,
         "seed": seed,
@@ -268,8 +269,8 @@ def relabel_file(
                 run.goals(
                     writer, goal_key, reward, reward_fn, gamma, truncation, within_goal_segments
                 )
-            elif strategy == HINDSIGHT_INSTRUCTION:
-                run.instructions(writer, hindsight_fn)
+            elif instruction_fn is not None:
+                run.instructions(writer, instruction_fn)
             else:
                 run.tasks(writer, reward_fn, selection)
             summary.stats.rows_out = writer.num_transitions
@@ -342,8 +343,7 @@ class _Run:
             writer.append(copies)
 
     # ----------------------------------------------------------------- instructions
-    def instructions(self, writer: NativeWriter, hindsight_fn: Any) -> None:
-        fn = resolve(hindsight_fn, "hindsight_fn")[1]
+    def instructions(self, writer: NativeWriter, fn: HindsightFn) -> None:
         code = relabel_code(HINDSIGHT_INSTRUCTION)
         for first_row, chunk in self.chunks(self.strategy):
             table = fn(chunk)

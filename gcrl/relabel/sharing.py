@@ -5,8 +5,8 @@
 :class:`~gcrl.relabel.sampler.GoalSampler` return): it picks ``round(ratio * B)`` rows, draws
 a target task for each from its episode's row of ``selection`` (the episode's own task never),
 lets an optional ``keep`` rule veto shares (conservative data sharing), and gives each shared
-row its target task's reward (or 0 with ``zero_reward``). :class:`TaskSampler` is a row sampler
-followed by it.
+row its target task's reward (or 0 with ``zero_reward``). :class:`TaskSampler` is the
+:class:`~gcrl.relabel.pipeline.Pipeline` of a row sampler followed by it.
 
 The modes of the training data module map onto it as follows (:func:`sharing_selection`):
 ``random``: uniform over the other tasks, true rewards; ``high-reward``: a
@@ -30,6 +30,7 @@ reward 0 (UDS); ``conservative``: uniform, true rewards, with a :class:`ScoreFil
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +38,8 @@ import numpy as np
 from gcrl.datasets.trajectories import take_observations, take_rows
 from gcrl.errors import ConfigError, MissingKeyError
 from gcrl.relabel.episodes import EpisodeIndex
+from gcrl.relabel.pipeline import Pipeline
+from gcrl.relabel.reward_fns import TASK_REWARDS_KEY, stored_task_rewards, task_rewards_from
 from gcrl.relabel.rewards import check_rewards
 from gcrl.relabel.sampler import RewardFn, RowSampler, as_generator, gather_transitions
 from gcrl.relabel.tasks import TaskSelection, episode_returns, task_thresholds, with_task_labels
@@ -213,9 +216,10 @@ class TaskSharing:
         return out
 
 
-class TaskSampler:
-    """Uniform rows of a multi-task dataset with a share relabeled to other tasks: a
-    :class:`~gcrl.relabel.sampler.RowSampler` followed by :class:`TaskSharing`.
+class TaskSampler(Pipeline):
+    """Uniform rows of a multi-task dataset with a share relabeled to other tasks: the
+    :class:`~gcrl.relabel.pipeline.Pipeline` of a :class:`~gcrl.relabel.sampler.RowSampler`
+    and :class:`TaskSharing` (the training data module builds the same one).
 
     Args:
         data, task_rewards, selection, ratio, zero_reward: as :class:`TaskSharing`.
@@ -226,7 +230,7 @@ class TaskSampler:
         seed: an int or a ``numpy.random.Generator``.
 
     :meth:`sample` returns the row sampler's batch with the shared rows' ``task_ids`` and
-    ``rewards``, plus ``source_task_ids`` and ``relabeled`` (bool).
+    ``rewards``, plus ``source_task_ids`` and ``shared`` (bool).
     """
 
     def __init__(
@@ -240,8 +244,7 @@ class TaskSampler:
         keep_fn: Callable[[dict[str, Any]], np.ndarray] | None = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        self.rng = as_generator(seed)
-        self.rows = RowSampler(data, self.rng)
+        rng = as_generator(seed)
         keep = None if keep_fn is None else self._proposal_rule(data, keep_fn)
         self.sharing = TaskSharing(
             data,
@@ -251,6 +254,7 @@ class TaskSampler:
             zero_reward=zero_reward,
             keep=keep,
         )
+        super().__init__(RowSampler(data, rng), [self.sharing], rng)
 
     @staticmethod
     def _proposal_rule(
@@ -272,11 +276,101 @@ class TaskSampler:
 
         return keep
 
-    def sample(
-        self, batch_size: int, rows: np.ndarray | None = None, *, gather: bool = True
-    ) -> dict[str, Any]:
-        """A batch of ``batch_size`` uniform rows (or the given ``rows``); ``gather=False``
-        leaves out observations and actions (see :meth:`GoalSampler.sample`)."""
-        batch = self.sharing.apply(self.rows.sample(batch_size, rows, gather=gather), self.rng)
-        batch["relabeled"] = batch.pop("shared")
-        return batch
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """The data module's task-sharing options, checked."""
+
+    mode: str
+    ratio: float
+    reward_fn: str | None
+    selection: TaskSelection | None
+    conservative_percentile: float
+    refresh: int
+
+    @classmethod
+    def build(
+        cls,
+        mode: str,
+        *,
+        ratio: float | None,
+        reward_fn: str | None,
+        top_k: int | None,
+        percentile: float | None,
+        temperature: float | None,
+        conservative_percentile: float,
+        conservative_refresh: int,
+    ) -> SharingConfig | None:
+        """The checked options; None when nothing is shared. A ``ratio`` without a mode
+        means ``random`` (the meaning ``task_relabel_ratio`` had on its own)."""
+        if mode not in SHARING_MODES:
+            raise ConfigError(f"task_sharing: unknown {mode!r}; choose one of {SHARING_MODES}")
+        if mode == "none":
+            if not ratio:
+                return None
+            mode = "random"
+        ratio = 0.5 if ratio is None else ratio
+        if not 0.0 < ratio <= 1.0:
+            raise ConfigError(f"task_relabel_ratio: must lie in (0, 1], got {ratio}")
+        rules = {
+            "sharing_top_k": top_k,
+            "sharing_percentile": percentile,
+            "sharing_temperature": temperature,
+        }
+        selection = None
+        if mode == "high-reward":
+            selection = TaskSelection(top_k, percentile, temperature)
+        else:
+            given = [name for name, value in rules.items() if value is not None]
+            if given:
+                raise ConfigError(f"{given[0]}: only task_sharing high-reward takes a rule")
+        if not 0.0 <= conservative_percentile <= 100.0:
+            raise ConfigError(
+                f"conservative_percentile: must lie in [0, 100], got {conservative_percentile}"
+            )
+        if conservative_refresh < 1:
+            raise ConfigError(f"conservative_refresh: must be >= 1, got {conservative_refresh}")
+        return cls(mode, ratio, reward_fn, selection, conservative_percentile, conservative_refresh)
+
+    def check(self, data: Trajectories, path: str) -> None:
+        """Raise unless ``data`` has tasks to share between."""
+        if data.task_ids is None or len(data.tasks) < 2:
+            raise ConfigError(
+                f"task_sharing {self.mode}: {path} holds {len(data.tasks)} task(s); "
+                "sharing needs a multi-task dataset"
+            )
+
+    def describe(self) -> str:
+        """One line for the start of a run."""
+        if self.mode == "zero-reward":
+            rewards = "reward 0"
+        else:
+            rewards = f"rewards from {self.reward_fn or 'infos/' + TASK_REWARDS_KEY}"
+        extra = ""
+        if self.selection is not None:
+            rule = {k: v for k, v in vars(self.selection).items() if v is not None}
+            extra = f", rule {rule}"
+        if self.mode == "conservative":
+            extra = (
+                f", kept at >= the {self.conservative_percentile:g}th percentile of the target "
+                f"task's own scores, refreshed every {self.refresh} steps"
+            )
+        return f"{self.mode}: {self.ratio:.0%} of each batch tried, {rewards}{extra}"
+
+    def rewards(self, data: Trajectories, path: str) -> np.ndarray:
+        """Every row's reward under every task, ``[N, M]`` float32."""
+        zeros = self.mode == "zero-reward"
+        stored = stored_task_rewards(path, len(data.tasks), zeros, option_name="task_reward_fn")
+        return task_rewards_from(self.reward_fn, data.tasks, stored)(data)
+
+    def sharing(self, data: Trajectories, path: str, scores: KeepRule | None = None) -> TaskSharing:
+        """The numpy sharing step for ``data`` (``scores``: conservative mode's filter)."""
+        rewards = self.rewards(data, path)
+        return TaskSharing(
+            data,
+            task_rewards=rewards,
+            selection=sharing_selection(self.mode, data, rewards, self.selection),
+            ratio=self.ratio,
+            zero_reward=self.mode == "zero-reward",
+            keep=scores,
+        )

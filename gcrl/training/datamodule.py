@@ -23,19 +23,17 @@ from gcrl.datasets.loading import load
 from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
 from gcrl.errors import ConfigError, GcrlError
 from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler, Subgoal
-from gcrl.relabel.instructions import InstructionRelabel
-from gcrl.relabel.rewards import recorded_tolerance
-from gcrl.spec import InputSpec
-from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor
-from gcrl.training.sharing import (
-    InstructionSampler,
-    NumpySampler,
-    SharingConfig,
-    SharingSampler,
-    TaskScores,
+from gcrl.relabel.instructions import (
+    InstructionRelabel,
     hindsight_table,
     with_hindsight_tasks,
 )
+from gcrl.relabel.pipeline import BatchSampler, BatchStep, KeepStoredGoals, Pipeline
+from gcrl.relabel.rewards import recorded_tolerance
+from gcrl.relabel.sharing import SharingConfig
+from gcrl.spec import InputSpec
+from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor
+from gcrl.training.sharing import TaskScores
 
 #: ``ogbench``: OGBench's value/actor goal mixtures and reward (index equality on s, -1/0).
 #: ``her``: HER future goals (``her_k`` per kept one), success within ``tolerance`` on s'.
@@ -104,7 +102,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             ``{geometric: 1.0}``).
         task_sharing: share rows with other tasks of a multi-task dataset inside each batch:
             ``none``, ``random``, ``high-reward``, ``zero-reward``, ``conservative``
-            (:mod:`gcrl.training.sharing`); composes with every ``relabel`` mode (shared rows
+            (:mod:`gcrl.relabel.sharing`); composes with every ``relabel`` mode (shared rows
             keep their stored goal and take the target task's reward).
         task_relabel_ratio: share of each batch tried for sharing (default 0.5 with a
             ``task_sharing`` mode; a ratio without a mode means ``random``).
@@ -125,8 +123,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         instruction_relabel_ratio: share of each batch tried for hindsight instructions:
             rows of episodes that accomplished another task take that task, with its reward
             (:mod:`gcrl.relabel.instructions`; the hindsight tasks join the task table).
-        hindsight_fn: ``MODULE:NAME`` of the function computing the hindsight tasks (BabyAI
-            GoTo missions by default).
+        hindsight_fn: ``MODULE:NAME`` of the function computing the hindsight tasks, needed
+            with ``instruction_relabel_ratio`` (BabyAI GoTo missions:
+            ``gcrl.envs.babyai:hindsight_instructions``, which the BabyAI configs name).
         normalize: standardise observations and goals by the dataset's per-dimension mean
             and standard deviation (stored in the spec, so checkpoints and
             :func:`gcrl.load_policy` apply the same); rewards and relabeling see raw values.
@@ -170,7 +169,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         conservative_percentile: float = 50.0,
         conservative_refresh: int = 1000,
         instruction_relabel_ratio: float = 0.0,
-        hindsight_fn: str = "gcrl.envs.babyai:hindsight_instructions",
+        hindsight_fn: str | None = None,
         normalize: bool = False,
         device_data: str = "auto",
         val_fraction: float = 0.0,
@@ -360,10 +359,11 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._device_data[key] = store
         return store
 
-    def sampler(self, data: Trajectories, rng: np.random.Generator) -> NumpySampler:
-        """The numpy sampler for ``data``: a :class:`GoalSampler` or :class:`RowSampler`, with
-        task sharing on top when a ``task_sharing`` mode is set."""
-        base: NumpySampler
+    def sampler(self, data: Trajectories, rng: np.random.Generator) -> Pipeline:
+        """The numpy pipeline for ``data`` (:mod:`gcrl.relabel.pipeline`): a
+        :class:`GoalSampler` or :class:`RowSampler`, then hindsight instructions and task
+        sharing when they are set."""
+        base: BatchSampler
         if self.relabel in ("ogbench", "her"):
             base = GoalSampler(
                 data,
@@ -377,19 +377,16 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         else:
             base = RowSampler(data, rng)
+        steps: list[BatchStep] = []
         if self.instruction_relabel_ratio:
-            base = InstructionSampler(
-                base, InstructionRelabel(hindsight_table(data), self.instruction_relabel_ratio), rng
-            )
-        if self.sharing is None:
-            return base
-        scores = self.task_scores_of(data) if self.conservative else None
-        return SharingSampler(
-            base,
-            self.sharing.sharing(data, self.path, scores),
-            rng,
-            stored_goals=self._stored_goals(data),
-        )
+            steps.append(InstructionRelabel(hindsight_table(data), self.instruction_relabel_ratio))
+        if self.sharing is not None:
+            scores = self.task_scores_of(data) if self.conservative else None
+            steps.append(self.sharing.sharing(data, self.path, scores))
+            stored_goals = self._stored_goals(data)
+            if stored_goals is not None:
+                steps.append(KeepStoredGoals(stored_goals))
+        return Pipeline(base, steps, rng)
 
     @property
     def conservative(self) -> bool:
