@@ -20,9 +20,10 @@ flat array observations (the ``observation`` key; the goal is its first two dime
 * GCBC: ``BC(task_signal="goal", hidden_dims=H, loss="nll")``;
 * GCIQL: ``IQL(task_signal="goal", actor_hidden_dims=H, value_hidden_dims=H)``, otherwise its
   defaults (OGBench GCIQL's); GCIVL, HIQL, QRL and CRL likewise, at their defaults (OGBench's),
-  HIQL with ``subgoal_steps=25``, QRL on random value goals with the achieved goal as its state
-  (QRL's goals are states: dict layout ``observation_keys=["achieved_goal"]``, array layout
-  the whole observation as the goal), CRL on geometric value goals.
+  each drawing the goal sets it declares (``data_needs``: HIQL's subgoals 25 steps ahead, QRL's
+  random and CRL's geometric value goals), QRL with the achieved goal as its state (QRL's
+  goals are states: dict layout ``observation_keys=["achieved_goal"]``, array layout the
+  whole observation as the goal).
 
 Methods (steps per second after --warmup untimed steps, each timed for about --seconds, best
 of --repeats interleaved rounds):
@@ -70,12 +71,6 @@ from pathlib import Path
 from typing import Any
 
 ALGORITHMS = ("GCBC", "GCIQL", "GCIVL", "HIQL", "QRL", "CRL")
-#: The data each algorithm is trained on, beyond relabel="ogbench" (see the module docstring).
-DATA_OPTIONS: dict[str, dict[str, Any]] = {
-    "HIQL": {"subgoal_steps": 25},
-    "QRL": {"value_goals": {"random": 1.0}},
-    "CRL": {"value_goals": {"geometric": 1.0}},
-}
 BARE = "bare PyTorch MLP"
 PLAIN = "plain loop, pre-drawn batches"
 PLAIN_COMPILED = "plain loop, pre-drawn, compiled update"
@@ -122,7 +117,7 @@ def data_module(
 ) -> Any:
     from gcrl.training import TrajectoryDataModule
 
-    options = dict(DATA_OPTIONS.get(algorithm, {}))
+    options: dict[str, Any] = {}
     goal_dims: list[int] | None = [0, 1] if layout == "array" else None
     if algorithm == "QRL":  # the goal must be the state
         goal_dims = None
@@ -138,8 +133,18 @@ def data_module(
         seed=0,
         **options,
     )
+    if algorithm:  # the algorithm's own goal sets (HIQL's subgoals, CRL's value goals)
+        dm.needs = algorithm_class(algorithm).data_needs
     dm.setup("fit")
     return dm
+
+
+def algorithm_class(algorithm: str) -> Any:
+    """The gcrl class of a benchmarked algorithm's name."""
+    from gcrl import algorithms
+
+    names = {"GCBC": "BC", "GCIQL": "IQL"}
+    return getattr(algorithms, names.get(algorithm, algorithm))
 
 
 def make_module(algorithm: str, spec: Any, hidden: list[int], compile_step: bool) -> Any:
@@ -157,8 +162,7 @@ def make_module(algorithm: str, spec: Any, hidden: list[int], compile_step: bool
             loss="nll",
             compile_step=compile_step,
         )
-    cls = {"GCIQL": algorithms.IQL}.get(algorithm) or getattr(algorithms, algorithm)
-    return cls(
+    return algorithm_class(algorithm)(
         spec=spec,
         task_signal="goal",
         actor_hidden_dims=hidden,

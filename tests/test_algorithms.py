@@ -562,3 +562,22 @@ def test_multitask_optimisers_under_lightning(
         assert not heads & {id(p) for p in model._multitask.gradients.parameters}
     with pytest.raises(ConfigError, match="optim"):
         algorithm(spec=dm.spec, optim="adam")
+
+
+@pytest.mark.parametrize(("cls", "weights"), [(CRL, {"geometric": 1.0}), (QRL, {"random": 1.0})])
+def test_value_goals_are_the_algorithms_own_unless_the_data_option_says(
+    cls: type, weights: dict[str, float], tmp_path: Path
+) -> None:
+    """CRL and QRL declare OGBench's value goals (data_needs); a config names only the
+    algorithm, and data.value_goals, when given, wins."""
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=4, length=10)
+    drawn = {}
+    for option in (None, {"current": 1.0}):
+        dm = TrajectoryDataModule(
+            str(path), batch_size=8, relabel="ogbench", steps_per_epoch=1, value_goals=option
+        )
+        model = cls(spec=dm.spec, task_signal="goal", hidden_dims=[8])
+        fit(model, dm, 1)
+        sampler = dm.sampler(dm.train_data, np.random.default_rng(0))
+        drawn[str(option)] = dict(sampler.base.goal_sets["value"].weights)
+    assert drawn == {"None": weights, "{'current': 1.0}": {"current": 1.0}}

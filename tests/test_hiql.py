@@ -16,6 +16,7 @@ from gcrl.models.policies import length_normalize
 from gcrl.relabel import GoalMixture, GoalSampler, Subgoal
 from gcrl.training import TrajectoryDataModule
 from gcrl.training.batch import Batch
+from gcrl.training.needs import DataNeeds
 
 from .conftest import make_trajectories
 from .reference import gaussian_log_prob
@@ -111,14 +112,14 @@ def hiql_reference(model: HIQL, batch: Batch) -> dict[str, list[float]]:
 
 
 def data_module(path: Path, **options: object) -> TrajectoryDataModule:
-    return TrajectoryDataModule(str(path), relabel="ogbench", subgoal_steps=5, **options)  # type: ignore[arg-type]
+    return TrajectoryDataModule(str(path), relabel="ogbench", **options)  # type: ignore[arg-type]
 
 
 def test_hiql_losses_equal_a_per_sample_reference(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=6, length=12, noise=0.3)
     dm = data_module(path, batch_size=24, steps_per_epoch=3)
     torch.manual_seed(0)
-    model = HIQL(spec=dm.spec, hidden_dims=[16], rep_dim=4)
+    model = HIQL(spec=dm.spec, hidden_dims=[16], rep_dim=4, subgoal_steps=5)
     fit(model, dm, 3)
     batch = next(iter(dm.train_dataloader()))
     with torch.no_grad():
@@ -139,7 +140,7 @@ def test_hiql_subgoals_lie_between_state_and_goal(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=80, length=25, noise=0.1)
     dm = data_module(path, batch_size=128, steps_per_epoch=100)
     torch.manual_seed(0)
-    model = HIQL(spec=dm.spec, hidden_dims=[64, 64], learning_rate=1e-3)
+    model = HIQL(spec=dm.spec, hidden_dims=[64, 64], learning_rate=1e-3, subgoal_steps=5)
     rng = np.random.default_rng(7)
     states = rng.uniform(-0.8, 0.8, (60, 2))
     goals = rng.uniform(-0.8, 0.8, (60, 2))
@@ -174,9 +175,31 @@ def test_hiql_needs_subgoals_and_goals(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=4, length=6)
     plain = TrajectoryDataModule(str(path), batch_size=8, relabel="ogbench")
     model = HIQL(spec=plain.spec, hidden_dims=[8])
-    with pytest.raises(ConfigError, match=r"set data\.subgoal_steps"):
-        model.losses(next(iter(plain.train_dataloader())))
+    with pytest.raises(ConfigError, match=r"no subgoals; draw them with its data_needs"):
+        model.losses(next(iter(plain.train_dataloader())))  # no model attached: no needs
     with pytest.raises(ConfigError, match="use task_signal goal"):
         HIQL(spec=plain.spec, task_signal="none", hidden_dims=[8])
-    with pytest.raises(ConfigError, match="subgoal_steps: subgoals are drawn with goals"):
-        TrajectoryDataModule(str(path), batch_size=8, relabel="none", subgoal_steps=5)
+    stored = TrajectoryDataModule(str(path), batch_size=8, relabel="none")
+    with pytest.raises(ConfigError, match=r"relabel none: the algorithm reads subgoals"):
+        stored.sampler(stored.data, np.random.default_rng(0), needs=model.data_needs)
+    empty = plain.sampler(plain.data, np.random.default_rng(0), needs=DataNeeds())
+    assert set(empty.base.goal_sets) == {"value", "actor"}
+
+
+def test_hiql_declares_its_subgoals_and_the_data_module_draws_them(tmp_path: Path) -> None:
+    """The algorithm owns its data needs: trained by gcrl's fit, HIQL's data module (which
+    has no subgoal option) draws subgoals at HIQL's subgoal_steps."""
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=4, length=12)
+    dm = TrajectoryDataModule(str(path), batch_size=16, relabel="ogbench", steps_per_epoch=2)
+    model = HIQL(spec=dm.spec, hidden_dims=[8], subgoal_steps=3)
+    assert HIQL.data_needs.goal_sets["subgoal"] == Subgoal(25), "OGBench's default"
+    fit(model, dm, 2)
+    sets = dm.sampler(dm.train_data, np.random.default_rng(0)).base.goal_sets
+    assert sets["subgoal"] == Subgoal(3)
+    assert sets["high_target"] == Subgoal(3, toward="actor", states=True)
+    batch = next(iter(dm.train_dataloader()))
+    assert {"subgoal", "high_target"} <= set(batch.goals) and "high_target" in batch.goal_states
+    by_hand = data_module(path)
+    by_hand.needs = HIQL.data_needs  # outside gcrl fit: the class's (25 steps)
+    sets = by_hand.sampler(by_hand.data, np.random.default_rng(0)).base.goal_sets
+    assert sets["subgoal"] == Subgoal(25)

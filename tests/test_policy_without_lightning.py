@@ -28,7 +28,7 @@ CASES: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "gcivl-goal": (GCIVL, "goal", {}),
     "crl-goal": (CRL, "goal", {}),
     "qrl-goal": (QRL, "goal", {"latent_dim": 16}),
-    "hiql-goal": (HIQL, "goal", {"rep_dim": 4}),
+    "hiql-goal": (HIQL, "goal", {"rep_dim": 4, "subgoal_steps": 3}),
     "dqn-goal-discrete": (DQN, "discrete", {}),
     "bc-goal-discrete": (BC, "discrete", {}),
     "bc-onehot-independent": (BC, "tasks", {"task_signal": "onehot", "layout": "independent"}),
@@ -52,7 +52,7 @@ def checkpoint(tmp_path: Path, name: str) -> tuple[Path, Any, Path]:
     else:
         path = goal_chain(tmp_path / "c.hdf5", episodes=20)
     # HIQL learns from subgoals, which only relabeled batches hold.
-    relabel = {"relabel": "ogbench", "subgoal_steps": 3} if cls is HIQL else {"relabel": "none"}
+    relabel = {"relabel": "ogbench"} if cls is HIQL else {"relabel": "none"}
     dm = TrajectoryDataModule(
         str(path), batch_size=16, steps_per_epoch=3, normalize=True, **relabel
     )

@@ -36,6 +36,7 @@ from gcrl.tasks.signals import (
     task_vectors,
 )
 from gcrl.training.batch import Batch
+from gcrl.training.needs import DataNeeds
 
 #: Options of gcrl 0.1 that its checkpoints hold and that still load (see GCRLModule).
 LEGACY_OPTIONS = ("compile_losses", "gradient_clip_val")
@@ -102,6 +103,8 @@ class GCRLModule(UpdatePaths):
     objective: ClassVar[tuple[str, ...]] = ()
     #: The goal sets of a batch (``Batch.goals``) the losses read.
     goal_sets: ClassVar[tuple[str, ...]] = ()
+    #: What the batches must hold beyond them (value goals, subgoal sets): the data module reads it.
+    data_needs: DataNeeds = DataNeeds()
     #: How the algorithm acts, one of :data:`gcrl.models.policies.ACTING_RULES` (see
     #: :func:`~gcrl.models.policies.act_by_rule`): the default :meth:`act_on` follows it, and
     #: :func:`gcrl.load_policy` rebuilds the acting parts by it without the algorithm's class

@@ -3,8 +3,8 @@
 Critic: an ensemble of two bilinear networks, ``phi(s, a)`` and ``psi(g)``, each mapping to a
 ``latent_dim`` vector, with ``Q(s, a, g) = exp(phi . psi / sqrt(latent_dim))``. It is trained
 by binary NCE over the batch: each row's own goal (a future state of its trajectory, drawn
-geometrically: ``data.value_goals: {geometric: 1.0}``) is the positive, the other rows' goals
-are the negatives. No rewards are used. Actor, as in OGBench:
+geometrically: its ``data_needs``, ``value_goals {geometric: 1.0}``) is the positive, the
+other rows' goals are the negatives. No rewards are used. Actor, as in OGBench:
 
 - ``ddpgbc`` (default, continuous actions): maximise ``log Q`` of the actor's clipped mean
   action, the lower of the two critics, normalised by its mean absolute value, plus
@@ -28,6 +28,7 @@ from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble
 from gcrl.models.factory import NetworkFactory
 from gcrl.training.batch import Batch
+from gcrl.training.needs import DataNeeds
 
 ACTOR_LOSSES = ("ddpgbc", "awr")
 #: ``log Q`` is taken of ``max(Q, 1e-6)``, as OGBench does.
@@ -139,6 +140,7 @@ class CRL(GCRLModule):
     """
 
     goal_sets = ("value", "actor")
+    data_needs = DataNeeds(value_goals={"geometric": 1.0})  # OGBench's CRL value goals
     acting_rule = "greedy"
 
     def __init__(

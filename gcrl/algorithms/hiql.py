@@ -5,7 +5,7 @@ a representation ``phi([s; g])``: an MLP of the state and the goal, length-norma
 values, learned only through the value. Two policies act through it:
 
 - the high-level policy ``pi_h(z | s, g)`` outputs the representation ``z = phi([s; w])`` of a
-  subgoal ``w`` 25 steps ahead (``data.subgoal_steps``), by AWR with weight
+  subgoal ``w`` 25 steps ahead (``subgoal_steps``), by AWR with weight
   ``exp(3 (V(w, g) - V(s, g)))`` capped at 100 (the target ``w`` never passes the goal);
 - the low-level policy ``pi_l(a | s, phi([s; w]))`` acts towards the subgoal, by AWR with
   weight ``exp(3 (V(s', w) - V(s, w)))`` capped at 100; gradients do not reach ``phi``.
@@ -27,7 +27,9 @@ from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
 from gcrl.models.mlp import MLP
 from gcrl.models.policies import Policy, length_normalize
+from gcrl.relabel import Subgoal
 from gcrl.training.batch import Batch
+from gcrl.training.needs import DataNeeds
 
 
 class SubgoalValue(nn.Module):
@@ -115,6 +117,22 @@ def high_actor_losses(
     }
 
 
+#: OGBench's distance of the subgoals ahead of the state, in steps.
+SUBGOAL_STEPS = 25
+
+
+def subgoal_needs(steps: int) -> DataNeeds:
+    """HIQL's goal sets: the low-level goal ``subgoal``, the state ``steps`` ahead, and the
+    high-level target ``high_target``, the same but never past the actor goal, with its
+    states."""
+    return DataNeeds(
+        goal_sets={
+            "subgoal": Subgoal(steps),
+            "high_target": Subgoal(steps, toward="actor", states=True),
+        }
+    )
+
+
 class HIQL(GCRLModule):
     """Hierarchical implicit Q-learning (OGBench HIQL's defaults).
 
@@ -127,12 +145,15 @@ class HIQL(GCRLModule):
         discount, tau, expectile: 0.99, 0.005, 0.7.
         low_alpha, high_alpha: the two AWR inverse temperatures (3 each).
         const_std: the policies' Gaussians have standard deviation 1.
+        subgoal_steps: how far ahead subgoals lie (25, OGBench's): the data module draws the
+            goal sets ``subgoal`` and ``high_target`` at that distance (``data_needs``).
         **kwargs: task signal and optimiser options of :class:`GCRLModule`; the signal is a
-            goal (``data.subgoal_steps`` must be set).
+            goal.
     """
 
     objective = ("value/loss", "low_actor/loss", "high_actor/loss")
     goal_sets = ("value", "actor", "subgoal", "high_target")
+    data_needs = subgoal_needs(SUBGOAL_STEPS)
     acting_rule = "subgoal"
     acting_networks = ("high_actor", "low_actor")
 
@@ -150,9 +171,11 @@ class HIQL(GCRLModule):
         high_alpha: float = 3.0,
         const_std: bool = True,
         activation: str = "gelu",
+        subgoal_steps: int = SUBGOAL_STEPS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.data_needs = subgoal_needs(subgoal_steps)
         if not self.signal.uses_goals:
             raise ConfigError(
                 "HIQL: subgoals are states on the way to a goal; use task_signal goal"
@@ -185,7 +208,10 @@ class HIQL(GCRLModule):
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         if "high_target" not in batch.goal_states:
-            raise ConfigError("HIQL: the batches hold no subgoals; set data.subgoal_steps (25)")
+            raise ConfigError(
+                "HIQL: the batches hold no subgoals; draw them with its data_needs "
+                "(gcrl fit does; from Python, dm.sampler(data, rng, needs=model.data_needs))"
+            )
         condition = {name: self.batch_condition(batch, name) for name in self.goal_sets}
         out = value_losses(
             self.value,

@@ -2,10 +2,10 @@
 
 Value: a quasimetric distance ``d(s, g)`` (:class:`gcrl.models.quasimetric.IQE`: one encoder
 ``phi`` for states and goals, so goals must be states, as in OGBench). It is trained to be as
-large as possible between states and random goals (``data.value_goals: {random: 1.0}``;
-OGBench's shaping ``100 softplus(5 - d / 100)``) while one step stays within distance 1: the
-constraint ``relu(d(s, s') - 1)^2 <= eps`` enters through a Lagrange multiplier ``lam``,
-itself learned by dual ascent. Actor, as in OGBench:
+large as possible between states and random goals (its ``data_needs``: ``value_goals
+{random: 1.0}``; OGBench's shaping ``100 softplus(5 - d / 100)``) while one step stays
+within distance 1: the constraint ``relu(d(s, s') - 1)^2 <= eps`` enters through a Lagrange
+multiplier ``lam``, itself learned by dual ascent. Actor, as in OGBench:
 
 - ``ddpgbc`` (default, continuous actions): a latent dynamics model predicts ``phi(s')`` from
   ``phi(s)`` and the action (trained by the distance between its prediction and ``phi(s')``,
@@ -26,6 +26,7 @@ from gcrl.errors import ConfigError
 from gcrl.models.mlp import MLP
 from gcrl.models.quasimetric import IQE, iqe_distance
 from gcrl.training.batch import Batch
+from gcrl.training.needs import DataNeeds
 
 ACTOR_LOSSES = ("ddpgbc", "awr")
 #: AWR's cap on ``exp(alpha * advantage)``.
@@ -82,6 +83,7 @@ class QRL(GCRLModule):
     """
 
     goal_sets = ("value", "actor")
+    data_needs = DataNeeds(value_goals={"random": 1.0})  # OGBench's QRL value goals
     acting_rule = "greedy"
 
     def __init__(

@@ -11,7 +11,7 @@ masks, task ids) cross to the device each step. Otherwise the numpy batch become
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import lightning as L
@@ -33,6 +33,7 @@ from gcrl.relabel.rewards import recorded_tolerance
 from gcrl.relabel.sharing import SharingConfig
 from gcrl.spec import InputSpec
 from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor
+from gcrl.training.needs import DataNeeds
 from gcrl.training.sharing import TaskScores
 
 #: ``ogbench``: OGBench's value/actor goal mixtures and reward (index equality on s, -1/0).
@@ -44,8 +45,6 @@ from gcrl.training.sharing import TaskScores
 RELABEL_MODES = ("auto", "ogbench", "her", "none")
 #: The goal sets every batch carries (with ``none``, both are the stored goal).
 GOAL_SETS = ("value", "actor")
-#: The goal sets ``subgoal_steps`` adds (HIQL's low-level goals and high-level targets).
-SUBGOAL_SETS = ("subgoal", "high_target")
 #: ``auto``: keep the data on the device when it takes at most :data:`DEVICE_SHARE` of the
 #: device's free memory (always on CPU); ``always`` / ``never``.
 DEVICE_DATA_MODES = ("auto", "always", "never")
@@ -55,25 +54,22 @@ DEVICE_SHARE = 0.5
 def goal_sets(
     relabel: str,
     her_k: int,
-    value_goals: dict[str, float] | None = None,
-    subgoal_steps: int | None = None,
+    value_goals: Mapping[str, float] | None = None,
+    extra: Mapping[str, Subgoal] | None = None,
 ) -> dict[str, GoalMixture | Subgoal | str]:
     """The goal sets a relabel mode draws (``value`` carries the rewards); ``value_goals``
     replaces the weights of OGBench's value mixture (its geometric part keeps discount 0.99,
-    clipped to the episode's last state). ``subgoal_steps`` adds HIQL's :data:`SUBGOAL_SETS`:
-    ``subgoal``, the state that many steps ahead, and ``high_target``, the same but never past
-    the ``actor`` goal, with its states."""
+    clipped to the episode's last state); ``extra`` adds an algorithm's subgoal sets
+    (:class:`gcrl.training.needs.DataNeeds`)."""
     sets: dict[str, GoalMixture | Subgoal | str]
     if relabel == "ogbench":
         value = GoalMixture.ogbench_value()
         if value_goals is not None:
-            value = GoalMixture(value_goals, value.gamma, value.truncation)
+            value = GoalMixture(dict(value_goals), value.gamma, value.truncation)
         sets = {"value": value, "actor": GoalMixture.ogbench_actor()}
     else:
         sets = {"value": GoalMixture.her(her_k), "actor": "value"}
-    if subgoal_steps is not None:
-        sets["subgoal"] = Subgoal(subgoal_steps)
-        sets["high_target"] = Subgoal(subgoal_steps, toward="actor", states=True)
+    sets.update(extra or {})
     return sets
 
 
@@ -97,9 +93,10 @@ class TrajectoryDataModule(L.LightningDataModule):
         tolerance: ``her`` mode: a goal is reached when the achieved goal of s' lies within
             this distance of it (default: the radius the dataset records, ``success_radius``
             or ``tolerance``, else 0.5; :func:`gcrl.relabel.rewards.recorded_tolerance`).
-        value_goals: ``ogbench`` mode: the value goals' mixture weights by strategy (default
-            OGBench's ``{current: 0.2, geometric: 0.5, random: 0.3}``; CRL uses
-            ``{geometric: 1.0}``).
+        value_goals: ``ogbench`` mode: the value goals' mixture weights by strategy, over
+            the algorithm's own (its ``data_needs``: CRL ``{geometric: 1.0}``, QRL
+            ``{random: 1.0}``; else OGBench's ``{current: 0.2, geometric: 0.5, random:
+            0.3}``).
         task_sharing: share rows with other tasks of a multi-task dataset inside each batch:
             ``none``, ``random``, ``high-reward``, ``zero-reward``, ``conservative``
             (:mod:`gcrl.relabel.sharing`); composes with every ``relabel`` mode (shared rows
@@ -139,10 +136,6 @@ class TrajectoryDataModule(L.LightningDataModule):
             labelled by optimiser step). Training switches to manual optimisation, so
             ``trainer.gradient_clip_val`` is applied by the model (norm clipping only);
             ``every_n_train_steps`` of a checkpoint callback should be a multiple of it.
-        subgoal_steps: HIQL's subgoals: each batch also holds the goal sets ``subgoal`` (the
-            state this many steps ahead, capped at the episode's end) and ``high_target`` (the
-            same, capped at the ``actor`` goal, with its states); OGBench uses 25. Needs a
-            relabel mode that draws goals (``ogbench`` or ``her``).
         steps_per_epoch: batches per training epoch (the data is sampled, so an epoch is
             only a unit of logging and validation).
         val_batches: batches per validation run (with ``val_fraction``).
@@ -174,7 +167,6 @@ class TrajectoryDataModule(L.LightningDataModule):
         device_data: str = "auto",
         val_fraction: float = 0.0,
         updates_per_batch: int = 1,
-        subgoal_steps: int | None = None,
         steps_per_epoch: int = 1000,
         val_batches: int = 8,
         seed: int = 0,
@@ -203,7 +195,6 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.device_data = device_data
         self.val_fraction = val_fraction
         self.updates_per_batch = updates_per_batch
-        self.subgoal_steps = subgoal_steps
         self.steps_per_epoch = steps_per_epoch
         self.val_batches = val_batches
         self.seed = seed
@@ -223,13 +214,6 @@ class TrajectoryDataModule(L.LightningDataModule):
         observations = self.data.observations
         is_dict = isinstance(observations, dict)
         self.relabel, reason = self._choose_relabel(relabel, goal_dims)
-        if subgoal_steps is not None and self.relabel not in ("ogbench", "her"):
-            raise ConfigError(
-                f"subgoal_steps: subgoals are drawn with goals; relabel is {self.relabel} "
-                f"({reason}); use relabel ogbench"
-            )
-        if subgoal_steps is not None and subgoal_steps < 1:
-            raise ConfigError(f"subgoal_steps: must be >= 1, got {subgoal_steps}")
         within = (
             f", goals reached within {self.tolerance} ({self._tolerance_source})"
             if self.relabel == "her"
@@ -270,6 +254,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._device_data: dict[tuple[int, torch.device], DeviceData] = {}
         #: Conservative sharing: each dataset's scores (by ``id``), refreshed as it is drawn.
         self._task_scores: dict[int, TaskScores] = {}
+        self._told: set[tuple[tuple[str, ...], bool]] = set()  # goal needs already logged
+        #: The algorithm's data needs, when set by hand (see :meth:`algorithm_needs`).
+        self.needs: DataNeeds | None = None
 
     def _choose_relabel(self, relabel: str, goal_dims: list[int] | None) -> tuple[str, str]:
         """The relabel mode to use and why (``auto`` decided from the data)."""
@@ -359,17 +346,21 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._device_data[key] = store
         return store
 
-    def sampler(self, data: Trajectories, rng: np.random.Generator) -> Pipeline:
+    def sampler(
+        self, data: Trajectories, rng: np.random.Generator, needs: DataNeeds | None = None
+    ) -> Pipeline:
         """The numpy pipeline for ``data`` (:mod:`gcrl.relabel.pipeline`): a
         :class:`GoalSampler` or :class:`RowSampler`, then hindsight instructions and task
-        sharing when they are set."""
+        sharing when they are set. ``needs``: the algorithm's (default: those of the model
+        the trainer fits, see :meth:`algorithm_needs`)."""
+        value_goals, extra = self._goal_needs(self.algorithm_needs() if needs is None else needs)
         base: BatchSampler
         if self.relabel in ("ogbench", "her"):
             base = GoalSampler(
                 data,
                 goal_key=self.goal_key,
                 goal_dims=None if isinstance(data.observations, dict) else self.goal_dims,
-                goal_sets=goal_sets(self.relabel, self.her_k, self.value_goals, self.subgoal_steps),
+                goal_sets=goal_sets(self.relabel, self.her_k, value_goals, extra),
                 reward=GoalReward.ogbench()
                 if self.relabel == "ogbench"
                 else GoalReward(self.tolerance),
@@ -387,6 +378,39 @@ class TrajectoryDataModule(L.LightningDataModule):
             if stored_goals is not None:
                 steps.append(KeepStoredGoals(stored_goals))
         return Pipeline(base, steps, rng)
+
+    def algorithm_needs(self) -> DataNeeds:
+        """:attr:`needs` when set (to draw an algorithm's batches outside ``gcrl fit``:
+        ``dm.needs = model.data_needs``), else those of the model the trainer fits, else
+        none."""
+        if self.needs is not None:
+            return self.needs
+        model = getattr(self.trainer, "lightning_module", None) if self.trainer else None
+        needs = getattr(model, "data_needs", None)
+        return needs if isinstance(needs, DataNeeds) else DataNeeds()
+
+    def _goal_needs(
+        self, needs: DataNeeds
+    ) -> tuple[Mapping[str, float] | None, dict[str, Subgoal]]:
+        """The value mixture and extra goal sets to draw: the algorithm's ``needs``, with this
+        module's ``value_goals`` over its mixture (a one-line error when its subgoals cannot
+        be drawn)."""
+        extra = dict(needs.goal_sets)
+        if extra and self.relabel not in ("ogbench", "her"):
+            raise ConfigError(
+                f"relabel {self.relabel}: the algorithm reads subgoals ({', '.join(extra)}), "
+                "which are drawn with goals; use relabel ogbench"
+            )
+        key = (tuple(sorted(extra)), self.value_goals is None)
+        if key not in self._told:
+            self._told.add(key)
+            value = self.value_goals or needs.value_goals
+            source = "data.value_goals" if self.value_goals else "the algorithm's"
+            if value is not None and self.relabel == "ogbench":
+                rank_zero_info(f"data: value goals {dict(value)} ({source})")
+            for name, subgoal in extra.items():
+                rank_zero_info(f"data: goal set {name}: {subgoal.steps} steps ahead")
+        return self.value_goals or needs.value_goals, extra
 
     @property
     def conservative(self) -> bool:
@@ -443,9 +467,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         goals: dict[str, torch.Tensor] = {}
         goal_states: dict[str, torch.Tensor] = {}
         if "value_goals" in batch:
-            for name in (*GOAL_SETS, *SUBGOAL_SETS):
-                if f"{name}_goals" in batch:
-                    goals[name] = float_tensor(spec.network_goals(batch[f"{name}_goals"], n))
+            for name in [key.removesuffix("_goals") for key in batch if key.endswith("_goals")]:
+                goals[name] = float_tensor(spec.network_goals(batch[f"{name}_goals"], n))
                 if f"{name}_states" in batch:
                     goal_states[name] = float_tensor(spec.network_state(batch[f"{name}_states"]))
         elif spec.goal_dim:
