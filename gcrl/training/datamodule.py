@@ -254,7 +254,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._device_data: dict[tuple[int, torch.device], DeviceData] = {}
         #: Conservative sharing: each dataset's scores (by ``id``), refreshed as it is drawn.
         self._task_scores: dict[int, TaskScores] = {}
-        self._told: set[tuple[tuple[str, ...], bool]] = set()  # goal needs already logged
+        self._told: set[str] = set()  # the goal-need lines already logged
         #: The algorithm's data needs, when set by hand (see :meth:`algorithm_needs`).
         self.needs: DataNeeds | None = None
 
@@ -401,16 +401,16 @@ class TrajectoryDataModule(L.LightningDataModule):
                 f"relabel {self.relabel}: the algorithm reads subgoals ({', '.join(extra)}), "
                 "which are drawn with goals; use relabel ogbench"
             )
-        key = (tuple(sorted(extra)), self.value_goals is None)
-        if key not in self._told:
-            self._told.add(key)
-            value = self.value_goals or needs.value_goals
+        value_goals = self.value_goals or needs.value_goals
+        lines = [f"data: goal set {name}: {goal.steps} steps ahead" for name, goal in extra.items()]
+        if value_goals is not None and self.relabel == "ogbench":
             source = "data.value_goals" if self.value_goals else "the algorithm's"
-            if value is not None and self.relabel == "ogbench":
-                rank_zero_info(f"data: value goals {dict(value)} ({source})")
-            for name, subgoal in extra.items():
-                rank_zero_info(f"data: goal set {name}: {subgoal.steps} steps ahead")
-        return self.value_goals or needs.value_goals, extra
+            lines.insert(0, f"data: value goals {dict(value_goals)} ({source})")
+        for line in lines:  # once each: the training and validation samplers share them
+            if line not in self._told:
+                self._told.add(line)
+                rank_zero_info(line)
+        return value_goals, extra
 
     @property
     def conservative(self) -> bool:
