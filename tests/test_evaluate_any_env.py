@@ -179,6 +179,10 @@ def test_observations_and_actions_that_do_not_fit_the_policy_are_one_line_errors
     assert f"--goal: {MAZE} gives its own goal" in err
     err = _one_line_error(capsys, [*args, "--env", "pointmaze-medium", "--goal", "1,2"])
     assert "--goal: pointmaze-medium sets its own goals" in err
+    from gcrl.envs import suite  # from Python the error names the parameter
+
+    with pytest.raises(ConfigError, match=r"^max_steps: pointmaze-medium sets its own goals"):
+        suite("pointmaze-medium", max_steps=5)
     err = _one_line_error(capsys, [*args, "--env", MAZE, "--max-steps", "0"])
     assert "--max-steps: must be at least 1" in err
     videos = ["--env", MAZE, "--max-steps", "2", "--video", str(tmp_path / "v")]

@@ -20,7 +20,7 @@ import importlib
 from collections.abc import Sequence
 
 from gcrl.envs.base import Recipe, Suite
-from gcrl.errors import ConfigError
+from gcrl.errors import ConfigError, option
 
 #: Recipe name -> module holding ``RECIPE``.
 RECIPES = {
@@ -63,7 +63,7 @@ def suite(name: str, *, goal: Sequence[float] | None = None, max_steps: int | No
         from gcrl.envs.gymnasium_suite import gymnasium_suite
 
         return gymnasium_suite(name, goal=goal, max_steps=max_steps, suites=list(SUITES))
-    for flag, value in (("--goal", goal), ("--max-steps", max_steps)):
+    for flag, value in ((option("goal"), goal), (option("max_steps"), max_steps)):
         if value is not None:
             raise ConfigError(
                 f"{flag}: {name} sets its own goals and step limit; {flag} is for gymnasium "
