@@ -34,6 +34,7 @@ from gcrl.relabel.goals import (
     register_goal_strategy,
 )
 from gcrl.relabel.her import her_relabel
+from gcrl.relabel.pipeline import KeepStoredGoals, Pipeline
 from gcrl.relabel.rewards import GoalReward, goal_distance, goal_success
 from gcrl.relabel.sampler import GoalSampler, RowSampler
 from gcrl.relabel.sharing import SHARING_MODES, ScoreFilter, TaskSampler, TaskSharing
@@ -70,6 +71,8 @@ __all__ = [
     "GoalReward",
     "GoalSampler",
     "GoalStrategy",
+    "KeepStoredGoals",
+    "Pipeline",
     "RowSampler",
     "ScoreFilter",
     "Subgoal",
