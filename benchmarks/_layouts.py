@@ -39,6 +39,7 @@ def _module(algorithm: str, layout: str, hidden: list[int]) -> Any:
 
     from gcrl.algorithms import BC, IQL
     from gcrl.datasets import Task
+    from gcrl.learner import AgentModule
     from gcrl.spec import InputSpec
 
     tasks = tuple(Task(f"task{t}", f"task number {t}") for t in range(TASKS))
@@ -54,7 +55,7 @@ def _module(algorithm: str, layout: str, hidden: list[int]) -> Any:
     if layout == "care":
         with torch.no_grad():
             module.signal.table.copy_(torch.randn(TASKS, TEXT_DIM))
-    return module
+    return AgentModule(module)
 
 
 def measure_layouts(

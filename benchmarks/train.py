@@ -32,7 +32,7 @@ of --repeats interleaved rounds):
   batches, no gcrl code: the floor for an eager PyTorch implementation;
 * plain loop: the gcrl module's ``training_step``, ``backward``, Adam and ``update_targets``
   on 16 pre-drawn batches: the model's cost alone;
-* plain loop, compiled update: the update ``compile_step`` runs (``gcrl.algorithms.compiled``:
+* plain loop, compiled update: the update ``compile_step`` runs (``gcrl.learner.compiled``:
   gradient, Adam and target update in one compiled function) on the same pre-drawn batches:
   the row to set beside OGBench's jitted update, which is timed the same way;
 * gcrl via Lightning, dict / array observations: ``Trainer.fit`` on the data module (data,
@@ -148,27 +148,31 @@ def algorithm_class(algorithm: str) -> Any:
 
 
 def make_module(algorithm: str, spec: Any, hidden: list[int], compile_step: bool) -> Any:
-    """The algorithm's module of ``hidden`` widths, freshly initialised (seed 0)."""
+    """The algorithm's agent of ``hidden`` widths, freshly initialised (seed 0), in the
+    Lightning adapter."""
     import torch
 
     from gcrl import algorithms
+    from gcrl.learner import AgentModule
 
     torch.manual_seed(0)
     if algorithm == "GCBC":
-        return algorithms.BC(
+        agent: Any = algorithms.BC(
             spec=spec,
             task_signal="goal",
             hidden_dims=hidden,
             loss="nll",
             compile_step=compile_step,
         )
-    return algorithm_class(algorithm)(
-        spec=spec,
-        task_signal="goal",
-        actor_hidden_dims=hidden,
-        value_hidden_dims=hidden,
-        compile_step=compile_step,
-    )
+    else:
+        agent = algorithm_class(algorithm)(
+            spec=spec,
+            task_signal="goal",
+            actor_hidden_dims=hidden,
+            value_hidden_dims=hidden,
+            compile_step=compile_step,
+        )
+    return AgentModule(agent)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -226,9 +230,9 @@ def plain_step(module: Any, batches: Iterator[Any]) -> Callable[[], None]:
 
 
 def compiled_plain_step(module: Any, batches: Iterator[Any]) -> Callable[[], None]:
-    """The compiled whole update (``gcrl.algorithms.compiled``, what ``compile_step`` runs)
+    """The compiled whole update (``gcrl.learner.compiled``, what ``compile_step`` runs)
     on pre-drawn batches: the model's cost alone, compiled, beside OGBench's jitted update."""
-    from gcrl.algorithms.compiled import CompiledAdam, CompiledUpdate
+    from gcrl.learner.compiled import CompiledAdam, CompiledUpdate
 
     params = [p for p in module.parameters() if p.requires_grad]
     update = CompiledUpdate(module, CompiledAdam(params, lr=module.learning_rate), None)

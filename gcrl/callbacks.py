@@ -1,5 +1,5 @@
 """Lightning callbacks: evaluation in the real environment during ``gcrl fit``, the training
-rate, and the progress bar.
+rate, the progress bar, and the checkpoint written when a run is interrupted.
 
 In a config::
 
@@ -14,13 +14,18 @@ logs ``eval/success_mean``, ``eval/success_median``, ``eval/success_worst`` and
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 
 from gcrl.errors import ConfigError
+from gcrl.io import Interrupted
 
 
 class StepProgressBar(RichProgressBar):
@@ -126,7 +131,7 @@ class EvaluationCallback(L.Callback):
         self._last_step = trainer.global_step
         if not trainer.is_global_zero:
             return
-        policy = LoadedPolicy(pl_module)  # type: ignore[arg-type]
+        policy = LoadedPolicy(cast(Any, pl_module).agent)  # an AgentModule's agent
         training = pl_module.training
         pl_module.eval()
         try:
@@ -144,3 +149,61 @@ class EvaluationCallback(L.Callback):
         metrics.update({f"eval/success/{t.name}": t.success_rate for t in report.tasks})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+
+
+class InterruptCheckpoint(L.Callback):
+    """SIGINT or SIGTERM during ``gcrl fit`` stops training at the end of the current step
+    and writes ``interrupted.ckpt`` beside the run's checkpoints (to a temporary file renamed
+    into place), from which ``--ckpt_path`` continues exactly; a second signal stops at once.
+
+    Single-process runs only (under DDP each rank would need the same step): there the
+    signals keep Lightning's handling.
+    """
+
+    FILENAME = "interrupted.ckpt"
+
+    def __init__(self) -> None:
+        #: The signal that stopped training (None: it ran to its end).
+        self.signal: int | None = None
+        #: The checkpoint written on the signal.
+        self.path: Path | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # the second one: stop now
+            self._restore()
+            raise Interrupted(signum)
+        self.signal = signum
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.signal is None or self.path is not None:
+            return
+        callback = trainer.checkpoint_callback
+        directory = Path(getattr(callback, "dirpath", None) or trainer.default_root_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / self.FILENAME
+        temporary = directory / f".{self.FILENAME}.{os.getpid()}.tmp"
+        try:
+            trainer.save_checkpoint(temporary, weights_only=False)  # optimiser state too
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.path = path
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, err: Any) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}

@@ -1,4 +1,4 @@
-"""Trained policies as plain callables on numpy observations.
+"""Trained policies as plain callables on numpy observations (torch, no Lightning).
 
 >>> import gcrl
 >>> policy = gcrl.load_policy("runs/csv/version_0/checkpoints/last.ckpt")  # doctest: +SKIP
@@ -12,28 +12,19 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError, MissingGoalsError
-from gcrl.models.critics import ValueEnsemble
-from gcrl.models.policies import ACTING_RULES, Policy, act_by_rule
-from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec
-from gcrl.tasks.signals import (
-    SIGNAL_CLASSES,
-    EmbeddingSignal,
-    OneHotSignal,
-    TaskSignal,
-    TextSignal,
-    task_vectors,
-)
+from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION
+from gcrl.tasks.signals import EmbeddingSignal, OneHotSignal, TextSignal
 
 if TYPE_CHECKING:
-    from gcrl.algorithms.base import GCRLModule
+    from gcrl.algorithms.agent import Agent
+    from gcrl.algorithms.records import Acting
 
 #: The key of the state in a dict observation, for a policy trained on array observations.
 STATE_KEY = "observation"
@@ -99,116 +90,36 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(read_checkpoint(path)[CHECKPOINT_KEY])
 
 
-def load_module(
+def load_agent(
     path: str | os.PathLike[str],
-    expected: type[GCRLModule] | None = None,
+    expected: type[Agent] | None = None,
     map_location: str | torch.device = "cpu",
-) -> GCRLModule:
-    """The trained module of a checkpoint, of the class it was trained as (imports Lightning).
+) -> Agent:
+    """The trained agent of a checkpoint, rebuilt from its class and ``hyper_parameters``
+    with its weights loaded, in eval mode (torch alone: no Lightning).
 
     ``expected`` (for example :class:`gcrl.algorithms.BC`) makes a checkpoint of another
     algorithm an error instead of a surprise.
     """
-    meta = read_checkpoint_metadata(path)
-    cls = algorithm_class(str(meta.get("algorithm", "")), path)
+    raw = read_checkpoint(path)
+    cls = algorithm_class(str(raw[CHECKPOINT_KEY].get("algorithm", "")), path)
     if expected is not None and not issubclass(cls, expected):
         raise ConfigError(f"{path}: a {cls.__name__} checkpoint, not {expected.__name__}")
+    config = {k: v for k, v in (raw.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    config["spec"] = raw[CHECKPOINT_KEY]["spec"]
     try:
-        module = cls.load_from_checkpoint(Path(path), map_location=map_location, weights_only=True)
-    except (KeyError, RuntimeError, TypeError, ValueError) as err:  # Lightning's and torch's
+        agent = cls(**config)
+        agent.load_state_dict(raw["state_dict"], strict=True)
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:  # options or weights
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise DataError(f"{path}: cannot be loaded as {cls.__name__} ({reason})") from None
-    module.eval()
-    return module
+    return agent.to(map_location).eval()
 
 
-class Actor(nn.Module):
-    """The acting parts of a trained agent, rebuilt from a checkpoint without the algorithm's
-    class or Lightning: the task signal and the networks that act, under the same attribute
-    names as in the algorithm (so the checkpoint's weights load unchanged)."""
-
-    def __init__(self, spec: InputSpec, record: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.spec = spec
-        self.rule = str(record["rule"])
-        if self.rule not in ACTING_RULES:
-            raise DataError(f"acting rule {self.rule!r} is not one this gcrl knows")
-        self.num_heads = int(record["num_heads"])
-        signal_cls = SIGNAL_CLASSES[str(record["signal_class"])]
-        self.signal: TaskSignal = signal_cls(**record["signal_config"])
-        self.network_names = tuple(record["networks"])
-        for name, network in record["networks"].items():
-            self.add_module(name, _NETWORKS[str(network["class"])](**network["config"]))
-
-    @property
-    def device(self) -> torch.device:
-        """Where the weights are."""
-        return next(self.parameters(), torch.zeros(0)).device
-
-    @torch.no_grad()
-    def act(
-        self,
-        observations: torch.Tensor,
-        goals: torch.Tensor | None = None,
-        task_ids: torch.Tensor | None = None,
-        *,
-        text_embeddings: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Actions as the algorithm's ``act`` gives them, for the same network inputs."""
-        condition = task_vectors(self.signal, observations, goals, task_ids, text_embeddings)
-        heads = task_ids if self.num_heads > 1 else None
-        networks = [getattr(self, name) for name in self.network_names]
-        return act_by_rule(self.rule, networks, observations, condition, heads)
-
-
-_NETWORKS: dict[str, type[nn.Module]] = {"Policy": Policy, "ValueEnsemble": ValueEnsemble}
-
-
-def load_actor(path: str | os.PathLike[str], policy: str | None = None) -> Actor | None:
-    """The acting parts of a checkpoint (see :class:`Actor`), or None for a checkpoint that
-    does not describe them (gcrl 0.1, or an algorithm that acts in its own way).
-
-    ``policy`` names another policy the checkpoint records beside the algorithm's own (the
-    acting record's ``alternatives``, such as Distral's distilled ``prior``); None: the
-    algorithm's acting networks. An unknown name is a one-line :class:`ConfigError`.
-    """
-    raw = read_checkpoint(path)
-    meta = raw[CHECKPOINT_KEY]
-    record = meta.get("acting")
-    if policy is not None:
-        record = alternative_record(record, policy, path)
-    if record is None:
-        return None
-    spec = InputSpec.from_dict(meta["spec"])
-    try:
-        actor = Actor(spec, record)
-        prefixes: tuple[str, ...] = tuple(f"{name}." for name in actor.network_names)
-        if actor.signal.state_dict():  # a signal without weights takes none (NoSignal)
-            prefixes += ("signal.",)
-        weights = {k: v for k, v in raw["state_dict"].items() if k.startswith(prefixes)}
-        actor.load_state_dict(weights, strict=True)
-    except (KeyError, TypeError, RuntimeError) as err:  # a record or weights of another shape
-        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise DataError(f"{path}: the acting network cannot be rebuilt ({reason})") from None
-    actor.eval()
-    return actor
-
-
-def alternative_record(
-    record: Mapping[str, Any] | None, policy: str, source: str | os.PathLike[str]
-) -> Mapping[str, Any]:
-    """The acting record of the policy named ``policy`` among ``record["alternatives"]``."""
-    alternatives = dict((record or {}).get("alternatives") or {})
-    if policy not in alternatives:
-        names = ", ".join(sorted(alternatives)) or "none besides the default (policy=None)"
-        raise ConfigError(f"policy: {source} holds no policy {policy!r}; its policies: {names}")
-    return dict(alternatives[policy])
-
-
-def algorithm_class(class_path: str, source: str | os.PathLike[str]) -> type[GCRLModule]:
+def algorithm_class(class_path: str, source: str | os.PathLike[str]) -> type[Agent]:
     """The algorithm class a checkpoint names (``package.module.Class``).
 
-    Only subclasses of :class:`~gcrl.algorithms.base.GCRLModule` are accepted. A module of
+    Only subclasses of :class:`~gcrl.algorithms.Agent` are accepted. A module of
     gcrl itself is imported; any other must be imported already (import your own algorithm's
     module before loading its checkpoints), so a checkpoint naming ``os.system`` or an unknown
     module is refused without importing anything.
@@ -228,33 +139,12 @@ def algorithm_class(class_path: str, source: str | os.PathLike[str]) -> type[GCR
             f"{source}: algorithm {class_path!r}: module {module_name!r} is "
             + ("not in this gcrl" if own else "not gcrl's and not imported; import it first")
         )
-    from gcrl.algorithms.base import GCRLModule  # Lightning: only for whole modules
+    from gcrl.algorithms.agent import Agent
 
     cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, GCRLModule)):
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
         raise DataError(f"{source}: algorithm {class_path!r} is not a gcrl algorithm class")
     return cls
-
-
-class Acting(Protocol):
-    """What :class:`LoadedPolicy` needs of a trained agent: an :class:`Actor` or a whole
-    algorithm module."""
-
-    spec: InputSpec
-    signal: TaskSignal
-    num_heads: int
-
-    @property
-    def device(self) -> torch.device: ...
-
-    def act(
-        self,
-        observations: torch.Tensor,
-        goals: torch.Tensor | None = None,
-        task_ids: torch.Tensor | None = None,
-        *,
-        text_embeddings: torch.Tensor | None = None,
-    ) -> torch.Tensor: ...
 
 
 class LoadedPolicy:
@@ -267,9 +157,12 @@ class LoadedPolicy:
     Returns numpy actions (int indices for discrete actions), batched like the input.
     """
 
-    def __init__(self, module: Acting) -> None:
-        self.module = module
-        self.spec = module.spec
+    def __init__(self, agent: Agent, acting: Acting | None = None) -> None:
+        #: The trained agent (its networks and spec).
+        self.agent = agent
+        #: The policy of the agent this calls (by default its own, ``agent.policies()[None]``).
+        self.acting = agent.policies()[None] if acting is None else acting
+        self.spec = agent.spec
         self._embedder: Any = None
 
     @property
@@ -301,7 +194,7 @@ class LoadedPolicy:
         index = {name: i for i, name in enumerate(self.task_names)}
         known = all(t.name in index for t in tasks)
         ids = np.array([index[t.name] for t in tasks]) if known else None
-        if isinstance(self.module.signal, TextSignal):
+        if isinstance(self.acting.signal, TextSignal):
             texts = None if known else [t.text for t in tasks]
             return self(observations, goals=goals, task_ids=ids, texts=texts)
         if ids is None and self._needs_task_ids():
@@ -313,8 +206,8 @@ class LoadedPolicy:
         return self(observations, goals=goals, task_ids=ids)
 
     def _needs_task_ids(self) -> bool:
-        signal = self.module.signal
-        return isinstance(signal, OneHotSignal | EmbeddingSignal) or self.module.num_heads > 1
+        signal = self.acting.signal
+        return isinstance(signal, OneHotSignal | EmbeddingSignal) or self.acting.num_heads > 1
 
     def __call__(
         self,
@@ -327,10 +220,10 @@ class LoadedPolicy:
         state = spec.network_state(observations)  # checks the keys first
         single = spec.is_single(observations)
         batch = len(state)
-        device = self.module.device
+        device = self.agent.device
         if goals is None and isinstance(observations, Mapping) and DESIRED_GOAL in observations:
             goals = np.asarray(observations[DESIRED_GOAL])
-        if goals is None and self.module.signal.uses_goals:
+        if goals is None and self.acting.signal.uses_goals:
             raise MissingGoalsError(
                 f"goals: the policy is goal-conditioned ({spec.goal_dim}-d goals); give goals, "
                 f"or observations with {DESIRED_GOAL}"
@@ -344,7 +237,7 @@ class LoadedPolicy:
             id_tensor = torch.as_tensor(ids, device=device).long()
         embeddings = None if texts is None else self._text_embeddings(texts, batch).to(device)
         with torch.no_grad():
-            actions = self.module.act(
+            actions = self.acting.act(
                 torch.as_tensor(state, device=device),
                 goal_tensor,
                 id_tensor,
@@ -356,7 +249,7 @@ class LoadedPolicy:
     def _text_embeddings(self, texts: Sequence[str] | str, batch: int) -> torch.Tensor:
         from gcrl.tasks.text import TextEmbedder
 
-        signal = self.module.signal
+        signal = self.acting.signal
         if not isinstance(signal, TextSignal):
             raise ConfigError("texts: the model is not text-conditioned")
         texts = [texts] * batch if isinstance(texts, str) else list(texts)
@@ -368,13 +261,16 @@ class LoadedPolicy:
 def load_policy(checkpoint: str | os.PathLike[str], policy: str | None = None) -> LoadedPolicy:
     """A callable policy from a ``gcrl fit`` checkpoint (loaded with ``weights_only``).
 
-    Only the acting parts are rebuilt, with torch alone (no Lightning, no algorithm class);
-    checkpoints of gcrl 0.1 and of algorithms that act in their own way load the whole module.
-    ``policy`` picks another policy the checkpoint records by name (Distral's ``"prior"``, the
-    distilled task-agnostic policy); None: the algorithm's own.
+    The agent is rebuilt with torch alone (:func:`load_agent`: no Lightning). ``policy``
+    picks another policy the agent has by name (Distral's ``"prior"``, the distilled
+    task-agnostic policy); None: the algorithm's own. An unknown name is a one-line
+    :class:`~gcrl.errors.ConfigError`.
     """
-    if policy is not None:
-        actor = load_actor(checkpoint, policy)
-        assert actor is not None  # a named policy always has its acting record
-        return LoadedPolicy(actor)
-    return LoadedPolicy(load_actor(checkpoint) or load_module(checkpoint))
+    agent = load_agent(checkpoint)
+    policies = agent.policies()
+    if policy not in policies:
+        names = ", ".join(sorted(n for n in policies if n is not None)) or (
+            "none besides the default (policy=None)"
+        )
+        raise ConfigError(f"policy: {checkpoint} holds no policy {policy!r}; its policies: {names}")
+    return LoadedPolicy(agent, policies[policy])

@@ -418,6 +418,54 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str]]]] = {
 }
 PAGE = ROOT / "docs" / "results.md"
 
+#: MT10's sizes (Meta-World v3: 39-d states, 4-d actions, ten tasks with instructions) and the
+#: text signal's width (all-MiniLM-L6-v2), for counting parameters without the data.
+MT10_SIZES = {"observation_dim": 39, "action_dim": 4, "tasks": 10, "text_dim": 384}
+
+
+def mt10_iql_parameters() -> str:
+    """The markdown of the trainable parameters of configs/mt10-iql.yaml's networks in each
+    layout of the layouts table, counted on the agents built (not read from a config):
+    the actor, the twin critics, the value network, and all trainable ones."""
+    import torch
+
+    from gcrl.algorithms import IQL
+    from gcrl.datasets import Task
+    from gcrl.models.factory import parameter_count
+    from gcrl.spec import InputSpec
+
+    config = yaml.safe_load((ROOT / "configs" / "mt10-iql.yaml").read_text())
+    options = dict(config["model"]["init_args"])
+    tasks = tuple(Task(f"task{t}", f"task number {t}") for t in range(MT10_SIZES["tasks"]))
+    spec = InputSpec(
+        observation_dim=MT10_SIZES["observation_dim"],
+        action_dim=MT10_SIZES["action_dim"],
+        discrete=False,
+        tasks=tasks,
+    )
+    lines = [
+        "| layout | signal | actor | critics (2) | value | trainable, all |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    seen = set()
+    for (_, layout, signal), _run in TABLES["mt10-iql-layouts"][1]:
+        kind = layout.split()[0]
+        if (kind, signal) in seen:
+            continue
+        seen.add((kind, signal))
+        torch.manual_seed(0)
+        built = {**options, "layout": kind, "task_signal": "text" if signal == "text" else "onehot"}
+        if signal == "text":
+            built["text_dim"] = MT10_SIZES["text_dim"]
+        agent = IQL(spec=spec, **built)
+        counts = [parameter_count(m) for m in (agent.actor, agent.critic, agent.value, agent)]
+        lines.append(f"| {kind} | {signal} | " + " | ".join(f"{c:,}" for c in counts) + " |")
+    return "\n".join(lines)
+
+
+#: Tables built from what the code constructs rather than from summaries, by marker name.
+BUILT_TABLES = {"mt10-iql-parameters": mt10_iql_parameters}
+
 
 def _cell(values: list[float]) -> str:
     """Percent: the mean, with the population standard deviation over several seeds."""
@@ -456,14 +504,15 @@ def table(page: Path, summaries: Path, check: bool) -> int:
     (naming the tables) when the page differs."""
     text = page.read_text()
     stale = []
-    for name in TABLES:
+    for name in [*TABLES, *BUILT_TABLES]:
         start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
         if start not in text or end not in text:
             print(f"{page}: no markers {start} ... {end}", file=sys.stderr)
             return 2
         before, rest = text.split(start, 1)
         current, after = rest.split(end, 1)
-        fresh = "\n" + render(name, summaries) + "\n"
+        made = BUILT_TABLES[name]() if name in BUILT_TABLES else render(name, summaries)
+        fresh = "\n" + made + "\n"
         if current != fresh:
             stale.append(name)
         text = before + start + fresh + end + after
@@ -476,7 +525,7 @@ def table(page: Path, summaries: Path, check: bool) -> int:
     tmp.write_text(text)
     tmp.replace(page)
     print(
-        f"wrote {len(TABLES)} table(s) into {page}"
+        f"wrote {len(TABLES) + len(BUILT_TABLES)} table(s) into {page}"
         + (f" ({', '.join(stale)} changed)" if stale else "")
     )
     return 0

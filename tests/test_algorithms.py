@@ -13,7 +13,8 @@ import torch
 
 from gcrl.algorithms import BC, CRL, DQN, GCIVL, IQL, QRL
 from gcrl.errors import ConfigError
-from gcrl.policy import load_module, load_policy
+from gcrl.learner import AgentModule
+from gcrl.policy import load_agent, load_policy
 from gcrl.training import Batch, TrajectoryDataModule
 
 from .reference import gaussian_log_prob
@@ -349,9 +350,9 @@ def test_text_conditioning_separates_two_tasks(
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.strategy.connect(text)
+    trainer.strategy.connect(AgentModule(text))
     trainer.save_checkpoint(tmp_path / "text.ckpt")
-    restored = load_module(tmp_path / "text.ckpt", BC)
+    restored = load_agent(tmp_path / "text.ckpt", BC)
     assert torch.equal(restored.signal.table, text.signal.table)
     policy = load_policy(tmp_path / "text.ckpt")
     assert policy(np.zeros(3), texts="move left")[0] < 0
@@ -480,7 +481,9 @@ def test_compiled_step_equals_the_eager_step(
     for compile_step in (False, True):
         dm = TrajectoryDataModule(str(path), batch_size=32, steps_per_epoch=4, seed=1)
         torch.manual_seed(0)
-        model = algorithm(spec=dm.spec, task_signal=signal, compile_step=compile_step, **sizes)
+        model = AgentModule(
+            algorithm(spec=dm.spec, task_signal=signal, compile_step=compile_step, **sizes)
+        )
         fit(model, dm, 4)
         whole_step = model._whole_step
         assert (whole_step is not None and not whole_step.eager) == compile_step
@@ -518,7 +521,7 @@ def test_updates_per_batch_step_on_each_part_in_turn(
     assert trainer.global_step == 5  # the third batch takes one of its two steps
 
     torch.manual_seed(0)
-    looped = algorithm(spec=data().spec, task_signal="goal", **sizes)
+    looped = AgentModule(algorithm(spec=data().spec, task_signal="goal", **sizes))
     optimizer = looped.configure_optimizers()
     for part in parts[:5]:
         _, objective = looped.compute_losses(part)
@@ -545,7 +548,7 @@ def test_multitask_optimisers_under_lightning(
 ) -> None:
     path = multitask_goal_reaching(tmp_path / "multi.hdf5")
     dm = TrajectoryDataModule(str(path), batch_size=48, steps_per_epoch=3)
-    model = algorithm(spec=dm.spec, task_signal="onehot", optim=optim, **options)
+    model = AgentModule(algorithm(spec=dm.spec, task_signal="onehot", optim=optim, **options))
     before = [p.detach().clone() for p in model.parameters()]
     trainer = fit(model, dm, 3, log_every_n_steps=1, gradient_clip_val=1.0)
     assert not model.automatic_optimization

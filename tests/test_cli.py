@@ -30,6 +30,31 @@ def test_info_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert summary["timeouts"] == 3 and summary["terminals"] == 0
 
 
+def test_info_counts_a_relabeled_file_in_source_episodes_and_copies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gcrl relabel` stores each relabeled row as a one-step episode; `gcrl info` says how
+    many source episodes and copies that is, not 3 + 36 "episodes"."""
+    source = save(make_trajectories([3, 5, 4], goal=True), tmp_path / "t.hdf5")
+    out = tmp_path / "r.hdf5"
+    assert main(["relabel", str(source), str(out), "--strategy", "future", "--k", "3"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["transitions"] == 12 + 36 and summary["episodes"] == 3 + 36
+    assert summary["relabeled"] == {
+        "source_episodes": 3,
+        "source_transitions": 12,
+        "relabeled_transitions": 36,
+        "copies": 3,
+    }
+    assert main(["info", str(out)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("episodes"))
+    assert "3 source episodes (12 transitions) + 36 relabeled (k = 3" in line
+    assert main(["info", str(source), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["relabeled"] is None
+
+
 def test_convert_several_sources_into_one_multitask_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

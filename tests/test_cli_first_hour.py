@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from gcrl.algorithms import BC
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.cli import help_cache
 from gcrl.cli.main import main
 from gcrl.errors import ConfigError, DatasetNotFoundError
@@ -83,6 +83,26 @@ def test_the_shipped_help_is_what_lightning_cli_writes(tmp_path: Path) -> None:
     assert "NO-LIGHTNING" in fresh.stderr.split()
 
 
+def test_the_help_lists_every_algorithm_gcrl_exports() -> None:
+    """``gcrl fit --help`` names the registered algorithms, and the registry holds every
+    agent class gcrl.algorithms exports: a new algorithm left out of it fails here."""
+    import gcrl.algorithms as algorithms
+
+    exported = {
+        name
+        for name in algorithms.__all__
+        if isinstance(getattr(algorithms, name), type)
+        and issubclass(getattr(algorithms, name), Agent)
+        and getattr(algorithms, name) is not Agent
+    }
+    assert {cls.__name__ for cls in algorithms.ALGORITHMS} == exported
+    shipped = help_cache.shipped_path("fit").read_text()
+    listed = shipped.split("Algorithms (model.class_path gcrl.algorithms.NAME):")[1]
+    listed = " ".join(listed.split())
+    for name in ("HIQL", "QRL", "Distral", "TD3BC"):
+        assert f"{name}," in listed or f"{name}." in listed, name
+
+
 def test_a_changed_terminal_or_command_builds_the_help_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -132,7 +152,7 @@ def test_options_that_would_be_ignored_are_refused(
     assert main(["fit", "--config", "bc.yaml", "--optimizer", "AdamW"]) == 2
     assert "--optimizer" in capsys.readouterr().err
     # One gradient_clip_val: the trainer's. The model's old option only loads old checkpoints.
-    assert "gradient_clip_val" not in inspect.signature(GCRLModule.__init__).parameters
+    assert "gradient_clip_val" not in inspect.signature(Agent.__init__).parameters
     spec = TrajectoryDataModule("data.hdf5", batch_size=8).spec
     assert BC(spec=spec, gradient_clip_val=1.0).gradient_clip_val == 1.0
     with pytest.raises(ConfigError, match="learning_rat: not an option of BC"):

@@ -16,7 +16,7 @@ from gcrl.algorithms.distral import categorical_kl, policy_entropy
 from gcrl.datasets import Task, Trajectories, concatenate, load, save
 from gcrl.errors import ConfigError
 from gcrl.models.layouts import IndependentMLP
-from gcrl.policy import load_module, load_policy
+from gcrl.policy import load_agent, load_policy
 from gcrl.training import Batch, TrajectoryDataModule
 
 from .reference import gaussian_log_prob
@@ -196,7 +196,7 @@ def test_load_policy_acts_with_the_task_policies_or_the_prior(
         np.testing.assert_allclose(actions, expected.numpy(), rtol=1e-6, atol=1e-6)
 
     prior = load_policy(ckpt, policy="prior")
-    assert prior.module.num_heads == 1
+    assert prior.acting.num_heads == 1
     for ids in (zeros, ones):
         expected = model.act_prior(states, task_ids=torch.as_tensor(ids))
         np.testing.assert_allclose(prior(obs, task_ids=ids), expected.numpy(), rtol=1e-6, atol=1e-6)
@@ -206,7 +206,7 @@ def test_load_policy_acts_with_the_task_policies_or_the_prior(
         assert prior.on_tasks(obs, [Task("unseen", "")] * 6).shape == (6, 2)
     with pytest.raises(ConfigError, match=r"no policy 'teacher'.*its policies: prior$"):
         load_policy(ckpt, policy="teacher")
-    restored = load_module(ckpt, Distral)
+    restored = load_agent(ckpt, Distral)
     assert isinstance(restored, Distral) and restored.prior_signal == prior_signal
     torch.testing.assert_close(
         restored.act_prior(states, task_ids=torch.as_tensor(ones)),

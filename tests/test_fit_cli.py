@@ -3,11 +3,16 @@ checkpoints, and mistakes in a config give an error and a non-zero exit."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml  # type: ignore[import-untyped]
 
 from gcrl.cli.main import main
 from gcrl.datasets import Task, concatenate, load, save
@@ -16,7 +21,8 @@ from gcrl.spec import CHECKPOINT_KEY
 
 from .training_data import chain_mdp, goal_reaching, multitask_goal_reaching
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 torch.set_num_threads(1)
 
 
@@ -33,6 +39,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         [Task("left", "go left"), Task("right", "go right")],
     )
     save(two, tmp_path / "discrete-tasks.hdf5")
+    tasks = load(tmp_path / "multitask.hdf5")
+    rewards = np.random.default_rng(0).integers(0, 2, (tasks.num_transitions, 3))
+    infos = {**tasks.infos, "task_rewards": rewards.astype(np.float32)}
+    save(dataclasses.replace(tasks, infos=infos), tmp_path / "sharing.hdf5")  # every task's
     return tmp_path
 
 
@@ -51,6 +61,29 @@ def test_every_config_runs_fast_dev_run(config: Path, workdir: Path) -> None:
     args = ["fit", "--config", str(config), "--data.path", data]
     args += ["--data.batch_size", "32", "--trainer.fast_dev_run", "true"]
     assert main(args) == 0
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_a_config_without_its_data_names_the_command_that_makes_it(
+    config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = yaml.safe_load(config.read_text())["data"]
+    if str(data["path"]).startswith("bundled:"):
+        assert "data_command" not in data  # always there
+        return
+    command = data["data_command"]
+    assert command.split()[:2] in (["gcrl", "collect"], ["gcrl", "relabel"]), command
+    assert data["path"] in command.split(), command
+    script = "quickstart.sh" if config.stem == "quickstart" else "results_data.sh"
+    text = re.sub(r"\\\n\s*", "", (ROOT / "scripts" / script).read_text())
+    assert command in text.replace(" --force", ""), f"{command} is not what {script} runs"
+    monkeypatch.chdir(tmp_path)  # no data here
+    assert main(["fit", "--config", str(config), "--trainer.fast_dev_run", "true"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"make it with `{command}`" in error[0], error
 
 
 def test_fit_writes_logs_and_checkpoints_then_validates(
@@ -74,6 +107,24 @@ def test_fit_writes_logs_and_checkpoints_then_validates(
     assert policy(torch.zeros(2).numpy(), goals=torch.ones(2).numpy()).shape == (2,)
     args = ["validate", *common, "--ckpt_path", str(checkpoints[0])]
     assert main([*args, "--trainer.enable_progress_bar", "false"]) == 0
+
+
+def test_fit_prints_only_gcrl_lines_unless_verbose(workdir: Path) -> None:
+    """By default no device lines, no model-summary table and no "stopped" line of
+    Lightning's; ``--verbose`` shows them (so the filter is what hides them). Run as the
+    command runs, in a fresh process: pytest would capture the log lines itself."""
+    config = next(c for c in CONFIGS if c.stem == "pointmaze-gcbc")
+    args = [sys.executable, "-m", "gcrl", "fit", "--config", str(config)]
+    args += ["--data.path", "data.hdf5", "--data.batch_size", "16"]
+    args += ["--model.init_args.hidden_dims", "[8]", "--trainer.max_steps", "2"]
+    lightning_lines = ("GPU available", "Total params", "`Trainer.fit` stopped")
+    quiet = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "data: data.hdf5" in quiet.stderr and "checkpoint: " in quiet.stdout
+    assert not any(line in quiet.stdout + quiet.stderr for line in lightning_lines)
+    verbose = subprocess.run([*args, "--verbose"], capture_output=True, text=True, timeout=300)
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert all(line in verbose.stdout + verbose.stderr for line in lightning_lines)
 
 
 def test_lightning_callbacks_with_enum_defaults_are_accepted(workdir: Path) -> None:
@@ -165,32 +216,92 @@ def test_fit_under_ddp_on_two_cpu_processes(workdir: Path, algorithm: str, optim
     assert (workdir / "runs/csv/version_0/metrics.csv").is_file()
 
 
-@pytest.mark.parametrize(
-    ("algorithm", "compile_step", "optim"),
-    [
-        ("BC", False, "none"),
-        ("IQL", False, "none"),
-        ("BC", True, "none"),
-        ("BC", False, "pcgrad"),
-        ("IQL", False, "gradnorm"),
-    ],
-)
-def test_resume_mid_epoch_continues_exactly(
-    workdir: Path, algorithm: str, compile_step: bool, optim: str
-) -> None:
+#: The resume cases: (model options, data file, data options) by name. Every algorithm, the
+#: compiled step, both multi-task optimisers and the task-sharing modes whose batches do not
+#: depend on the weights being trained (conservative sharing scores each batch with the live
+#: critic when Lightning draws it, one batch ahead: docs/training.md#resuming).
+SMALL = ["--model.hidden_dims", "[16, 16]"]
+TASKS = ["--model.task_signal", "onehot"]
+RESUME_CASES: dict[str, tuple[list[str], str, list[str]]] = {
+    "bc": (["--model", "gcrl.algorithms.BC", *SMALL], "data.hdf5", []),
+    "iql": (["--model", "gcrl.algorithms.IQL", *SMALL], "data.hdf5", []),
+    "bc-compiled": (
+        ["--model", "gcrl.algorithms.BC", *SMALL, "--model.compile_step", "true"],
+        "data.hdf5",
+        [],
+    ),
+    "bc-pcgrad": (
+        ["--model", "gcrl.algorithms.BC", *SMALL, *TASKS, "--model.optim", "pcgrad"],
+        "multitask.hdf5",
+        ["--data.relabel", "none"],
+    ),
+    "iql-gradnorm": (
+        ["--model", "gcrl.algorithms.IQL", *SMALL, *TASKS, "--model.optim", "gradnorm"],
+        "multitask.hdf5",
+        ["--data.relabel", "none"],
+    ),
+    "gcivl": (["--model", "gcrl.algorithms.GCIVL", *SMALL], "data.hdf5", []),
+    "hiql": (
+        [
+            "--model",
+            "gcrl.algorithms.HIQL",
+            *SMALL,
+            "--model.rep_dim",
+            "4",
+            "--model.subgoal_steps",
+            "3",
+        ],
+        "data.hdf5",
+        [],
+    ),
+    "qrl": (["--model", "gcrl.algorithms.QRL", *SMALL, "--model.latent_dim", "8"], "data.hdf5", []),
+    "crl": (["--model", "gcrl.algorithms.CRL", *SMALL], "data.hdf5", []),
+    "td3bc": (["--model", "gcrl.algorithms.TD3BC", *SMALL], "data.hdf5", []),
+    "dqn": (["--model", "gcrl.algorithms.DQN", *SMALL], "discrete.hdf5", []),
+    "distral": (
+        ["--model", "gcrl.algorithms.Distral", *SMALL],
+        "multitask.hdf5",
+        ["--data.relabel", "none"],
+    ),
+    "distral-iql": (
+        ["--model", "gcrl.algorithms.DistralIQL", *SMALL],
+        "multitask.hdf5",
+        ["--data.relabel", "none"],
+    ),
+    "iql-random-sharing": (
+        ["--model", "gcrl.algorithms.IQL", *SMALL, *TASKS],
+        "sharing.hdf5",
+        ["--data.relabel", "none", "--data.task_sharing", "random"],
+    ),
+    "iql-high-reward-sharing": (
+        ["--model", "gcrl.algorithms.IQL", *SMALL, *TASKS],
+        "sharing.hdf5",
+        [
+            "--data.relabel",
+            "none",
+            "--data.task_sharing",
+            "high-reward",
+            "--data.sharing_percentile",
+            "50",
+        ],
+    ),
+    "bc-zero-reward-sharing": (
+        ["--model", "gcrl.algorithms.BC", *SMALL, *TASKS],
+        "sharing.hdf5",
+        ["--data.relabel", "none", "--data.task_sharing", "zero-reward"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_mid_epoch_continues_exactly(workdir: Path, case: str) -> None:
     """A run resumed from a checkpoint taken mid-epoch ends with the weights of the
     uninterrupted run: the batch stream's random state, PCGrad's generator and GradNorm's
     task weights are in the checkpoint, and target networks are updated before the
     checkpoint callback runs."""
-    data = "data.hdf5" if optim == "none" else "multitask.hdf5"
-    common = ["--model", f"gcrl.algorithms.{algorithm}", "--data.path", data]
-    common += ["--model.compile_step", str(compile_step).lower(), "--model.optim", optim]
-    if optim != "none":
-        common += ["--model.task_signal", "onehot", "--data.relabel", "none"]
-    if algorithm == "BC":
-        common += ["--model.hidden_dims", "[16, 16]"]
-    else:
-        common += ["--model.actor_hidden_dims", "[16]", "--model.value_hidden_dims", "[16]"]
+    model, data, data_options = RESUME_CASES[case]
+    optim = next((model[i + 1] for i, a in enumerate(model) if a == "--model.optim"), "none")
+    common = [*model, "--data.path", data, *data_options]
     common += ["--data.batch_size", "16", "--data.steps_per_epoch", "5", "--data.seed", "3"]
     common += ["--trainer.max_steps", "14", "--trainer.enable_progress_bar", "false"]
     common += ["--trainer.logger", "false"]

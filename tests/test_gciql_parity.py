@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from gcrl.algorithms import IQL
+from gcrl.learner import AgentModule
 from gcrl.training import TrajectoryDataModule
 from gcrl.training.batch import Batch
 
@@ -87,7 +88,7 @@ def test_one_lightning_step_is_one_update_and_one_polyak_step(tmp_path: Path) ->
     with torch.no_grad():  # targets apart from the critics, so that the update shows
         for p in stepped.target_critic.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    plain = copy.deepcopy(stepped)
+    plain = AgentModule(copy.deepcopy(stepped))
     fit(stepped, data(), 1)
 
     batch = next(iter(data().train_dataloader()))

@@ -17,7 +17,7 @@ from gcrl.datasets import Task, Trajectories, save
 from gcrl.datasets.trajectories import episode_starts_from_ends
 from gcrl.errors import ConfigError
 from gcrl.models.dynamics import HiddenParameterDynamics, infer_latent
-from gcrl.policy import Actor, load_module, load_policy
+from gcrl.policy import load_agent, load_policy
 from gcrl.training import Batch, TrajectoryDataModule
 
 from .training_data import fit, goal_reaching
@@ -326,13 +326,13 @@ def test_dynamics_options_that_cannot_apply_are_refused(
     fit(hip_bc(tasks, dynamics_reward_weight=0.0), relabeling, 1)
 
 
-def test_checkpoint_acts_without_lightning_and_reloads_whole(
+def test_checkpoint_acts_and_reloads_whole(
     bc_run: tuple[BC, Batch, float, Path],
 ) -> None:
     model, batch, _, checkpoint = bc_run
     model.eval()
     policy = load_policy(checkpoint)
-    assert isinstance(policy.module, Actor)  # the acting parts alone, the dynamics left out
+    assert isinstance(policy.agent, BC) and policy.agent is not model
     rng = np.random.default_rng(0)
     raw = rng.uniform(-1, 1, size=(5, 2)).astype(np.float32)
     ids = np.array([0, 1, 0, 1, 1])
@@ -342,7 +342,7 @@ def test_checkpoint_acts_without_lightning_and_reloads_whole(
     expected = model.act(state, task_ids=torch.as_tensor(ids)).numpy()
     np.testing.assert_allclose(actions, expected, rtol=1e-5, atol=1e-6)
 
-    whole = load_module(checkpoint, BC)
+    whole = load_agent(checkpoint, BC)
     assert whole.hip_dynamics is not None and whole.hip_dynamics.latents is whole.signal.table
     with torch.no_grad():
         torch.testing.assert_close(whole.all_losses(batch), model.all_losses(batch))

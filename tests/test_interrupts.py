@@ -174,3 +174,55 @@ def test_fit_prints_no_lightning_tips_nor_known_harmless_warnings(tmp_path: Path
     startup = [line for line in output.splitlines() if f"data: {data}: " in line]
     assert len(startup) == 1, output  # one start-up line: what was loaded, which relabel mode
     assert "24 transitions in 4 episodes; relabel ogbench" in startup[0], startup
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
+)
+def test_an_interrupted_fit_saves_a_checkpoint_that_resumes_exactly(
+    tmp_path: Path, signum: int
+) -> None:
+    """A signal during `gcrl fit` stops at the end of the step with `interrupted.ckpt`
+    (exit 128 + signal, no temporary left); `--ckpt_path` then ends with the weights of an
+    uninterrupted run of the same budget."""
+    import torch
+
+    from .training_data import goal_reaching
+
+    data = goal_reaching(tmp_path / "g.hdf5", episodes=6, length=10)
+    common = ["fit", "--model", "gcrl.algorithms.IQL", "--model.hidden_dims", "[8]"]
+    common += ["--data.path", str(data), "--data.batch_size", "16", "--data.seed", "3"]
+    common += ["--trainer.max_steps", "600", "--trainer.enable_progress_bar", "false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*GCRL, *common], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    started = tmp_path / "runs" / "csv" / "version_0" / "hparams.yaml"  # written as fit starts
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signum)
+    assert process.stderr is not None
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 128 + signum, err
+    checkpoints = tmp_path / "runs" / "csv" / "version_0" / "checkpoints"
+    names = sorted(p.name for p in checkpoints.iterdir())  # and the run's own last one
+    assert names[-1] == "interrupted.ckpt" and len(names) == 2, names
+    assert (
+        f"resume with --ckpt_path {checkpoints / 'interrupted.ckpt'}".replace(
+            str(tmp_path) + "/", ""
+        )
+        in err
+    )
+    stopped = torch.load(checkpoints / "interrupted.ckpt", weights_only=True)["global_step"]
+    assert 0 < stopped < 600
+    resume = [*common, "--ckpt_path", str(checkpoints / "interrupted.ckpt")]
+    for args in (resume, common):
+        done = subprocess.run([*GCRL, *args], cwd=tmp_path, env=env, capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    finals = [
+        torch.load(next((tmp_path / f"runs/csv/version_{v}/checkpoints").glob("epoch=*.ckpt")))
+        for v in (1, 2)
+    ]
+    assert [f["global_step"] for f in finals] == [600, 600]
+    for name, value in finals[1]["state_dict"].items():
+        torch.testing.assert_close(finals[0]["state_dict"][name], value, rtol=0, atol=0)

@@ -15,6 +15,7 @@ from torch import nn
 from gcrl.algorithms import BC, DQN, IQL
 from gcrl.datasets import Task
 from gcrl.errors import ConfigError
+from gcrl.learner import AgentModule
 from gcrl.models import MLP, conditioned_network
 from gcrl.models.care import CARE
 from gcrl.models.grouped import TaskGroups
@@ -285,7 +286,8 @@ def test_the_multitask_optimisers_train_through_the_layouts(
     steps and GradNorm's weights move."""
     path = multitask_goal_reaching(tmp_path / "tasks.hdf5", tasks=3)
     dm = TrajectoryDataModule(str(path), batch_size=32, relabel="none", steps_per_epoch=5)
-    model = BC(spec=dm.spec, task_signal="onehot", hidden_dims=[16, 16], layout=layout, optim=optim)
+    agent = BC(spec=dm.spec, task_signal="onehot", hidden_dims=[16, 16], layout=layout, optim=optim)
+    model = AgentModule(agent)
     before = [p.detach().clone() for p in model.parameters()]
     fit(model, dm, 6)
     assert all(torch.isfinite(p).all() for p in model.parameters())

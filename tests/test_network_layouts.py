@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from gcrl.algorithms import BC, CRL, DQN, GCIVL, HIQL, IQL, QRL, TD3BC, Distral, DistralIQL
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.cli.main import main
 from gcrl.datasets import Task
 from gcrl.errors import ConfigError
+from gcrl.learner import AgentModule
 from gcrl.models.care import CARE
 from gcrl.models.critics import ValueEnsemble
 from gcrl.models.factory import parameter_count
@@ -41,7 +42,7 @@ LAYOUT_CLASS: dict[str, type[TaskNetwork]] = {
     "soft_modular": SoftModularNetwork,
 }
 #: Small networks of every algorithm, by name: (class, options).
-ALGORITHMS: dict[str, tuple[type[GCRLModule], dict[str, Any]]] = {
+ALGORITHMS: dict[str, tuple[type[Agent], dict[str, Any]]] = {
     "bc": (BC, {}),
     "iql": (IQL, {}),
     "gcivl": (GCIVL, {}),
@@ -70,7 +71,7 @@ def spec(discrete: bool = False) -> InputSpec:
     )  # fmt: skip
 
 
-def build(name: str, layout: str) -> GCRLModule:
+def build(name: str, layout: str) -> Agent:
     cls, options = ALGORITHMS[name]
     goal_conditioned = cls in (CRL, QRL, HIQL)  # their critics read goals
     return cls(
@@ -82,7 +83,7 @@ def build(name: str, layout: str) -> GCRLModule:
     )
 
 
-def layout_networks(model: GCRLModule) -> dict[str, TaskNetwork]:
+def layout_networks(model: Agent) -> dict[str, TaskNetwork]:
     """The model's conditioned networks that take its layout, by module name (Distral's
     distilled prior is one network for all tasks by design)."""
     return {
@@ -171,7 +172,7 @@ def test_checkpoints_of_networks_that_do_not_fit_are_one_line_errors(tmp_path: P
     model = IQL(spec=data.spec, task_signal="onehot", hidden_dims=[8, 8], layout="independent")
     trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
-    trainer.fit(model, data)
+    trainer.fit(AgentModule(model), data)
     path = tmp_path / "iql.ckpt"
     trainer.save_checkpoint(path)
     raw = torch.load(path, weights_only=True)
@@ -187,3 +188,22 @@ def test_checkpoints_of_networks_that_do_not_fit_are_one_line_errors(tmp_path: P
         with pytest.raises(DataError, match=words) as err:
             load_policy(tmp_path / "edited.ckpt")
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_the_adapter_trains_the_agents_own_networks(name: str) -> None:
+    """The one Lightning adapter holds the agent's networks themselves (the same parameter
+    objects, under the agent's state-dict keys), records the agent's config as its
+    hyperparameters, and the config rebuilds an agent of the same networks."""
+    agent = build(name, "shared")
+    module = AgentModule(agent)
+    assert {id(p) for p in module.parameters()} == {id(p) for p in agent.parameters()}
+    assert list(module.state_dict()) == list(agent.state_dict())
+    assert dict(module.hparams) == agent.config
+    rebuilt = type(agent)(**agent.config)
+    shapes = {k: v.shape for k, v in agent.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
+    module.eval()
+    assert not agent.training and not module.training
+    with pytest.raises(ConfigError, match="not a gcrl agent"):
+        AgentModule(torch.nn.Linear(2, 2))  # type: ignore[arg-type]

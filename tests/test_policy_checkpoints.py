@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from gcrl.algorithms import BC, IQL
-from gcrl.algorithms.base import CHECKPOINT_KEY
+from gcrl.cli.main import main
 from gcrl.datasets import load
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError
-from gcrl.policy import load_module, load_policy
-from gcrl.spec import InputSpec
+from gcrl.policy import load_agent, load_policy
+from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.training import TrajectoryDataModule
 
 from .training_data import fit, goal_reaching
@@ -32,7 +32,7 @@ def test_checkpoints_load_safely_and_refuse_the_wrong_algorithm(tmp_path: Path) 
     trainer = fit(model, dm, 2, default_root_dir=tmp_path)
     ckpt = tmp_path / "bc.ckpt"
     trainer.save_checkpoint(ckpt)
-    restored = load_module(ckpt, BC)
+    restored = load_agent(ckpt, BC)
     for a, b in zip(restored.parameters(), model.parameters(), strict=True):
         assert torch.equal(a, b)
     policy = load_policy(ckpt)
@@ -45,7 +45,7 @@ def test_checkpoints_load_safely_and_refuse_the_wrong_algorithm(tmp_path: Path) 
     )
     np.testing.assert_allclose(actions, expected.numpy(), rtol=1e-6)
     with pytest.raises(ConfigError, match="a BC checkpoint, not IQL"):
-        load_module(ckpt, IQL)
+        load_agent(ckpt, IQL)
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.raises(DataError, match="not a readable checkpoint"):
@@ -74,13 +74,48 @@ def test_checkpoints_written_by_gcrl_0_1_load_and_act_as_they_did() -> None:
     }
     np.testing.assert_allclose(bc(observations), probes["bc_actions"], rtol=1e-6, atol=1e-7)
     iql = load_policy(FIXTURES / "iql-onehot-multihead.ckpt")
-    assert iql.module.num_heads == 2 and iql.task_names == ["left", "right"]
+    assert iql.agent.num_heads == 2 and iql.task_names == ["left", "right"]
     actions = iql(probes["iql_observations"], task_ids=probes["iql_task_ids"])
     np.testing.assert_allclose(actions, probes["iql_actions"], rtol=1e-6, atol=1e-7)
     dqn = load_policy(FIXTURES / "dqn-text.ckpt")
     np.testing.assert_array_equal(
         dqn(probes["dqn_observations"], task_ids=0), probes["dqn_actions"]
     )
+
+
+def test_checkpoints_written_by_gcrl_0_2_load_as_agents_and_act_as_they_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gcrl 0.2.0 (commit 281cb7f) saved whole LightningModules: HIQL (which acted in its own
+    way, loaded whole then), TD3+BC (two parameter groups), Distral (its ``prior`` from an
+    acting record) and IQL in the CARE layout. Each is rebuilt as an agent, acts as it did,
+    and resumes training under ``gcrl fit``."""
+    probes = np.load(FIXTURES / "checkpoint-probes-0.2.npz")
+    goal = {k: probes[f"goal_{k}"] for k in ("observation", "achieved_goal", "desired_goal")}
+    tasks = {k: probes[f"tasks_{k}"] for k in ("observation", "achieved_goal", "desired_goal")}
+    ids = probes["tasks_task_ids"]
+    cases = [
+        ("hiql-goal-0.2.ckpt", None, goal, None, "hiql_actions"),
+        ("td3bc-goal-0.2.ckpt", None, goal, None, "td3bc_actions"),
+        ("distral-onehot-0.2.ckpt", None, tasks, ids, "distral_actions"),
+        ("distral-onehot-0.2.ckpt", "prior", tasks, ids, "distral_prior_actions"),
+        ("iql-care-0.2.ckpt", None, tasks, ids, "iql_care_actions"),
+    ]
+    for name, which, observations, task_ids, expected in cases:
+        policy = load_policy(FIXTURES / name, policy=which)
+        actions = policy(observations, task_ids=task_ids)
+        np.testing.assert_allclose(actions, probes[expected], rtol=1e-6, atol=1e-7, err_msg=name)
+    raw = torch.load(FIXTURES / "td3bc-goal-0.2.ckpt", map_location="cpu", weights_only=True)
+    agent = load_agent(FIXTURES / "td3bc-goal-0.2.ckpt")
+    assert set(agent.state_dict()) == set(raw["state_dict"])  # the same keys: no renaming
+    monkeypatch.chdir(tmp_path)
+    data = goal_reaching(tmp_path / "g.hdf5", episodes=6, length=8)  # the fixture's data
+    args = ["fit", "--model", "gcrl.algorithms.TD3BC", "--data.path", str(data)]
+    args += ["--data.batch_size", "16", "--trainer.max_steps", "5"]
+    args += ["--trainer.enable_progress_bar", "false"]
+    assert main([*args, "--ckpt_path", str(FIXTURES / "td3bc-goal-0.2.ckpt")]) == 0
+    resumed = torch.load(next(tmp_path.glob("runs/csv/*/checkpoints/*.ckpt")), weights_only=True)
+    assert resumed["global_step"] == 5 and raw["global_step"] == 3
 
 
 def test_an_old_spec_round_trips_through_the_new_layout() -> None:
@@ -105,7 +140,7 @@ def test_an_old_spec_round_trips_through_the_new_layout() -> None:
 
 # --------------------------------------------------------------------- class paths
 class ShortBC(BC):
-    """A user's own algorithm: any GCRLModule subclass in an imported module loads."""
+    """A user's own algorithm: any Agent subclass in an imported module loads."""
 
 
 def checkpoint_naming(tmp_path: Path, class_path: str) -> Path:
@@ -139,7 +174,7 @@ def test_a_checkpoint_naming_another_class_is_refused_without_importing_it(
     monkeypatch.syspath_prepend(str(tmp_path))
     path = checkpoint_naming(tmp_path, class_path)
     with pytest.raises(DataError, match=message) as info:
-        load_module(path)
+        load_agent(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     assert not (tmp_path / "ran").exists(), "the checkpoint's module was imported"
 
@@ -147,6 +182,6 @@ def test_a_checkpoint_naming_another_class_is_refused_without_importing_it(
 def test_a_subclass_in_an_imported_module_loads_by_its_class_path(tmp_path: Path) -> None:
     assert ShortBC.__module__ in sys.modules
     path = checkpoint_naming(tmp_path, f"{ShortBC.__module__}.{ShortBC.__qualname__}")
-    module = load_module(path)
+    module = load_agent(path)
     assert type(module) is ShortBC
-    assert isinstance(load_module(path, BC), ShortBC)
+    assert isinstance(load_agent(path, BC), ShortBC)

@@ -1,5 +1,5 @@
-"""gcrl.load_policy rebuilds only the acting parts, with torch alone: the same actions as the
-trained module, and no Lightning (nor the algorithm's module) imported."""
+"""gcrl.load_policy rebuilds the trained agent with torch alone: the same actions as the
+trained one, and no Lightning imported."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from gcrl.algorithms import BC, CRL, DQN, GCIVL, HIQL, IQL, QRL
 from gcrl.datasets import load
-from gcrl.policy import Actor, load_actor, load_policy
+from gcrl.policy import load_policy
 from gcrl.training import TrajectoryDataModule
 
 from .training_data import fit, goal_chain, goal_reaching, multitask_goal_reaching
@@ -64,12 +64,11 @@ def checkpoint(tmp_path: Path, name: str) -> tuple[Path, Any, Path]:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_rebuilt_actor_acts_as_the_trained_module(name: str, tmp_path: Path) -> None:
+def test_the_rebuilt_agent_acts_as_the_trained_one(name: str, tmp_path: Path) -> None:
     ckpt, model, path = checkpoint(tmp_path, name)
-    actor = load_actor(ckpt)
-    assert isinstance(actor, Actor)
     policy = load_policy(ckpt)
-    assert policy.module is not model and isinstance(policy.module, Actor)
+    assert policy.agent is not model and type(policy.agent) is type(model)
+    assert not policy.agent.training
     data = load(path)
     rows = np.arange(0, data.num_transitions, 3)[:12]
     observations = {k: v[rows] for k, v in data.observations.items()}  # type: ignore[union-attr]
@@ -90,7 +89,7 @@ def test_the_rebuilt_actor_acts_as_the_trained_module(name: str, tmp_path: Path)
 
 
 class ClippedBC(BC):
-    """A user's algorithm acting in its own way: its checkpoints describe no acting rule."""
+    """A user's algorithm acting in its own way (no acting rule of gcrl's)."""
 
     def act_on(
         self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
@@ -98,21 +97,35 @@ class ClippedBC(BC):
         return super().act_on(observations, condition, heads).clamp(-0.1, 0.1)
 
 
-def test_an_algorithm_acting_its_own_way_loads_as_a_whole_module(tmp_path: Path) -> None:
+def test_an_algorithm_acting_its_own_way_acts_so_from_its_checkpoint(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=5, length=8)
     dm = TrajectoryDataModule(str(path), batch_size=16, steps_per_epoch=2)
     model = ClippedBC(spec=dm.spec, hidden_dims=[8])
-    assert model.acting_record() is None and BC(spec=dm.spec).acting_record() is not None
     trainer = fit(model, dm, 2, default_root_dir=tmp_path)
     trainer.save_checkpoint(tmp_path / "own.ckpt")
-    assert load_actor(tmp_path / "own.ckpt") is None
     policy = load_policy(tmp_path / "own.ckpt")
-    assert type(policy.module) is ClippedBC
+    assert type(policy.agent) is ClippedBC
+    observations = {
+        "observation": np.full((4, 2), 5.0, np.float32),
+        "desired_goal": np.full((4, 2), -5.0, np.float32),
+    }
+    actions = policy(observations)
+    assert np.abs(actions).max() <= 0.1 + 1e-7
+    unclipped = BC.act_on(policy.agent, *clipped_inputs(policy, observations))
+    assert float(unclipped.abs().max()) > 0.1  # the clip is what bounds them
+
+
+def clipped_inputs(policy: Any, observations: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    agent, spec = policy.agent, policy.spec
+    state = torch.as_tensor(spec.network_state(observations))
+    goals = torch.as_tensor(spec.network_goals(observations["desired_goal"], len(state)))
+    return state, agent.condition(state, goals), None
 
 
 def test_loading_a_policy_and_reading_files_import_no_lightning(tmp_path: Path) -> None:
     """`import gcrl; gcrl.load_policy(...)` and `gcrl info / convert / relabel` in fresh
-    processes: Lightning (and gcrl.algorithms, which needs it) is never imported."""
+    processes: Lightning (and the adapter, gcrl.learner) is never imported; the agents
+    (gcrl.algorithms) only to act."""
     ckpt, _, data = checkpoint(tmp_path, "bc-goal")
     out = tmp_path / "out"
     out.mkdir()
@@ -141,4 +154,5 @@ def test_loading_a_policy_and_reading_files_import_no_lightning(tmp_path: Path) 
         assert "torch" in loaded or name != "load_policy"
         heavy = {m for m in loaded if m.split(".")[0] in ("lightning", "pytorch_lightning")}
         assert not heavy, (name, sorted(heavy)[:5])
-        assert "gcrl.algorithms" not in loaded, name
+        assert "gcrl.learner" not in loaded, name
+        assert ("gcrl.algorithms" in loaded) == (name == "load_policy"), name

@@ -37,6 +37,7 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
     page.write_text(
         "# R\n\n<!-- table:pointmaze -->\n<!-- /table:pointmaze -->\n\n"
         "<!-- table:mt10-iql-layouts -->\nold\n<!-- /table:mt10-iql-layouts -->\n"
+        "<!-- table:mt10-iql-parameters -->\n<!-- /table:mt10-iql-parameters -->\n"
     )
     args = ("--page", str(page), "--summaries", str(summaries))
     stale = results("--check", *args)
@@ -46,6 +47,8 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
     text = page.read_text()
     assert "| IQL | heads | one-hot | 2 | 85 ± 5 | 100 ± 0 | 30 ± 10 | abc1234 |" in text
     assert "`mt10-iql-independent`" in text  # a run without summaries is named as missing
+    # A built table: the parameters of the agents the script constructs, not of summaries.
+    assert "| shared | one-hot | 145,412 | 294,402 | 146,177 | 585,991 |" in text
     assert results("--check", *args).returncode == 0
     page.write_text(text.replace("85 ± 5", "86 ± 5"))
     assert results("--check", *args).returncode == 1

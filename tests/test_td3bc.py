@@ -12,6 +12,7 @@ import torch
 from gcrl.algorithms import TD3BC
 from gcrl.algorithms.groups import ParameterGroup, group_parameters
 from gcrl.errors import ConfigError
+from gcrl.learner import AgentModule
 from gcrl.policy import load_policy
 from gcrl.training import Batch, TrajectoryDataModule
 
@@ -117,7 +118,7 @@ def test_td3bc_acts_from_its_checkpoint_and_refuses_discrete_actions(
         max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=tmp_path, num_sanity_val_steps=0,
     )  # fmt: skip
-    trainer.fit(model, data)
+    trainer.fit(AgentModule(model), data)
     trainer.save_checkpoint(tmp_path / "td3bc.ckpt")
     policy = load_policy(tmp_path / "td3bc.ckpt")
     batch = next(iter(data.train_dataloader()))
@@ -125,7 +126,7 @@ def test_td3bc_acts_from_its_checkpoint_and_refuses_discrete_actions(
     assert goals is not None
     model.eval()
     expected = model.act(batch.observations[:4], goals[:4])
-    torch.testing.assert_close(policy.module.act(batch.observations[:4], goals[:4]), expected)
+    torch.testing.assert_close(policy.agent.act(batch.observations[:4], goals[:4]), expected)
     with pytest.raises(ConfigError, match="policy_delay: must be at least 1"):
         small(data, policy_delay=0)
 

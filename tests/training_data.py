@@ -12,6 +12,7 @@ import torch
 
 from gcrl.datasets import Task, Trajectories, save
 from gcrl.datasets.trajectories import episode_starts_from_ends
+from gcrl.learner import AgentModule
 
 
 def goal_reaching(
@@ -121,8 +122,9 @@ def multitask_goal_reaching(path: Path, tasks: int = 3) -> Path:
     return save(concatenate(parts, labels), path, overwrite=True)
 
 
-def fit(model: L.LightningModule, data: Any, steps: int, **trainer: object) -> L.Trainer:
-    """Train ``steps`` steps quietly; returns the trainer."""
+def fit(model: Any, data: Any, steps: int, **trainer: object) -> L.Trainer:
+    """Train ``steps`` steps quietly (an agent through :class:`gcrl.learner.AgentModule`);
+    returns the trainer."""
     torch.manual_seed(0)
     options = {
         "max_steps": steps,
@@ -134,7 +136,7 @@ def fit(model: L.LightningModule, data: Any, steps: int, **trainer: object) -> L
         **trainer,
     }
     t = L.Trainer(**options)  # type: ignore[arg-type]
-    t.fit(model, data)
+    t.fit(model if isinstance(model, L.LightningModule) else AgentModule(model), data)
     return t
 
 

@@ -1,4 +1,6 @@
-"""Algorithms as LightningModules, one small file each; losses are plain functions of a batch.
+"""Algorithms as plain-torch agents (:class:`Agent`), one small file each; losses are plain
+functions of a batch. :class:`gcrl.learner.AgentModule` trains any of them under Lightning;
+nothing here imports Lightning.
 
 - :class:`BC`: behaviour cloning (Gaussian NLL, MSE, or cross-entropy for discrete actions);
 - :class:`IQL`: goal-conditioned implicit Q-learning with OGBench GCIQL's defaults;
@@ -13,10 +15,11 @@
 - :class:`Distral`, :class:`DistralIQL`: per-task policies regularised towards a distilled
   shared policy (Teh et al. 2017), over behaviour cloning or IQL.
 
-Checkpoints name their class by its import path, so a new algorithm needs no registration.
+Checkpoints name their class by its import path, so a new algorithm needs no registration
+(``gcrl fit --help`` lists the ones in :data:`ALGORITHMS`).
 """
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.algorithms.bc import BC
 from gcrl.algorithms.crl import CRL
 from gcrl.algorithms.distral import Distral, DistralIQL
@@ -25,9 +28,25 @@ from gcrl.algorithms.gcivl import GCIVL
 from gcrl.algorithms.hiql import HIQL
 from gcrl.algorithms.iql import IQL
 from gcrl.algorithms.qrl import QRL
+from gcrl.algorithms.records import Acting
 from gcrl.algorithms.td3bc import TD3BC
 
+#: The algorithms gcrl ships, in the order its docs list them.
+ALGORITHMS: tuple[type[Agent], ...] = (
+    BC,
+    IQL,
+    GCIVL,
+    HIQL,
+    CRL,
+    QRL,
+    TD3BC,
+    DQN,
+    Distral,
+    DistralIQL,
+)
+
 __all__ = [
+    "ALGORITHMS",
     "BC",
     "CRL",
     "DQN",
@@ -36,7 +55,8 @@ __all__ = [
     "IQL",
     "QRL",
     "TD3BC",
+    "Acting",
+    "Agent",
     "Distral",
     "DistralIQL",
-    "GCRLModule",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.errors import ConfigError
 from gcrl.models.policies import Policy
 from gcrl.training.batch import Batch
@@ -36,7 +36,7 @@ def bc_losses(
     return {"actor/loss": -actor.log_prob(out, batch.actions), "actor/mse": mse.detach()}
 
 
-class BC(GCRLModule):
+class BC(Agent):
     """Goal-conditioned, multi-task or text-conditioned behaviour cloning.
 
     Args:
@@ -45,7 +45,7 @@ class BC(GCRLModule):
             cross-entropy whatever this says.
         const_std: the Gaussian's standard deviation is fixed at 1 (OGBench's default).
         layer_norm, activation: of the MLP.
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`.
     """
 
     objective = ("actor/loss",)

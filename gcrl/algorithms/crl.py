@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble
 from gcrl.models.factory import NetworkFactory
@@ -124,7 +124,7 @@ def contrastive_loss(
     }
 
 
-class CRL(GCRLModule):
+class CRL(Agent):
     """Contrastive RL (OGBench CRL's defaults).
 
     Args:
@@ -136,7 +136,7 @@ class CRL(GCRLModule):
         actor_loss: ``ddpgbc`` (default) or ``awr`` (needed for discrete actions).
         alpha: the BC weight (DDPG+BC) or AWR's inverse temperature (0.1).
         const_std: the actor's Gaussian has standard deviation 1.
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`.
     """
 
     goal_sets = ("value", "actor")

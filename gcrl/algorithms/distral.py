@@ -37,8 +37,9 @@ from typing import Any, cast
 
 import torch
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.algorithms.iql import IQL
+from gcrl.algorithms.records import Acting
 from gcrl.errors import ConfigError
 from gcrl.models.layouts import Layout
 from gcrl.models.policies import Policy, act_by_rule
@@ -152,7 +153,7 @@ def distral_losses(
 def require_task_ids(spec: InputSpec | Mapping[str, Any] | None) -> None:
     """Refuse data without several tasks (goal-conditioned data has no task ids)."""
     if spec is None:
-        return  # GCRLModule names the missing spec
+        return  # Agent names the missing spec
     spec = spec if isinstance(spec, InputSpec) else InputSpec.from_dict(spec)
     if spec.num_tasks < 2:
         raise ConfigError(
@@ -161,9 +162,9 @@ def require_task_ids(spec: InputSpec | Mapping[str, Any] | None) -> None:
         )
 
 
-class _DistralParts(GCRLModule):
+class _DistralParts(Agent):
     """What :class:`Distral` and :class:`DistralIQL` share: the distilled policy ``prior``,
-    its condition, acting by it, and its entry in the checkpoint's acting record."""
+    its condition, and acting by it."""
 
     prior: Policy
     prior_signal: bool
@@ -233,25 +234,12 @@ class _DistralParts(GCRLModule):
         assert self.acting_rule is not None
         return act_by_rule(self.acting_rule, [self.prior], observations, condition, None)
 
-    def acting_record(self) -> dict[str, Any] | None:
-        """The task policies' record, with ``alternatives["prior"]``: the distilled policy's
-        (``gcrl.load_policy(checkpoint, policy="prior")``)."""
-        record = super().acting_record()
-        if record is None:
-            return None
+    def policies(self) -> dict[str | None, Acting]:
+        """The task policies (``None``) and the distilled one, ``"prior"``
+        (``gcrl.load_policy(checkpoint, policy="prior")``), which reads the task inputs only
+        with ``prior_signal``."""
         signal: TaskSignal = self.signal if self.prior_signal else NoSignal()
-        record["alternatives"] = {
-            PRIOR: {
-                "rule": record["rule"],
-                "networks": {
-                    "prior": {"class": type(self.prior).__name__, "config": self.prior.config}
-                },
-                "signal_class": type(signal).__name__,
-                "signal_config": dict(signal.config),
-                "num_heads": 1,
-            }
-        }
-        return record
+        return {**super().policies(), PRIOR: Acting(self.act_prior, signal, 1)}
 
 
 class Distral(_DistralParts):
@@ -276,9 +264,9 @@ class Distral(_DistralParts):
             layout) and one for ``pi_0``.
         layer_norm, activation: of the MLPs.
         layout: of the task policies: ``independent`` (default, the paper's separate
-            networks), or any layout of :class:`GCRLModule` with a task-id signal.
+            networks), or any layout of :class:`~gcrl.algorithms.Agent` with a task-id signal.
         **kwargs: task signal (``auto``: one-hot task ids) and optimiser options of
-            :class:`GCRLModule`; goal-only data (no task ids) is refused.
+            :class:`~gcrl.algorithms.Agent`; goal-only data (no task ids) is refused.
 
     Continuous actions: Gaussian policies; discrete: categorical (cross-entropy). Acting is by
     the task policies' mode; ``gcrl.load_policy(checkpoint, policy="prior")`` acts by

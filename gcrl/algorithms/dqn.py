@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
 from gcrl.training.batch import Batch
@@ -43,7 +43,7 @@ def dqn_losses(
     }
 
 
-class DQN(GCRLModule):
+class DQN(Agent):
     """Offline double DQN + CQL for discrete actions, conditioned on any task signal.
 
     Args:
@@ -51,7 +51,7 @@ class DQN(GCRLModule):
         layer_norm, activation: of the MLP.
         discount, tau: 0.99 and the Polyak rate of the target network (0.005).
         cql_alpha: weight of the conservative term (1.0; 0 gives plain double DQN).
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`.
     """
 
     objective = ("critic/loss",)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
 from gcrl.models.policies import Policy
 from gcrl.training.batch import Batch
@@ -73,7 +73,7 @@ def awr_loss(
     return {"actor/loss": -(weight * log_prob), "actor/adv": advantage}
 
 
-class GCIVL(GCRLModule):
+class GCIVL(Agent):
     """Goal-conditioned implicit V-learning (OGBench GCIVL's defaults).
 
     Args:
@@ -83,7 +83,7 @@ class GCIVL(GCRLModule):
         layer_norm: on the value networks (the actor has none, as in OGBench).
         discount, tau, expectile, alpha: 0.99, 0.005, 0.9 and AWR's inverse temperature 10.
         const_std: the actor's Gaussian has standard deviation 1.
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`.
     """
 
     objective = ("value/loss", "actor/loss")

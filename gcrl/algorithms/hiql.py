@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.algorithms.gcivl import MAX_WEIGHT, value_losses
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
@@ -133,7 +133,7 @@ def subgoal_needs(steps: int) -> DataNeeds:
     )
 
 
-class HIQL(GCRLModule):
+class HIQL(Agent):
     """Hierarchical implicit Q-learning (OGBench HIQL's defaults).
 
     Args:
@@ -147,8 +147,8 @@ class HIQL(GCRLModule):
         const_std: the policies' Gaussians have standard deviation 1.
         subgoal_steps: how far ahead subgoals lie (25, OGBench's): the data module draws the
             goal sets ``subgoal`` and ``high_target`` at that distance (``data_needs``).
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`; the signal is a
-            goal.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`; the
+            signal is a goal.
     """
 
     objective = ("value/loss", "low_actor/loss", "high_actor/loss")

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
 from gcrl.training.batch import Batch
@@ -74,7 +74,7 @@ def critic_losses(
     }
 
 
-class IQL(GCRLModule):
+class IQL(Agent):
     """Goal-conditioned IQL for continuous actions (OGBench GCIQL's defaults).
 
     Args:
@@ -86,7 +86,7 @@ class IQL(GCRLModule):
         actor_loss: ``ddpgbc`` (default) or ``awr``; ``alpha``: the BC weight (DDPG+BC, 0.3)
             or the inverse temperature (AWR).
         const_std: the actor's Gaussian has standard deviation 1.
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`.
     """
 
     objective = ("value/loss", "critic/loss", "actor/loss")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.errors import ConfigError
 from gcrl.models.mlp import MLP
 from gcrl.models.quasimetric import IQE, iqe_distance
@@ -65,7 +65,7 @@ def dynamics_loss(value: IQE, dynamics: MLP, batch: Batch, actions: torch.Tensor
     return (value.distance(next_latent, predicted) + value.distance(predicted, next_latent)) / 2
 
 
-class QRL(GCRLModule):
+class QRL(Agent):
     """Quasimetric RL (OGBench QRL's defaults).
 
     Args:
@@ -78,8 +78,9 @@ class QRL(GCRLModule):
         actor_loss: ``ddpgbc`` (default) or ``awr`` (needed for discrete actions).
         alpha: the BC weight (DDPG+BC) or AWR's inverse temperature (0.003).
         const_std: the actor's Gaussian has standard deviation 1.
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`; the task signal
-            must be the goal itself (``goal``, no goal encoder) and the goal a state.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`; the
+            task signal must be the goal itself (``goal``, no goal encoder) and the goal a
+            state.
     """
 
     goal_sets = ("value", "actor")

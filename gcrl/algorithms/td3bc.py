@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from gcrl.algorithms.base import GCRLModule
+from gcrl.algorithms.agent import Agent
 from gcrl.algorithms.groups import ParameterGroup
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble, polyak_update, target_copy
@@ -62,7 +62,7 @@ def td3bc_actor_loss(
     return {"actor/loss": -lam * q + bc, "actor/bc_loss": bc.detach(), "actor/lambda": lam}
 
 
-class TD3BC(GCRLModule):
+class TD3BC(Agent):
     """Goal-conditioned TD3+BC for continuous actions, the paper's defaults.
 
     Args:
@@ -76,7 +76,7 @@ class TD3BC(GCRLModule):
         alpha: the Q term's weight against behaviour cloning (2.5).
         actor_lr, critic_lr: Adam's learning rates of each (3e-4, 3e-4; the task signal's
             parameters, if any, learn with the critic).
-        **kwargs: task signal and optimiser options of :class:`GCRLModule`.
+        **kwargs: task signal and optimiser options of :class:`~gcrl.algorithms.Agent`.
     """
 
     objective = ("critic/loss", "actor/loss")

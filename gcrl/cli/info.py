@@ -39,18 +39,31 @@ def _stats(stats: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in stats.items())
 
 
+def _episodes(summary: dict[str, Any]) -> str:
+    """The episodes line; a relabeled file's as source episodes and copies (each relabeled
+    row is stored as a one-step episode, which as a count of episodes reads as a bug)."""
+    lengths = summary["episode_length"]
+    relabeled = summary.get("relabeled")
+    if not relabeled:
+        return (
+            f"{summary['episodes']:,}   length min {lengths['min']} / "
+            f"mean {lengths['mean']:.1f} / max {lengths['max']}"
+        )
+    copies = f"k = {relabeled['copies']} per transition; " if relabeled["copies"] else ""
+    return (
+        f"{relabeled['source_episodes']:,} source episodes ({relabeled['source_transitions']:,} "
+        f"transitions) + {relabeled['relabeled_transitions']:,} relabeled ({copies}stored as "
+        f"{summary['episodes']:,} episodes)"
+    )
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """A human-readable rendering of :func:`gcrl.datasets.summary.summarize`'s output."""
-    lengths = summary["episode_length"]
     rows: list[tuple[str, str]] = [
         ("source", summary["source"]),
         ("format", summary["format"]),
         ("transitions", f"{summary['transitions']:,}"),
-        (
-            "episodes",
-            f"{summary['episodes']:,}   length min {lengths['min']} / "
-            f"mean {lengths['mean']:.1f} / max {lengths['max']}",
-        ),
+        ("episodes", _episodes(summary)),
         ("ends", f"terminals {summary['terminals']:,}   timeouts {summary['timeouts']:,}"),
     ]
     observations = summary["observations"]

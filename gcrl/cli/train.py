@@ -1,8 +1,9 @@
 """``gcrl fit | validate | test --config CONFIG.yaml``: LightningCLI over gcrl's algorithms.
 
-The model is any :class:`gcrl.algorithms.GCRLModule` subclass (``model.class_path``), the
-data a :class:`gcrl.training.TrajectoryDataModule`; the data's shapes and tasks
-(``data.spec``) are linked into the model when both are built. Logs (CSV and TensorBoard) and
+The model is any :class:`gcrl.algorithms.Agent` subclass (``model.class_path``), trained
+through the one Lightning adapter :class:`gcrl.learner.AgentModule`; the data is a
+:class:`gcrl.training.TrajectoryDataModule`, whose shapes and tasks (``data.spec``) are
+linked into the model when both are built. Logs (CSV and TensorBoard) and
 checkpoints go under ``runs/`` (``runs/csv/version_N/`` holds ``metrics.csv``, the
 config and ``checkpoints/``) unless the config says otherwise.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,9 +22,10 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from gcrl.algorithms.base import GCRLModule
-from gcrl.callbacks import StepProgressBar, StepRate
+from gcrl.algorithms.agent import Agent
+from gcrl.callbacks import InterruptCheckpoint, StepProgressBar, StepRate
 from gcrl.errors import ConfigError, DataError, GcrlError
+from gcrl.learner.module import AgentModule, class_path
 from gcrl.spec import CHECKPOINT_KEY, InputSpec
 from gcrl.training.datamodule import TrajectoryDataModule
 
@@ -50,16 +53,26 @@ _LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
 _SHAPE_FIELDS = ("observation_dim", "action_dim", "discrete", "goal_dim", "num_tasks")
 
 
-#: The last lines of ``gcrl fit --help``: where the options of each algorithm are.
-HELP_EPILOG = (
-    "The algorithm's own options: gcrl fit --model.help gcrl.algorithms.BC (or IQL, GCIVL, "
-    "CRL, DQN). Optimisers are the algorithms' own (Adam at model.learning_rate)."
-)
+def help_epilog() -> str:
+    """The last lines of ``gcrl fit --help``: the registered algorithms
+    (:data:`gcrl.algorithms.ALGORITHMS`) and where each one's options are."""
+    from gcrl.algorithms import ALGORITHMS
+
+    names = ", ".join(cls.__name__ for cls in ALGORITHMS)
+    return (
+        f"Algorithms (model.class_path gcrl.algorithms.NAME): {names}. Each one's own "
+        "options: gcrl fit --model.help gcrl.algorithms.BC (or another). Optimisers are the "
+        "algorithms' own (Adam at model.learning_rate, or per parameter group). --verbose: "
+        "Lightning's device lines and model summary too."
+    )
 
 
 class GcrlCLI(LightningCLI):
     """LightningCLI in subclass mode, with the data spec linked into the model, and
     ``--ckpt_path`` checked before Lightning reads it."""
+
+    #: ``gcrl fit``'s interrupt handling (what stopped the run, the checkpoint it wrote).
+    interrupt: InterruptCheckpoint
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -67,8 +80,23 @@ class GcrlCLI(LightningCLI):
         # ``predict_step``).
         return {k: v for k, v in LightningCLI.subcommands().items() if k in SUBCOMMANDS}
 
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # As Lightning's, with the model an Agent (plain torch) rather than a LightningModule:
+        # instantiate_classes wraps it in the adapter.
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        defaults = {"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"}
+        parser.set_defaults(defaults)
+        parser.add_subclass_arguments(Agent, "model", fail_untyped=False, required=True)
+        parser.add_lightning_class_args(self._datamodule_class, "data", subclass_mode=False)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
+
+    def instantiate_classes(self) -> None:
+        self.config_init = self.parser.instantiate_classes(self.config)
+        self.datamodule = self._get(self.config_init, "data")
+        self.model = AgentModule(self._get(self.config_init, "model"))
+        self.trainer = self.instantiate_trainer()
 
     def _parse_ckpt_path(self) -> None:
         """As Lightning's (the model's options come from the checkpoint's hyperparameters),
@@ -107,6 +135,9 @@ class GcrlCLI(LightningCLI):
         # The training rate in the logs, as OGBench logs it (unless the run brings its own).
         if not any(isinstance(c, StepRate) for c in [*given, *callbacks]):
             callbacks = [*callbacks, StepRate()]
+        if self.subcommand == "fit":  # SIGINT / SIGTERM: a checkpoint to resume from
+            self.interrupt = InterruptCheckpoint()
+            callbacks = [*callbacks, self.interrupt]
         return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
@@ -133,23 +164,23 @@ def read_resumable(path: str | None) -> dict[str, Any] | None:
         raise type(err)(f"--ckpt_path {path}: {message}") from None
 
 
-def check_resumable(path: str, meta: dict[str, Any], model: GCRLModule) -> None:
+def check_resumable(path: str, meta: dict[str, Any], model: AgentModule) -> None:
     """Raise a one-line error unless the ``--ckpt_path`` checkpoint at ``path``, whose gcrl
-    metadata is ``meta``, is of ``model``'s class and of networks sized for the same data."""
+    metadata is ``meta``, is of ``model``'s agent class and of networks sized for the same
+    data."""
 
     option = f"--ckpt_path {path}"
-    cls = type(model)
-    expected = f"{cls.__module__}.{cls.__qualname__}"
+    expected = class_path(type(model.agent))
     if meta.get("algorithm") != expected:
         raise ConfigError(
             f"{option}: a checkpoint of {meta.get('algorithm')}, but the model is {expected}"
         )
     trained = InputSpec.from_dict(meta["spec"])
     for name in _SHAPE_FIELDS:
-        if getattr(trained, name) != getattr(model.spec, name):
+        if getattr(trained, name) != getattr(model.agent.spec, name):
             raise DataError(
                 f"{option}: trained with {name} {getattr(trained, name)}, but the data "
-                f"gives {getattr(model.spec, name)}"
+                f"gives {getattr(model.agent.spec, name)}"
             )
 
 
@@ -166,22 +197,34 @@ HARMLESS_WARNINGS = (
 #: Lightning's log lines that say nothing about the run: advertisements, and the seed that
 #: the saved config records anyway (it came before a one-line error, making it two).
 HARMLESS_LOGS = ("💡 Tip", "Seed set to ")
+#: Lightning's lines shown only with ``--verbose``: the devices it found and the end of the
+#: step budget (the model summary table is off unless ``--verbose`` or the config turns it on).
+VERBOSE_LOGS = ("GPU available:", "TPU available:", "HPU available:", "LOCAL_RANK:", "` stopped: ")
 #: The loggers writing them.
 _LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
+#: The option of ``gcrl fit | validate | test`` that shows Lightning's own lines.
+VERBOSE = "--verbose"
 
 
 class _DropTips(logging.Filter):
+    def __init__(self, dropped: tuple[str, ...]) -> None:
+        super().__init__()
+        self.dropped = dropped
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)  # under DDP prefixed by "[rank: N] "
-        return not any(harmless in message for harmless in HARMLESS_LOGS)
+        return not any(harmless in message for harmless in self.dropped)
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's tips, its seed line and the known-harmless warnings (idempotent)."""
+def quiet_lightning(verbose: bool = False) -> None:
+    """Silence Lightning's tips, its seed line and the known-harmless warnings, and unless
+    ``verbose`` its device and stopping lines (the last call decides)."""
+    dropped = HARMLESS_LOGS if verbose else (*HARMLESS_LOGS, *VERBOSE_LOGS)
     for name in _LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTips) for f in logger.filters):
-            logger.addFilter(_DropTips())
+        for old in [f for f in logger.filters if isinstance(f, _DropTips)]:
+            logger.removeFilter(old)
+        logger.addFilter(_DropTips(dropped))
     for message in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
 
@@ -199,39 +242,52 @@ def _represent_enums() -> None:
 
 
 def run(args: Sequence[str]) -> int:
-    """Run a Lightning subcommand (``fit``, ``validate`` or ``test`` and its options)."""
-    quiet_lightning()
+    """Run a Lightning subcommand (``fit``, ``validate`` or ``test`` and its options; with
+    ``--verbose``, Lightning's device lines and model summary are shown too)."""
+    verbose = VERBOSE in args
+    quiet_lightning(verbose)
     _represent_enums()
     # LightningCLI reads ``args``. Lightning's DDP launcher starts the other ranks by running
     # ``sys.argv`` again, so it must hold this very command: ``gcrl fit ...``.
     saved, sys.argv = sys.argv, [sys.argv[0], *args]
     try:
-        _cli(args)
+        return _cli([a for a in args if a != VERBOSE], verbose)
     finally:
         sys.argv = saved
-    return 0
 
 
-def _cli(args: Sequence[str]) -> None:
+def _cli(args: Sequence[str], verbose: bool = False) -> int:
+    """Run LightningCLI; returns the exit code (128 + the signal for an interrupted fit)."""
     fitting = not args or args[0] == "fit"
+    defaults = {**TRAINER_DEFAULTS, "enable_model_summary": verbose}
     cli = GcrlCLI(
-        GCRLModule,
+        None,
         TrajectoryDataModule,
-        subclass_mode_model=True,
         args=list(args),
         # validate and test print their metrics; they make no new run directory (a logger
         # given on the command line still logs them).
-        trainer_defaults=TRAINER_DEFAULTS if fitting else {**TRAINER_DEFAULTS, "logger": False},
+        trainer_defaults=defaults if fitting else {**defaults, "logger": False},
         seed_everything_default=0,
         save_config_callback=SaveConfigCallback if fitting else None,
         save_config_kwargs={"overwrite": True},
         # The algorithms configure their optimiser themselves (compiled steps, PCGrad and
         # GradNorm need to): an --optimizer option would silently replace it.
         auto_configure_optimizers=False,
-        parser_kwargs={name: {"epilog": HELP_EPILOG} for name in SUBCOMMANDS},
+        parser_kwargs={name: {"epilog": help_epilog()} for name in SUBCOMMANDS},
     )
-    if args and args[0] == "fit":
-        report_checkpoint(cli.trainer)
+    if not (args and args[0] == "fit"):
+        return 0
+    interrupt = cli.interrupt
+    if interrupt.signal is not None and interrupt.path is not None:
+        name = signal.Signals(interrupt.signal).name
+        print(
+            f"gcrl fit: interrupted ({name}) after step {cli.trainer.global_step}; resume with "
+            f"--ckpt_path {interrupt.path}",
+            file=sys.stderr,
+        )
+        return 128 + interrupt.signal
+    report_checkpoint(cli.trainer)
+    return 0
 
 
 def report_checkpoint(trainer: Any) -> None:

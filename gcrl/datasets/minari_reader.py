@@ -52,6 +52,10 @@ def import_minari() -> Any:
     return minari
 
 
+#: Suffixes of dataset files: a missing path ending so is a missing file, not a Minari id.
+FILE_SUFFIXES = (".hdf5", ".h5", ".npz")
+
+
 def is_minari_dir(path: Path) -> bool:
     """True for a Minari dataset directory (the dataset root or its ``data`` folder)."""
     return (path / "metadata.json").is_file() or (path / "data" / "metadata.json").is_file()
@@ -67,6 +71,8 @@ def _recognises(probe: SourceProbe) -> bool:
             f"{probe.path}: a Minari episode file; load its dataset directory instead"
         )
     text = str(probe.source)
+    if Path(text).suffix.lower() in FILE_SUFFIXES:  # a missing file, not a dataset id
+        return False
     return not probe.exists and ("/" in text or "-v" in text)
 
 

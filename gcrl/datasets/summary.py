@@ -6,6 +6,7 @@ ids) are read, never the observations, so files larger than memory can be inspec
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -15,6 +16,11 @@ from gcrl.datasets.loading import check_format_applies, detect_format, load
 from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Task, Trajectories
 from gcrl.errors import reading
+
+#: The column ``gcrl relabel`` marks each output row with, and the code of the rows it kept as
+#: they were (``gcrl.relabel.codes``: a frozen table).
+RELABEL_CODE_KEY = "infos/relabel_strategy"
+ORIGINAL_CODE = 0
 
 
 def summarize(
@@ -27,6 +33,7 @@ def summarize(
     if format == "gcrl":
         with reading(source), NativeReader(source) as reader:
             task_ids = reader.column("task_ids") if reader.has("task_ids") else None
+            codes = reader.column(RELABEL_CODE_KEY) if reader.has(RELABEL_CODE_KEY) else None
             return summarize_columns(
                 source=str(source),
                 format=format,
@@ -38,6 +45,7 @@ def summarize(
                 task_ids=task_ids,
                 tasks=reader.tasks,
                 attrs=reader.attrs,
+                relabel_codes=codes,
             )
     trajectories = load(source, format=format, **options)
     return summarize_trajectories(trajectories, source=str(source), format=format)
@@ -59,7 +67,19 @@ def summarize_trajectories(
         task_ids=t.task_ids,
         tasks=t.tasks,
         attrs=t.attrs,
+        relabel_codes=t.infos.get(RELABEL_CODE_KEY.removeprefix("infos/")),
     )
+
+
+def episodes_description(t: Trajectories) -> str:
+    """``"60 episodes"``, or for a file ``gcrl relabel`` wrote (whose relabeled rows are
+    one-step episodes) ``"60 source episodes + 240,000 relabeled rows"``."""
+    codes = t.infos.get(RELABEL_CODE_KEY.removeprefix("infos/"))
+    if codes is None:
+        return f"{t.num_episodes:,} episodes"
+    kept = int(np.count_nonzero(codes[t.episode_starts] == ORIGINAL_CODE))
+    relabeled = int(np.count_nonzero(codes != ORIGINAL_CODE))
+    return f"{kept:,} source episodes + {relabeled:,} relabeled rows"
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -84,10 +104,28 @@ def summarize_columns(
     task_ids: np.ndarray | None,
     tasks: tuple[Task, ...],
     attrs: dict[str, Any],
+    relabel_codes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Summary dict: counts, per-row shapes/dtypes, episode lengths (steps), episode returns
-    (undiscounted sums of rewards), and per-task transition and episode counts."""
+    (undiscounted sums of rewards), and per-task transition and episode counts.
+
+    A file ``gcrl relabel`` wrote (``relabel_codes``: its ``infos/relabel_strategy``) stores
+    each relabeled row as a one-step episode beside the source episodes it kept; its
+    ``relabeled`` entry counts the source episodes and transitions (the rows of code 0,
+    ``original``), the relabeled transitions and the copies per source row (``k``), and the
+    per-task episode counts are of source episodes."""
     n = len(rewards)
+    relabeled = None
+    if relabel_codes is not None:
+        kept = episode_starts[relabel_codes[episode_starts] == ORIGINAL_CODE]
+        options = json.loads(str(attrs.get("relabel_options", "{}")))
+        source_rows = int(np.count_nonzero(relabel_codes == ORIGINAL_CODE))
+        relabeled = {
+            "source_episodes": len(kept),
+            "source_transitions": source_rows,
+            "relabeled_transitions": n - source_rows,
+            "copies": options.get("k"),
+        }
     lengths = np.diff(np.append(episode_starts, n))
     returns = np.add.reduceat(rewards.astype(np.float64), episode_starts)
 
@@ -101,7 +139,8 @@ def summarize_columns(
     task_rows = []
     if task_ids is not None:
         per_row = np.bincount(task_ids, minlength=len(tasks))
-        per_episode = np.bincount(task_ids[episode_starts], minlength=len(tasks))
+        counted = episode_starts if relabeled is None else kept
+        per_episode = np.bincount(task_ids[counted], minlength=len(tasks))
         task_rows = [
             {
                 "id": i,
@@ -136,4 +175,5 @@ def summarize_columns(
         "tasks": task_rows,
         "infos": spec("infos"),
         "attrs": provenance,
+        "relabeled": relabeled,
     }

@@ -2,7 +2,7 @@
 the head count are applied the same way to actors, Q and V ensembles and the unconditioned
 encoders of bilinear critics (CRL), so no algorithm assembles them by hand.
 
-Each algorithm builds its networks through :class:`NetworkFactory` (``GCRLModule.networks``);
+Each algorithm builds its networks through :class:`NetworkFactory` (``Agent.network_factory``);
 a layout that cannot apply to a network (one that reads no task vector under a layout whose
 task parts come from the task vector) is a one-line :class:`~gcrl.errors.ConfigError` naming
 the network.

@@ -1,6 +1,6 @@
 """How a conditioned network divides into shared and task-specific parts (its layout).
 
-Chosen by name in a config (``GCRLModule(layout=..., layout_options=...)``); every layout
+Chosen by name in a config (``Agent(layout=..., layout_options=...)``); every layout
 is a :class:`~gcrl.models.mlp.TaskNetwork` with the same ``forward(x, c, head)``, so every
 algorithm's policies and value networks take any of them:
 

@@ -123,7 +123,7 @@ def subgoal_actions(
     return low.greedy(observations, subgoal, heads)
 
 
-#: How a trained agent acts, by name (``GCRLModule.acting_rule``); see :func:`act_by_rule`.
+#: How a trained agent acts, by name (``Agent.acting_rule``); see :func:`act_by_rule`.
 ACTING_RULES = ("mode", "greedy", "q_argmax", "subgoal")
 
 

@@ -177,6 +177,42 @@ SIGNAL_CLASSES: dict[str, type[TaskSignal]] = {
 }
 
 
+def build_signal(
+    kind: str,
+    num_tasks: int,
+    goal_dim: int,
+    task_texts: Sequence[tuple[str, str]],
+    embedding_dim: int = 32,
+    goal_encoder_dims: Sequence[int] | None = None,
+    text_model: str = "all-MiniLM-L6-v2",
+    text_dim: int | None = None,
+) -> TaskSignal:
+    """The task signal of ``kind`` (one of :data:`SIGNALS`) for data of ``num_tasks`` tasks
+    and ``goal_dim``-d goals. ``task_texts`` holds each task's ``(name, text)``: the ``text``
+    signal embeds the texts with ``text_model``, unless ``text_dim`` is given (restoring: the
+    embeddings then come from the checkpoint)."""
+    if kind == "none":
+        return NoSignal()
+    if kind == "onehot":
+        return OneHotSignal(num_tasks)
+    if kind == "embedding":
+        return EmbeddingSignal(num_tasks, embedding_dim)
+    if kind == "goal":
+        return GoalSignal(goal_dim, None if goal_encoder_dims is None else list(goal_encoder_dims))
+    if text_dim is not None:
+        return TextSignal(text_model, num_tasks=num_tasks, dim=text_dim)
+    from gcrl.tasks.text import TextEmbedder
+
+    untexted = [name for name, text in task_texts if not text]
+    if untexted:
+        raise ConfigError(
+            f"task_signal text: tasks {untexted} have no text to embed; give the dataset "
+            "task texts (gcrl convert --task NAME --task-text TEXT) or use onehot"
+        )
+    vectors = TextEmbedder(text_model).embed([text for _, text in task_texts])
+    return TextSignal(text_model, torch.from_numpy(vectors))
+
+
 def task_vectors(
     signal: TaskSignal,
     observations: torch.Tensor,

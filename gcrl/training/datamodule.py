@@ -20,8 +20,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from gcrl.datasets.loading import load
+from gcrl.datasets.summary import episodes_description
 from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
-from gcrl.errors import ConfigError, GcrlError
+from gcrl.errors import ConfigError, DatasetNotFoundError, GcrlError
 from gcrl.relabel import GoalMixture, GoalReward, GoalSampler, RowSampler, Subgoal
 from gcrl.relabel.instructions import (
     InstructionRelabel,
@@ -140,6 +141,8 @@ class TrajectoryDataModule(L.LightningDataModule):
             only a unit of logging and validation).
         val_batches: batches per validation run (with ``val_fraction``).
         seed: all sampling is drawn from generators seeded by it (and the rank).
+        data_command: the command that makes the file at ``path`` (the shipped configs name
+            theirs): a missing file's error says to run it.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         steps_per_epoch: int = 1000,
         val_batches: int = 8,
         seed: int = 0,
+        data_command: str | None = None,
     ) -> None:
         super().__init__()
         if relabel not in RELABEL_MODES:
@@ -198,7 +202,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self.val_batches = val_batches
         self.seed = seed
-        self.data = load(path)
+        try:
+            self.data = load(path)
+        except DatasetNotFoundError as err:
+            if data_command is None:
+                raise
+            raise DatasetNotFoundError(f"{err}; make it with `{data_command}`") from None
         if tolerance is None:
             self.tolerance, self._tolerance_source = recorded_tolerance(self.data.attrs)
         self.instruction_relabel_ratio = instruction_relabel_ratio
@@ -221,7 +230,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         )
         rank_zero_info(
             f"data: {path}: {self.data.num_transitions:,} transitions in "
-            f"{self.data.num_episodes:,} episodes; relabel {self.relabel} ({reason}){within}"
+            f"{episodes_description(self.data)}; relabel {self.relabel} ({reason}){within}"
         )
         if self.relabel != "none" and is_dict and self.goal_key not in observations:
             raise ConfigError(f"relabel {self.relabel}: {path} holds no goals (goal_key/dims)")

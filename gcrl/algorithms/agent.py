@@ -1,15 +1,15 @@
-"""What every algorithm shares: the input spec, the task signal, the network factory,
-checkpoint metadata and acting; the update paths and parameter groups
-(:mod:`gcrl.algorithms.updates`) and the loss logging (:mod:`gcrl.algorithms.metrics`) are
-its two parts.
+"""The plain-torch agent every algorithm is: the input spec, the task signal, the network
+factory, per-sample losses, parameter groups, target updates and acting. No Lightning: the
+one Lightning adapter (:class:`gcrl.learner.AgentModule`) trains any agent, and
+:func:`gcrl.load_policy` rebuilds one from a checkpoint to act.
 
 An algorithm is a subclass in its own module: it declares the goal sets its losses read
-(:attr:`GCRLModule.goal_sets`) and the losses whose means it minimises
-(:attr:`GCRLModule.objective`), optionally its parameter groups
-(:meth:`GCRLModule.parameter_groups`: learning rate and update interval per group), builds its
-networks with :meth:`GCRLModule.network_factory` and implements :meth:`GCRLModule.losses` (a
-plain function of a :class:`gcrl.training.Batch`) and :meth:`GCRLModule.act` (raw goals in,
-actions out).
+(:attr:`Agent.goal_sets`), the losses whose means it minimises (:attr:`Agent.objective`),
+what its batches must hold (:attr:`Agent.data_needs`), optionally its parameter groups
+(:meth:`Agent.parameter_groups`: learning rate and update interval per group), builds its
+networks with :meth:`Agent.network_factory` and implements :meth:`Agent.losses` (a plain
+function of a :class:`gcrl.training.Batch`) and its acting (an :attr:`Agent.acting_rule`, or
+:meth:`Agent.act_on` / :meth:`Agent.act` of its own).
 """
 
 from __future__ import annotations
@@ -18,34 +18,36 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
-from gcrl.algorithms.updates import UpdatePaths
+from gcrl.algorithms.groups import ParameterGroup
+from gcrl.algorithms.records import Acting, constructor_arguments
 from gcrl.errors import ConfigError
 from gcrl.models.factory import NetworkFactory
 from gcrl.models.layouts import TASK_ID_LAYOUTS, Layout
+from gcrl.models.mlp import TaskNetwork
 from gcrl.models.policies import act_by_rule
-from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec
+from gcrl.spec import InputSpec
 from gcrl.tasks.signals import (
     SIGNALS,
     EmbeddingSignal,
-    GoalSignal,
-    NoSignal,
-    OneHotSignal,
-    TaskSignal,
     TextSignal,
+    build_signal,
     task_vectors,
 )
 from gcrl.training.batch import Batch
 from gcrl.training.needs import DataNeeds
 
-#: Options of gcrl 0.1 that its checkpoints hold and that still load (see GCRLModule).
+#: Options of gcrl 0.1 that its checkpoints hold and that still load (see Agent).
 LEGACY_OPTIONS = ("compile_losses", "gradient_clip_val")
 #: Multi-task optimisers selectable with ``optim``.
 OPTIMS = ("none", "pcgrad", "gradnorm")
 
 
-class GCRLModule(UpdatePaths):
-    """Base class of the algorithms (not used directly).
+class Agent(nn.Module):
+    """Base class of the algorithms (not used directly): plain torch, trained by
+    :class:`gcrl.learner.AgentModule` and rebuilt by :func:`gcrl.load_policy` from its
+    :attr:`config`.
 
     Args:
         spec: the input spec of the data (an :class:`~gcrl.spec.InputSpec`, or its
@@ -67,7 +69,7 @@ class GCRLModule(UpdatePaths):
             ``experts`` (4), ``modules`` (4), ``module_dim`` (0: the first hidden width over
             ``modules``); see :class:`gcrl.models.layouts.Layout`.
         multi_head: the ``heads`` layout (kept for configs of gcrl 0.1).
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's learning rate (of the parameter groups that set none).
         dynamics_weight: above 0, a hidden-parameter dynamics model (HiP-MDP) is trained
             beside the algorithm's losses, weighted by this: ``T(s, a, theta_task)`` predicts
             the state change and the reward, with ``theta`` the ``embedding`` signal's task
@@ -79,24 +81,23 @@ class GCRLModule(UpdatePaths):
             rewards are as stored, not standardised: lower it for large rewards). Must be 0
             when the data module relabels goals, whose rewards the model cannot see.
         dynamics_hidden_dims: the dynamics model's hidden widths (256, 256).
-        optim: ``none``, ``pcgrad`` (gradient surgery over the shared parameters; the layout's
-            per-task parts keep their own task's gradient) or ``gradnorm`` (learned task
-            weights, norms at the last shared layer: the policy's, or the first value
-            network's, last shared hidden layer);
-            both take every task's gradient from one backward pass (:mod:`gcrl.optim`) and run
-            under Lightning's manual optimisation.
+        optim: how the adapter steps the shared parameters: ``none``, ``pcgrad`` (gradient
+            surgery over the shared parameters; the layout's per-task parts keep their own
+            task's gradient) or ``gradnorm`` (learned task weights, norms at the last shared
+            layer: the policy's, or the first value network's, last shared hidden layer);
+            both take every task's gradient from one backward pass (:mod:`gcrl.optim`).
         gradnorm_alpha: GradNorm's restoring factor (1.5).
         compile_step: run the whole update (gradient, clipping, Adam, target networks) as
-            one function compiled by ``torch.compile`` (:mod:`gcrl.algorithms.compiled`; on
-            CUDA in ``reduce-overhead`` mode, CUDA graphs); with ``optim``, only the losses
-            are compiled. None (default): on for CUDA, off elsewhere: on one CPU core it is
-            1.3 to 1.4 times as fast at batch 256 / 2 x 256 and no faster at 1024 / 3 x 512
-            (``benchmarks/train.py``), and the first step compiles for 10 to 60 s.
-            Validation and acting stay eager.
+            one function compiled by ``torch.compile`` (:mod:`gcrl.learner.compiled`; on
+            CUDA in ``reduce-overhead`` mode, CUDA graphs); with ``optim`` or several
+            parameter groups, only the losses are compiled. None (default): on for CUDA, off
+            elsewhere: on one CPU core it is 1.3 to 1.4 times as fast at batch 256 / 2 x 256
+            and no faster at 1024 / 3 x 512 (``benchmarks/train.py``), and the first step
+            compiles for 10 to 60 s. Validation and acting stay eager.
         **legacy: options of gcrl 0.1 that its checkpoints hold: ``compile_losses`` (now
             ``compile_step``) and ``gradient_clip_val`` (now only ``trainer.gradient_clip_val``,
             which under manual optimisation, with ``optim``, ``compile_step`` or
-            ``updates_per_batch``, the model applies itself).
+            ``updates_per_batch``, the adapter applies itself).
     """
 
     #: The per-sample losses whose means are summed into the training objective.
@@ -106,9 +107,8 @@ class GCRLModule(UpdatePaths):
     #: What the batches must hold beyond them (value goals, subgoal sets): the data module reads it.
     data_needs: DataNeeds = DataNeeds()
     #: How the algorithm acts, one of :data:`gcrl.models.policies.ACTING_RULES` (see
-    #: :func:`~gcrl.models.policies.act_by_rule`): the default :meth:`act_on` follows it, and
-    #: :func:`gcrl.load_policy` rebuilds the acting parts by it without the algorithm's class
-    #: (nor Lightning). None: the subclass writes its own ``act_on``, and acting needs the class.
+    #: :func:`~gcrl.models.policies.act_by_rule`), which the default :meth:`act_on` follows;
+    #: None: the subclass writes its own ``act_on`` (or ``act``).
     acting_rule: ClassVar[str | None] = None
     #: The attributes holding the networks that act (``Policy`` or ``ValueEnsemble``), in the
     #: order the rule takes them.
@@ -136,6 +136,8 @@ class GCRLModule(UpdatePaths):
         **legacy: Any,
     ) -> None:
         super().__init__()
+        #: The arguments that rebuild this agent (see :attr:`config`).
+        self._arguments = constructor_arguments(self, Agent)
         if spec is None:
             raise ConfigError(
                 "spec: the data's shapes are needed; `gcrl fit` links them from the data module, "
@@ -144,11 +146,8 @@ class GCRLModule(UpdatePaths):
         self.spec = spec if isinstance(spec, InputSpec) else InputSpec.from_dict(spec)
         self.num_tasks = self.spec.num_tasks
         self.learning_rate = learning_rate
-        self._compiled: Any = None
+        #: The names of the parameter groups the current update steps (:meth:`begin_update`).
         self.active_groups: frozenset[str] = frozenset({"all"})
-        self._training_objective: tuple[str, ...] | None = None  # set at each update
-        self._whole_step: Any = None  # the compiled update (gcrl.algorithms.compiled)
-        self._updates_per_batch = 1  # the data module's, read when fitting starts
         unknown = sorted(set(legacy) - set(LEGACY_OPTIONS))
         if unknown:
             raise ConfigError(f"{unknown[0]}: not an option of {type(self).__name__}")
@@ -158,12 +157,6 @@ class GCRLModule(UpdatePaths):
         self.optim = optim
         self.gradnorm_alpha = gradnorm_alpha
         self.gradient_clip_val: float | None = legacy.get("gradient_clip_val")
-        # Manual optimisation (PCGrad, GradNorm, compiled steps, several updates per batch)
-        # is switched on in configure_optimizers: after Lightning's check that refuses
-        # trainer.gradient_clip_val under manual optimisation (the model applies it itself).
-        self.automatic_optimization = True
-        self._multitask: Any = None
-        self._multitask_state: dict[str, Any] | None = None  # from a checkpoint
         self.conditioning = conditioning
         if multi_head and layout not in ("shared", "heads"):
             raise ConfigError(f"multi_head: is the heads layout; it cannot go with {layout}")
@@ -177,9 +170,16 @@ class GCRLModule(UpdatePaths):
         self.layout: dict[str, Any] = parsed.to_dict()
         #: Task-id copies in the task-specific layouts (task ids then select them), else 1.
         self.num_heads = self.num_tasks if parsed.uses_task_ids else 1
-        kind = self._signal_kind(task_signal)
-        self.signal = self._build_signal(
-            kind, task_embedding_dim, goal_encoder_dims, text_model, text_dim
+        self.task_signal = self._signal_kind(task_signal)
+        self.signal = build_signal(
+            self.task_signal,
+            self.num_tasks,
+            self.spec.goal_dim,
+            [(task.name, task.text) for task in self.spec.tasks],
+            task_embedding_dim,
+            goal_encoder_dims,
+            text_model,
+            text_dim,
         )
         self.hip_dynamics: Any = None
         if dynamics_weight < 0:
@@ -206,10 +206,22 @@ class GCRLModule(UpdatePaths):
                 weight=dynamics_weight,
                 reward_weight=dynamics_reward_weight,
             )
-        self.save_hyperparameters(ignore=["spec"])
-        self.hparams["spec"] = self.spec.to_dict()  # plain data: checkpoints load weights_only
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this agent, as plain data (the spec as a
+        dict; a text signal's width, so that rebuilding needs no language model): what a
+        checkpoint's ``hyper_parameters`` hold."""
+        config = dict(self._arguments)
+        config["spec"] = self.spec.to_dict()
         if isinstance(self.signal, TextSignal):
-            self.hparams["text_dim"] = self.signal.dim  # restoring needs no language model
+            config["text_dim"] = self.signal.dim
+        return config
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return next(self.parameters(), torch.zeros(0)).device
 
     # ----------------------------------------------------------------- task signal
     def _signal_kind(self, task_signal: str) -> str:
@@ -225,53 +237,23 @@ class GCRLModule(UpdatePaths):
             raise ConfigError("task_signal goal: the data has no goals")
         return task_signal
 
-    def on_fit_start(self) -> None:
-        """Refuse a task signal that cannot apply before training on it (checked here, not
-        when building: checkpoints of gcrl 0.1.0 trained such models and still load)."""
-        datamodule = getattr(self._trainer, "datamodule", None)
-        relabel = getattr(datamodule, "relabel", "none")
+    def check_training_data(self, relabel: str) -> None:
+        """Refuse, before training, data the agent cannot learn from: a task signal that would
+        be a constant, or dynamics rewards under relabeled goals (``relabel``: the data
+        module's mode). Checked when fitting starts, not when building: checkpoints of gcrl
+        0.1.0 trained such models and still load."""
         hip = self.hip_dynamics
         if hip is not None and hip.reward_weight > 0 and relabel != "none":
             raise ConfigError(
                 f"dynamics_reward_weight: the data module relabels goals ({relabel}), so the "
                 "rewards depend on goals the dynamics model does not see; set it to 0"
             )
-        kind = self.hparams.get("task_signal", "auto")
+        kind = self._arguments.get("task_signal", "auto")
         if kind in ("onehot", "embedding", "text") and self.num_tasks < 2:
             raise ConfigError(
                 f"task_signal {kind}: the data holds {self.num_tasks} task, so the signal "
                 "would be a constant; use goal (goal-conditioned data) or none"
             )
-
-    def _build_signal(
-        self,
-        kind: str,
-        embedding_dim: int,
-        goal_encoder_dims: list[int] | None,
-        text_model: str,
-        text_dim: int | None,
-    ) -> TaskSignal:
-        if kind == "none":
-            return NoSignal()
-        if kind == "onehot":
-            return OneHotSignal(self.num_tasks)
-        if kind == "embedding":
-            return EmbeddingSignal(self.num_tasks, embedding_dim)
-        if kind == "goal":
-            return GoalSignal(self.spec.goal_dim, goal_encoder_dims)
-        if text_dim is not None:
-            return TextSignal(text_model, num_tasks=self.num_tasks, dim=text_dim)
-        from gcrl.tasks.text import TextEmbedder
-
-        untexted = [task.name for task in self.spec.tasks if not task.text]
-        if untexted:
-            raise ConfigError(
-                f"task_signal text: tasks {untexted} have no text to embed; give the dataset "
-                "task texts (gcrl convert --task NAME --task-text TEXT) or use onehot"
-            )
-        texts = [task.text for task in self.spec.tasks]
-        vectors = TextEmbedder(text_model).embed(texts)
-        return TextSignal(text_model, torch.from_numpy(vectors))
 
     def condition(
         self,
@@ -313,20 +295,73 @@ class GCRLModule(UpdatePaths):
             hidden_dims,
         )
 
-    # ----------------------------------------------------------------- training
-    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.all_losses(batch)
-        self.log_losses("val/", losses, batch)
-        return self.objective_value(losses)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        losses = self.all_losses(batch)
-        self.log_losses("test/", losses, batch)
-        return self.objective_value(losses)
-
+    # ----------------------------------------------------------------- losses and updates
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-sample losses by name (``actor/loss``, ``critic/loss``...), each ``[B]``."""
         raise NotImplementedError
+
+    def all_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """:meth:`losses` and, with a hidden-parameter dynamics model, its auxiliary losses
+        (``hip/...``)."""
+        losses = self.losses(batch)
+        if self.hip_dynamics is not None:
+            losses.update(self.hip_dynamics.losses(batch))
+        return losses
+
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        """The losses summed into the objective: :attr:`objective` and the auxiliary ones."""
+        return self.objective if self.hip_dynamics is None else (*self.objective, "hip/loss")
+
+    def objective_value(
+        self, losses: Mapping[str, torch.Tensor], names: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """The training objective: the sum of the means of the losses ``names`` (default:
+        every objective loss, :attr:`objective_names`)."""
+        chosen = self.objective_names if names is None else names
+        return torch.stack([losses[name].mean() for name in chosen]).sum()
+
+    def parameter_groups(self) -> tuple[ParameterGroup, ...]:
+        """The parameters each loss trains, with their learning rates and update intervals
+        (:class:`~gcrl.algorithms.groups.ParameterGroup`): by default one group of every
+        parameter, trained by the whole objective at ``learning_rate`` on every step."""
+        return (ParameterGroup("all", self.objective_names),)
+
+    def begin_update(self, step: int) -> tuple[str, ...]:
+        """Start optimiser step ``step`` (counted from 0): set :attr:`active_groups` to the
+        groups it updates, and return the losses of its objective (theirs)."""
+        active = [g for g in self.parameter_groups() if g.active(step)]
+        self.active_groups = frozenset(g.name for g in active)
+        names = {loss for g in active for loss in g.losses}
+        return tuple(n for n in self.objective_names if n in names)
+
+    def update_targets(self) -> None:
+        """Update target networks after each optimiser step (none by default)."""
+
+    def task_specific_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the layout's per-task parts (PCGrad leaves their gradients)."""
+        return [
+            p
+            for m in self.modules()
+            if isinstance(m, TaskNetwork)
+            for p in m.task_specific_parameters()
+        ]
+
+    def last_shared_layer(self) -> nn.Linear:
+        """The layer whose gradient norms GradNorm balances: the policy's (or, without one,
+        the first value network's) last shared Linear layer (the last hidden layer of a
+        shared MLP)."""
+        actor = getattr(self, "actor", None)
+        net = getattr(actor, "net", None)
+        if not isinstance(net, TaskNetwork):
+            net = next(m for m in self.modules() if isinstance(m, TaskNetwork))
+        layer = net.last_shared_layer()
+        if layer is None:
+            raise ConfigError(
+                f"optim gradnorm: the {self.layout['kind']} layout shares no layer whose "
+                "gradient norms GradNorm could balance"
+            )
+        return layer
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
@@ -351,50 +386,14 @@ class GCRLModule(UpdatePaths):
     ) -> torch.Tensor:
         """Greedy actions given the task vector ``[B, signal dim]`` and head ids: by default
         as :attr:`acting_rule` says, with the :attr:`acting_networks`
-        (:func:`gcrl.models.policies.act_by_rule`, which :func:`gcrl.load_policy` uses too)."""
+        (:func:`gcrl.models.policies.act_by_rule`)."""
         if self.acting_rule is None:
             raise NotImplementedError(f"{type(self).__name__}: no acting_rule and no act_on")
         networks = [getattr(self, name) for name in self.acting_networks]
         return act_by_rule(self.acting_rule, networks, observations, condition, heads)
 
-    def acting_record(self) -> dict[str, Any] | None:
-        """What rebuilds the acting parts from a checkpoint (plain data: the rule, the acting
-        network's and the task signal's class names and constructor arguments, the number of
-        heads); None when this class acts in a way :attr:`acting_rule` does not describe (a
-        subclass that overrides ``act`` or ``act_on`` below the class declaring the rule)."""
-        for cls in type(self).__mro__:
-            if "acting_rule" in vars(cls):
-                break
-            if "act" in vars(cls) or "act_on" in vars(cls):
-                return None
-        if self.acting_rule is None:
-            return None
-        networks = {}
-        for name in self.acting_networks:
-            network = getattr(self, name)
-            networks[name] = {"class": type(network).__name__, "config": network.config}
-        return {
-            "rule": self.acting_rule,
-            "networks": networks,
-            "signal_class": type(self.signal).__name__,
-            "signal_config": self.signal.config,
-            "num_heads": self.num_heads,
-        }
-
-    # ----------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        cls = type(self)
-        checkpoint[CHECKPOINT_KEY] = {
-            "algorithm": f"{cls.__module__}.{cls.__qualname__}",
-            "spec": self.spec.to_dict(),
-            "networks_version": NETWORKS_VERSION,
-        }
-        acting = self.acting_record()
-        if acting is not None:
-            checkpoint[CHECKPOINT_KEY]["acting"] = acting
-        if self._multitask is not None:  # PCGrad's generator, GradNorm's task weights
-            checkpoint[CHECKPOINT_KEY]["multitask"] = self._multitask.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the multi-task optimiser's state for when it is built (at the first step)."""
-        self._multitask_state = checkpoint.get(CHECKPOINT_KEY, {}).get("multitask")
+    def policies(self) -> dict[str | None, Acting]:
+        """The agent's policies by name: ``None`` is its own (:meth:`act`); an algorithm with
+        others adds them (Distral's distilled ``prior``), which
+        ``gcrl.load_policy(checkpoint, policy=NAME)`` picks."""
+        return {None: Acting(self.act, self.signal, self.num_heads)}

@@ -1,24 +1,24 @@
 """How an algorithm's parameters are updated: the objective of each optimiser step, Adam
 over the parameter groups (each with its own learning rate and update interval), and the four
 update paths: automatic (one step per batch), eager manual, compiled
-(:mod:`gcrl.algorithms.compiled`) and one-pass PCGrad / GradNorm (:mod:`gcrl.optim`), each
-repeated ``updates_per_batch`` times per batch.
+(:mod:`gcrl.learner.compiled`) and one-pass PCGrad / GradNorm (:mod:`gcrl.optim`), each
+repeated ``updates_per_batch`` times per batch. The agent says what to minimise and which
+groups a step updates; this carries it out.
 
-:class:`UpdatePaths` is a part of :class:`~gcrl.algorithms.base.GCRLModule`, not used alone.
+:class:`UpdatePaths` is a part of :class:`~gcrl.learner.AgentModule`, not used alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from gcrl.algorithms.groups import ParameterGroup, group_parameters
-from gcrl.algorithms.metrics import LossLogging
+from gcrl.algorithms.agent import Agent
+from gcrl.algorithms.groups import group_parameters
 from gcrl.errors import ConfigError
-from gcrl.models.mlp import TaskNetwork
-from gcrl.spec import InputSpec
+from gcrl.learner.metrics import LossLogging
 from gcrl.training.batch import Batch
 
 #: Devices with a fused Adam kernel in torch >= 2.4.
@@ -37,34 +37,20 @@ def fused_adam_supported(params: Sequence[torch.Tensor]) -> bool:
 
 
 class UpdatePaths(LossLogging):
-    """The update paths of :class:`~gcrl.algorithms.base.GCRLModule` (see the module)."""
+    """The update paths of :class:`~gcrl.learner.AgentModule` (see the module)."""
 
-    objective: ClassVar[tuple[str, ...]]
-    spec: InputSpec
-    num_tasks: int
-    layout: dict[str, Any]
-    learning_rate: float
-    optim: str
-    gradnorm_alpha: float
-    gradient_clip_val: float | None
+    agent: Agent
     compile_step: bool | None
-    hip_dynamics: Any
-    active_groups: frozenset[str]
     _training_objective: tuple[str, ...] | None
     _compiled: Any
     _whole_step: Any
     _multitask: Any
     _multitask_state: dict[str, Any] | None
-    _updates_per_batch: int
-
-    if TYPE_CHECKING:  # given by GCRLModule
-
-        def losses(self, batch: Batch) -> dict[str, torch.Tensor]: ...
 
     def compute_losses(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """:meth:`losses` and the objective (:meth:`objective_value`), compiled into one graph
-        on first use when ``compile_step`` is on (PCGrad and GradNorm: their one-pass
-        gradients come from the eager backward of this graph)."""
+        """The agent's losses and objective (:meth:`~gcrl.algorithms.Agent.objective_value`),
+        compiled into one graph on first use when ``compile_step`` is on (PCGrad and
+        GradNorm: their one-pass gradients come from the eager backward of this graph)."""
         self._start_update()
         if not self.compile_step:
             return self._losses_and_objective(batch)
@@ -74,45 +60,21 @@ class UpdatePaths(LossLogging):
         return self._compiled(batch)
 
     def _losses_and_objective(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        losses = self.all_losses(batch)
-        return losses, self.objective_value(losses, self._training_objective)
-
-    def parameter_groups(self) -> tuple[ParameterGroup, ...]:
-        """The parameters each loss trains, with their learning rates and update intervals
-        (:class:`~gcrl.algorithms.groups.ParameterGroup`): by default one group of every
-        parameter, trained by the whole objective at ``learning_rate`` on every step."""
-        return (ParameterGroup("all", self.objective_names),)
+        losses = self.agent.all_losses(batch)
+        return losses, self.agent.objective_value(losses, self._training_objective)
 
     def _start_update(self) -> None:
-        """Decide the groups updated at this optimiser step (:attr:`active_groups`) and the
-        losses of the objective (theirs)."""
-        groups = self.parameter_groups()
-        active = [g for g in groups if g.active(self.global_step)]
-        #: The names of the parameter groups the current update steps.
-        self.active_groups = frozenset(g.name for g in active)
-        names = {loss for g in active for loss in g.losses}
-        self._training_objective = tuple(n for n in self.objective_names if n in names)
+        """Let the agent decide the groups this optimiser step updates, and keep the losses of
+        its objective."""
+        self._training_objective = self.agent.begin_update(self.global_step)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Leave the groups not updated at this step without gradient, so that Adam (which
         skips parameters without one) leaves them and their moments as they are."""
         for group in optimizer.param_groups:
-            if group.get("name", "all") not in self.active_groups:
+            if group.get("name", "all") not in self.agent.active_groups:
                 for p in group["params"]:
                     p.grad = None
-
-    def all_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """:meth:`losses` and, with a hidden-parameter dynamics model, its auxiliary losses
-        (``hip/...``)."""
-        losses = self.losses(batch)
-        if self.hip_dynamics is not None:
-            losses.update(self.hip_dynamics.losses(batch))
-        return losses
-
-    @property
-    def objective_names(self) -> tuple[str, ...]:
-        """The losses summed into the objective: :attr:`objective` and the auxiliary ones."""
-        return self.objective if self.hip_dynamics is None else (*self.objective, "hip/loss")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         """One Lightning step: one optimiser step under automatic optimisation; under manual
@@ -127,9 +89,9 @@ class UpdatePaths(LossLogging):
         parts = batch.parts()[: self._updates_left(batch.updates)]
         extra: dict[str, torch.Tensor] = {}
         for part in parts:
-            if self.optim != "none":
+            if self.agent.optim != "none":
                 losses = self._multitask_update(part, extra if log else None)
-            elif self.compile_step and len(self.parameter_groups()) == 1:
+            elif self.compile_step and len(self.agent.parameter_groups()) == 1:
                 losses = self._compiled_update(part)
             else:
                 losses = self._eager_update(part)
@@ -165,7 +127,7 @@ class UpdatePaths(LossLogging):
         if clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=clip)
         optimizer.step()
-        self.update_targets()
+        self.agent.update_targets()
         return losses
 
     def _compiled_update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -173,7 +135,7 @@ class UpdatePaths(LossLogging):
         Lightning's optimiser step runs it, so it is counted as a step."""
         optimizer = self._optimizer()
         if self._whole_step is None:
-            from gcrl.algorithms.compiled import CompiledUpdate
+            from gcrl.learner.compiled import CompiledUpdate
 
             self._whole_step = CompiledUpdate(self, optimizer.optimizer, self._clip_value())
         losses: dict[str, torch.Tensor] = {}
@@ -183,8 +145,8 @@ class UpdatePaths(LossLogging):
     def _clip_value(self) -> float | None:
         """The gradient-norm bound: ``gradient_clip_val``, else the trainer's (which
         Lightning applies only under automatic optimisation)."""
-        if self.gradient_clip_val is not None:
-            return self.gradient_clip_val
+        if self.agent.gradient_clip_val is not None:
+            return self.agent.gradient_clip_val
         trainer = self._trainer
         value = None if trainer is None else trainer.gradient_clip_val
         if value is None:
@@ -200,10 +162,7 @@ class UpdatePaths(LossLogging):
         """Lightning's optimiser step, then :meth:`update_targets` (before any callback's
         ``on_train_batch_end``, so a checkpoint saved there holds the updated targets)."""
         super().optimizer_step(*args, **kwargs)
-        self.update_targets()
-
-    def update_targets(self) -> None:
-        """Update target networks after each optimiser step (none by default)."""
+        self.agent.update_targets()
 
     def _multitask_update(
         self, batch: Batch, metrics: dict[str, torch.Tensor] | None
@@ -221,10 +180,10 @@ class UpdatePaths(LossLogging):
         if clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=clip)
         optimizer.step()
-        self.update_targets()
-        if self.optim == "gradnorm" and metrics is not None:
+        self.agent.update_targets()
+        if self.agent.optim == "gradnorm" and metrics is not None:
             weights = multitask.weights.detach()
-            names = self.spec.task_names
+            names = self.agent.spec.task_names
             metrics.update({f"gradnorm/weight/{n}": w for n, w in zip(names, weights, strict=True)})
         return losses
 
@@ -234,50 +193,22 @@ class UpdatePaths(LossLogging):
         # Under DDP, Lightning's manual optimisation leaves DDP's gradient reducer idle unless
         # manual_backward runs; gcrl.optim all-reduces the per-task gradients itself, so
         # every rank applies the same surgery to the gradients of the union of the batches.
-        heads = [
-            p
-            for m in self.modules()
-            if isinstance(m, TaskNetwork)
-            for p in m.task_specific_parameters()
-        ]
-        if self.optim == "pcgrad":
-            self._multitask = PCGrad([self], self.num_tasks, task_specific=heads)
+        agent = self.agent
+        if agent.optim == "pcgrad":
+            specific = agent.task_specific_parameters()
+            self._multitask = PCGrad([self], agent.num_tasks, task_specific=specific)
             if not self._multitask.gradients.parameters:
                 raise ConfigError(
-                    f"optim pcgrad: the {self.layout['kind']} layout shares no parameters "
+                    f"optim pcgrad: the {agent.layout['kind']} layout shares no parameters "
                     "between tasks, so there are no gradients to project"
                 )
         else:
             self._multitask = GradNorm(
-                self.last_shared_layer(), self.num_tasks, alpha=self.gradnorm_alpha
+                agent.last_shared_layer(), agent.num_tasks, alpha=agent.gradnorm_alpha
             )
         if self._multitask_state is not None:
             self._multitask.load_state_dict(self._multitask_state)
         return self._multitask
-
-    def last_shared_layer(self) -> torch.nn.Linear:
-        """The layer whose gradient norms GradNorm balances: the policy's (or, without one,
-        the first value network's) last shared Linear layer (the last hidden layer of a
-        shared MLP)."""
-        actor = getattr(self, "actor", None)
-        net = getattr(actor, "net", None)
-        if not isinstance(net, TaskNetwork):
-            net = next(m for m in self.modules() if isinstance(m, TaskNetwork))
-        layer = net.last_shared_layer()
-        if layer is None:
-            raise ConfigError(
-                f"optim gradnorm: the {self.layout['kind']} layout shares no layer whose "
-                "gradient norms GradNorm could balance"
-            )
-        return layer
-
-    def objective_value(
-        self, losses: Mapping[str, torch.Tensor], names: Sequence[str] | None = None
-    ) -> torch.Tensor:
-        """The training objective: the sum of the means of the losses ``names`` (default:
-        every objective loss, :attr:`objective_names`)."""
-        chosen = self.objective_names if names is None else names
-        return torch.stack([losses[name].mean() for name in chosen]).sum()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over the trainable parameters, fused into one kernel per step where torch
@@ -285,21 +216,23 @@ class UpdatePaths(LossLogging):
         about 3x faster than the per-tensor loop; the update is the same). With
         ``compile_step`` (decided here, where the device is known), the same Adam applied by
         the compiled update, under manual optimisation."""
-        groups = self.parameter_groups()
-        grouped = group_parameters(self, groups)
+        agent = self.agent
+        groups = agent.parameter_groups()
+        grouped = group_parameters(agent, groups)
         params = [p for ps in grouped for p in ps]
         if self.compile_step is None:
             self.compile_step = self.device.type == "cuda"
         datamodule = getattr(self._trainer, "datamodule", None)
         self._updates_per_batch = int(getattr(datamodule, "updates_per_batch", 1))
-        if self.optim != "none" or self.compile_step or self._updates_per_batch > 1:
+        if agent.optim != "none" or self.compile_step or self._updates_per_batch > 1:
             self.automatic_optimization = False
-        if self.compile_step and self.optim == "none" and len(groups) == 1:
-            from gcrl.algorithms.compiled import CompiledAdam
+        if self.compile_step and agent.optim == "none" and len(groups) == 1:
+            from gcrl.learner.compiled import CompiledAdam
 
-            return CompiledAdam(params, lr=self.learning_rate)
+            return CompiledAdam(params, lr=agent.learning_rate)
+        lr = agent.learning_rate
         param_groups = [
-            {"params": ps, "lr": self.learning_rate if g.lr is None else g.lr, "name": g.name}
+            {"params": ps, "lr": lr if g.lr is None else g.lr, "name": g.name}
             for g, ps in zip(groups, grouped, strict=True)
         ]
         return torch.optim.Adam(param_groups, fused=fused_adam_supported(params))

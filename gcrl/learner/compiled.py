@@ -4,7 +4,7 @@ Eager PyTorch pays a fixed cost per operation (dispatch, the autograd engine, th
 Python), which at the sizes most runs use (batch 256, 2 x 256 networks) is as large as the
 arithmetic. :class:`CompiledUpdate` writes one update of an algorithm as a pure function of
 the parameters: the objective and its gradient (``torch.func.grad`` over the algorithm's own
-:meth:`~gcrl.algorithms.base.GCRLModule.losses`), gradient clipping, Adam, and the
+:meth:`~gcrl.algorithms.Agent.losses`), gradient clipping, Adam, and the
 target-network update, all in place, and compiles it once with ``torch.compile`` (on CUDA in
 ``reduce-overhead`` mode, which replays the captured kernels as CUDA graphs). Each later step
 replays the compiled code.
@@ -24,11 +24,14 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from gcrl.algorithms.agent import Agent
 from gcrl.training.batch import Batch
 
 
 class Trainable(Protocol):
-    """What the compiled update needs of an algorithm (a ``GCRLModule``)."""
+    """What the compiled update needs of the module it steps (an ``AgentModule``)."""
+
+    agent: Agent
 
     @property
     def device(self) -> torch.device: ...
@@ -36,10 +39,6 @@ class Trainable(Protocol):
     def _losses_and_objective(
         self, batch: Batch
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]: ...
-
-    def update_targets(self) -> None: ...
-
-    def named_parameters(self) -> Any: ...
 
 
 class CompiledAdam(torch.optim.Adam):
@@ -52,15 +51,17 @@ class CompiledAdam(torch.optim.Adam):
 
 
 class _Objective(nn.Module):
-    """The algorithm's objective as a module's forward, for ``torch.func.functional_call``."""
+    """The algorithm's objective as a module's forward, for ``torch.func.functional_call``
+    over the agent's parameters (the agent's own: a parameter set on the agent itself, such
+    as QRL's ``log_lam``, is read from the agent's registry, not the adapter's)."""
 
     def __init__(self, module: Trainable) -> None:
         super().__init__()
-        assert isinstance(module, nn.Module)
-        self.module = module
+        self.agent = module.agent
+        self.losses_and_objective = module._losses_and_objective
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        losses, objective = self.module._losses_and_objective(batch)
+        losses, objective = self.losses_and_objective(batch)
         return objective, losses
 
 
@@ -84,8 +85,8 @@ class CompiledUpdate:
         if len(optimizer.param_groups) != 1 or group["weight_decay"] or group["amsgrad"]:
             raise ValueError("compile_step: one Adam parameter group without weight decay")
         self.params: list[nn.Parameter] = list(group["params"])
-        by_id = {id(p): name for name, p in module.named_parameters()}
-        self.names = ["module." + by_id[id(p)] for p in self.params]
+        by_id = {id(p): name for name, p in module.agent.named_parameters()}
+        self.names = ["agent." + by_id[id(p)] for p in self.params]
         self.objective = _Objective(module)
         self.eager = module.device.type not in ("cpu", "cuda")
         mode = "reduce-overhead" if module.device.type == "cuda" else None
@@ -167,5 +168,5 @@ class CompiledUpdate:
                 correction2 = 1 - beta2**step
                 denom = (exp_avg_sqs[i] / correction2).sqrt() + eps
                 param.sub_(lr * exp_avgs[i] / (denom * correction1))
-            self.module.update_targets()
+            self.module.agent.update_targets()
         return {name: value.detach() for name, value in losses.items()}

@@ -1,32 +1,25 @@
 """What an algorithm logs: each loss's mean, its mean per task, and the shares of task
 sharing in a batch, written on the steps Lightning writes.
 
-:class:`LossLogging` is a part of :class:`~gcrl.algorithms.base.GCRLModule`, not used alone.
+:class:`LossLogging` is a part of :class:`~gcrl.learner.AgentModule`, not used alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 
-from gcrl.spec import InputSpec
+from gcrl.algorithms.agent import Agent
 from gcrl.training.batch import Batch
 
 
 class LossLogging(L.LightningModule):
-    """The loss logging of :class:`~gcrl.algorithms.base.GCRLModule` (see the module)."""
+    """The loss logging of :class:`~gcrl.learner.AgentModule` (see the module)."""
 
-    spec: InputSpec
-    num_tasks: int
+    agent: Agent
     _updates_per_batch: int
-
-    if TYPE_CHECKING:  # given by gcrl.algorithms.updates.UpdatePaths
-
-        @property
-        def objective_names(self) -> tuple[str, ...]: ...
 
     def log_losses(
         self,
@@ -44,12 +37,12 @@ class LossLogging(L.LightningModule):
         training = prefix == ""
         metrics = {f"{prefix}{k}": v.mean() for k, v in losses.items()}
         metrics.update(extra or {})
-        if self.num_tasks > 1:
+        if self.agent.num_tasks > 1:
             if training and batch.source_task_ids is not None:
                 metrics.update(self._sharing_shares(batch))
             metrics.update(self._per_task(prefix, losses, batch.task_ids))
         # The objective's losses are shown in the progress bar while training.
-        shown = {k: metrics.pop(k) for k in self.objective_names if training and k in metrics}
+        shown = {k: metrics.pop(k) for k in self.agent.objective_names if training and k in metrics}
         if step is not None:
             scalars = {k: float(v) for k, v in {**shown, **metrics}.items()}
             for logger in self.loggers:
@@ -66,16 +59,16 @@ class LossLogging(L.LightningModule):
     ) -> dict[str, torch.Tensor]:
         """Each per-sample loss's mean over each task present, by ``{prefix}{name}/task/
         {task name}``."""
-        counts = torch.bincount(task_ids, minlength=self.num_tasks)
+        counts = torch.bincount(task_ids, minlength=self.agent.num_tasks)
         present = (counts > 0).tolist()
         counts = counts.clamp(min=1)
-        names = self.spec.task_names
+        names = self.agent.spec.task_names
         per_task: dict[str, torch.Tensor] = {}
         for name, values in losses.items():
             if values.ndim != 1:
                 continue
             sums = torch.bincount(
-                task_ids, weights=values.detach().float(), minlength=self.num_tasks
+                task_ids, weights=values.detach().float(), minlength=self.agent.num_tasks
             )
             means = sums / counts
             for task, (mean, seen) in enumerate(zip(means, present, strict=True)):
@@ -87,12 +80,12 @@ class LossLogging(L.LightningModule):
         """Task sharing: ``sharing/share`` (the shared share of the batch) and
         ``sharing/<source>-><target>`` (each pair's share), fractions of the batch."""
         assert batch.source_task_ids is not None
-        m = self.num_tasks
+        m = self.agent.num_tasks
         shared = batch.source_task_ids != batch.task_ids
         pairs = torch.bincount(
             (batch.source_task_ids * m + batch.task_ids)[shared], minlength=m * m
         ).float() / len(batch)
-        names = self.spec.task_names
+        names = self.agent.spec.task_names
         out = {"sharing/share": shared.float().mean()}
         for source in range(m):
             for target in range(m):
