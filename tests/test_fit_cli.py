@@ -290,6 +290,19 @@ RESUME_CASES: dict[str, tuple[list[str], str, list[str]]] = {
         "sharing.hdf5",
         ["--data.relabel", "none", "--data.task_sharing", "zero-reward"],
     ),
+    # Thresholds refreshed at steps 3, 6, 9 and 12, around the checkpoint at step 7.
+    "iql-conservative-sharing": (
+        ["--model", "gcrl.algorithms.IQL", *SMALL, *TASKS],
+        "sharing.hdf5",
+        [
+            "--data.relabel",
+            "none",
+            "--data.task_sharing",
+            "conservative",
+            "--data.conservative_refresh",
+            "3",
+        ],
+    ),
 }
 
 

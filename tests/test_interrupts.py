@@ -226,3 +226,44 @@ def test_an_interrupted_fit_saves_a_checkpoint_that_resumes_exactly(
     assert [f["global_step"] for f in finals] == [600, 600]
     for name, value in finals[1]["state_dict"].items():
         torch.testing.assert_close(finals[0]["state_dict"][name], value, rtol=0, atol=0)
+
+
+def test_a_fit_killed_mid_run_resumes_from_its_last_checkpoint_exactly(tmp_path: Path) -> None:
+    """SIGKILL (no handler, nothing saved on the way out) after a periodic checkpoint was
+    written: `--ckpt_path` on that checkpoint ends with the weights of an uninterrupted run."""
+    import torch
+
+    from .training_data import goal_reaching
+
+    data = goal_reaching(tmp_path / "g.hdf5", episodes=6, length=10)
+    common = ["fit", "--model", "gcrl.algorithms.IQL", "--model.hidden_dims", "[8]"]
+    common += ["--data.path", str(data), "--data.batch_size", "16", "--data.seed", "3"]
+    common += ["--trainer.max_steps", "1000", "--trainer.enable_progress_bar", "false"]
+    common += ["--trainer.logger", "false"]
+    every = ["--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.save_top_k=-1"]
+    every += ["--trainer.callbacks.every_n_train_steps=50"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = [*common, *every, "--trainer.callbacks.dirpath=killed"]
+    process = subprocess.Popen([*GCRL, *killed], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    saved = tmp_path / "killed"
+    deadline = time.monotonic() + 180
+    while len(list(saved.glob("*.ckpt"))) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        time.sleep(0.05)
+    process.kill()
+    process.wait(timeout=60)
+    # The newest checkpoint may be half written; the one before it is complete.
+    steps = sorted(int(p.stem.split("step=")[1]) for p in saved.glob("*.ckpt"))
+    assert 0 < steps[0] < 1000, steps
+    (last,) = saved.glob(f"*step={steps[0]}.ckpt")
+    resumed = [*common, "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.dirpath=a"]
+    uninterrupted = [*common, "--trainer.callbacks+=ModelCheckpoint"]
+    uninterrupted += ["--trainer.callbacks.dirpath=b"]
+    for args in ([*resumed, "--ckpt_path", str(last)], uninterrupted):
+        done = subprocess.run([*GCRL, *args], cwd=tmp_path, env=env, capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+    (a,), (b,) = (list((tmp_path / d).glob("*.ckpt")) for d in ("a", "b"))
+    finals = [torch.load(p, weights_only=True) for p in (a, b)]
+    assert [f["global_step"] for f in finals] == [1000, 1000]
+    for name, value in finals[1]["state_dict"].items():
+        torch.testing.assert_close(finals[0]["state_dict"][name], value, rtol=0, atol=0)

@@ -517,7 +517,9 @@ class BatchStream:
     state is the random generator's state before the first batch not yet trained on, and that
     batch's position in the epoch, so a run resumed from any checkpoint draws the batches an
     uninterrupted run draws. Lightning fetches one batch ahead of the one it trains on, so the
-    stream keeps the generator's state before each batch of the current pass.
+    stream keeps the generator's state before each batch of the current pass (and, with
+    conservative sharing, the thresholds then and the keep decisions the batch drawn ahead
+    was given, which a resumed run gives it again).
     """
 
     def __init__(
@@ -537,8 +539,11 @@ class BatchStream:
         self.numpy_sampler = module.sampler(data, rng)
         self.store = store
         self.scores = module.task_scores_of(data) if module.conservative else None
-        #: Generator state before batch ``i`` of the current pass, for the last few ``i``.
+        #: Generator state (and conservative sharing's thresholds) before batch ``i`` of the
+        #: current pass, for the last few ``i``.
         self._states: dict[int, dict[str, Any]] = {}
+        #: Conservative sharing's keep decisions for batch ``i``, for the last few ``i``.
+        self._decisions: dict[int, list[np.ndarray]] = {}
         self._start = 0  # position the next pass starts at (a resumed pass starts mid-epoch)
 
     def __len__(self) -> int:
@@ -547,18 +552,24 @@ class BatchStream:
     def __iter__(self) -> Iterator[Batch]:
         gather = self.store is None
         start, self._start = self._start, 0
-        self._states = {}
+        self._states, self._decisions = {}, {}
         for position in range(start, self.steps):
-            self._remember(position)
             if self.scores is not None:
                 self.scores.refresh_if_due()
+            self._remember(position)
             rows = self.module.batch_size * self.updates  # every update's rows in one draw
             batch = self.numpy_sampler.sample(rows, gather=gather)
+            if self.scores is not None:
+                self._decisions[position] = self.scores.take_decisions()
+                self._decisions.pop(position - 8, None)
             yield self.module.to_batch(self.data, batch, self.store, self.updates)
         self._remember(self.steps)
 
     def _remember(self, position: int) -> None:
-        self._states[position] = dict(self.rng.bit_generator.state)
+        state: dict[str, Any] = {"rng": dict(self.rng.bit_generator.state)}
+        if self.scores is not None:  # conservative sharing's thresholds
+            state["scores"] = self.scores.state_dict()
+        self._states[position] = state
         self._states.pop(position - 8, None)
 
     def state_dict(self) -> dict[str, Any]:
@@ -570,13 +581,19 @@ class BatchStream:
             # A _ProcessedTracker at run time (typed as its base class).
             current = trainer.fit_loop.epoch_loop.batch_progress.current
             position = int(getattr(current, "processed"))  # noqa: B009
-        state = self._states.get(position, dict(self.rng.bit_generator.state))
-        return {"position": position % self.steps, "rng": state}
+        if position not in self._states:
+            self._remember(position)
+        state: dict[str, Any] = {"position": position % self.steps, **self._states[position]}
+        if position in self._decisions:  # drawn ahead: scored by the critic of a step before
+            state["decisions"] = [d.tolist() for d in self._decisions[position]]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict`: the next pass draws the rest of the epoch."""
         self.rng.bit_generator.state = state["rng"]
         self._start = int(state["position"])
+        if self.scores is not None and "scores" in state:
+            self.scores.load_state_dict(state["scores"], state.get("decisions", []))
 
 
 class FixedBatches:

@@ -6,6 +6,11 @@ one part that needs the model: conservative data sharing (CDS) keeps a share whe
 current critic scores it at least as high as the target task's own rows
 (:class:`TaskScores`, with thresholds recomputed every ``refresh`` steps from a fixed sample
 of each task's own rows).
+
+Resuming is exact: Lightning draws one batch ahead of the one it trains on, so an
+uninterrupted run scored the batch after a checkpoint with the critic of one step before it.
+The checkpoint keeps that batch's keep decisions and the thresholds, and a resumed run gives
+those decisions again for its first batch (:meth:`TaskScores.load_state_dict`).
 """
 
 from __future__ import annotations
@@ -79,6 +84,29 @@ class TaskScores:
             self.sample_rows.append(own)
         self.thresholds: np.ndarray | None = None
         self._model: Any = None
+        #: The keep decisions of each call since :meth:`take_decisions` (the batch stream's
+        #: record of the batch being drawn).
+        self._decisions: list[np.ndarray] = []
+        #: Decisions to give again instead of scoring, in order (set when resuming).
+        self._replay: list[np.ndarray] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """The thresholds and the step of their next refresh."""
+        thresholds = None if self.thresholds is None else self.thresholds.tolist()
+        return {"thresholds": thresholds, "due": self._due}
+
+    def load_state_dict(self, state: dict[str, Any], replay: list[np.ndarray]) -> None:
+        """Continue from :meth:`state_dict`, giving the decisions ``replay`` (those an
+        uninterrupted run made for the batch it had drawn ahead) before scoring again."""
+        saved = state["thresholds"]
+        self.thresholds = None if saved is None else np.asarray(saved, dtype=np.float32)
+        self._due = int(state["due"])
+        self._replay = [np.asarray(d, dtype=bool) for d in replay]
+
+    def take_decisions(self) -> list[np.ndarray]:
+        """The keep decisions made since the last call."""
+        decisions, self._decisions = self._decisions, []
+        return decisions
 
     def refresh_if_due(self) -> None:
         """Recompute the thresholds when the trainer has reached the next refresh step."""
@@ -98,9 +126,17 @@ class TaskScores:
         self._model = model
 
     def __call__(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        if self.thresholds is None:
-            return np.zeros(len(rows), dtype=bool)
-        return self.scores(self._model, rows, targets) >= self.thresholds[targets]
+        replayed = self._replay.pop(0) if self._replay else None
+        if replayed is not None and len(replayed) == len(rows):
+            keep = replayed
+        elif self.thresholds is None:
+            keep = np.zeros(len(rows), dtype=bool)
+        else:
+            if self._model is None:  # thresholds restored from a checkpoint
+                self._model = self.module.trainer.lightning_module
+            keep = self.scores(self._model, rows, targets) >= self.thresholds[targets]
+        self._decisions.append(keep)
+        return keep
 
     def scores(self, model: Any, rows: np.ndarray, tasks: np.ndarray) -> np.ndarray:
         """``model``'s scores of ``rows`` under ``tasks`` (float32 ``[n]``), without
