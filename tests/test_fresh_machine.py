@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,15 @@ def run_in(clone: Path, command: list[str], env: dict[str, str]) -> str:
 
 
 @pytest.mark.slow
-def test_fresh_machine_readme_commands(tmp_path: Path) -> None:
-    clone = tmp_path / "gcrl"
+def test_fresh_machine_readme_commands() -> None:
+    # Not under pytest's tmp_path, whose parent is private to the user running the tests: the
+    # suite inside runs the clone's gcrl as an unprivileged user too (tests/test_bad_input.py).
+    with tempfile.TemporaryDirectory() as name:
+        Path(name).chmod(0o755)
+        readme_commands_on_a_clone(Path(name) / "gcrl")
+
+
+def readme_commands_on_a_clone(clone: Path) -> None:
     if (ROOT / ".git").exists():
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     else:  # a checkout without git metadata (an unpacked archive): its files as they are
