@@ -565,11 +565,15 @@ class BatchStream:
             yield self.module.to_batch(self.data, batch, self.store, self.updates)
         self._remember(self.steps)
 
-    def _remember(self, position: int) -> None:
+    def _snapshot(self) -> dict[str, Any]:
+        """The generator's state now (and conservative sharing's thresholds)."""
         state: dict[str, Any] = {"rng": dict(self.rng.bit_generator.state)}
-        if self.scores is not None:  # conservative sharing's thresholds
+        if self.scores is not None:
             state["scores"] = self.scores.state_dict()
-        self._states[position] = state
+        return state
+
+    def _remember(self, position: int) -> None:
+        self._states[position] = self._snapshot()
         self._states.pop(position - 8, None)
 
     def state_dict(self) -> dict[str, Any]:
@@ -581,9 +585,8 @@ class BatchStream:
             # A _ProcessedTracker at run time (typed as its base class).
             current = trainer.fit_loop.epoch_loop.batch_progress.current
             position = int(getattr(current, "processed"))  # noqa: B009
-        if position not in self._states:
-            self._remember(position)
-        state: dict[str, Any] = {"position": position % self.steps, **self._states[position]}
+        saved = self._states.get(position) or self._snapshot()
+        state: dict[str, Any] = {"position": position % self.steps, **saved}
         if position in self._decisions:  # drawn ahead: scored by the critic of a step before
             state["decisions"] = [d.tolist() for d in self._decisions[position]]
         return state
