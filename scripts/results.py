@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -374,10 +375,54 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
             print(f"{name} seed {seed}: {report['summary']}", flush=True)
 
 
-#: The tables of docs/results.md written from the summaries, by marker name: the header of
-#: the row labels, and each row's labels and run name (its summaries: <run>-s<seed>.json).
-TABLES: dict[str, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str]]]] = {
-    "pointmaze": (
+@dataclass(frozen=True)
+class Table:
+    """A table of docs/results.md written from the summaries: the header of the row labels,
+    each row's labels and run name (its summaries: ``<run>-s<seed>.json``), and which
+    figures follow the labels: the seed count always, then ``summary`` (the mean, median and
+    worst task over tasks) and the tasks' own rates, either as one column each
+    (``task_columns``: their headers) or in one column joined by " / " (``tasks_joined``:
+    its header); the task order is the summaries'."""
+
+    header: tuple[str, ...]
+    rows: list[tuple[tuple[str, ...], str]]
+    summary: bool = True
+    task_columns: tuple[str, ...] = ()
+    tasks_joined: str = ""
+
+
+#: Meta-World MT10's tasks in the order of the summaries, for the joined per-task column.
+MT10_PER_TASK = (
+    "per task (reach, push, pick-place, door-open, drawer-open, drawer-close, "
+    "button-press-topdown, peg-insert-side, window-open, window-close)"
+)
+POINTMAZE_PER_TASK = "per task (task1 ... task5)"
+
+
+def _mt10_architecture_rows() -> list[tuple[tuple[str, ...], str]]:
+    """The MT10 architectures table's BC rows: each layout with its signal, then the
+    optimisers on CARE and Distral's two policies."""
+    rows: list[tuple[tuple[str, ...], str]] = [
+        (("BC", "shared (one MLP)", "one-hot"), "mt10-bc-onehot")
+    ]
+    for name, signal in MT10_LAYOUTS.items():
+        label = "one-hot" if signal == "onehot" else signal
+        rows.append((("BC", name.replace("-", "_"), label), f"mt10-bc-{name}"))
+        other = {"task-encoder": "text", "care": "onehot", "soft-modular": "text"}.get(name)
+        if other:
+            label = "one-hot" if other == "onehot" else other
+            rows.append((("BC", name.replace("-", "_"), label), f"mt10-bc-{name}-{other}"))
+    for optim, title in (("pcgrad", "PCGrad"), ("gradnorm", "GradNorm")):
+        layout = BEST_LAYOUT.replace("-", "_")
+        rows.append(((f"BC + {title}", layout, "text"), f"mt10-bc-{BEST_LAYOUT}-{optim}"))
+    rows.append((("Distral (task policies)", "independent", "one-hot"), "mt10-distral"))
+    rows.append((("Distral (distilled π0)", "shared, no signal", "none"), "mt10-distral-prior"))
+    return rows
+
+
+#: The tables of docs/results.md written from the summaries, by marker name.
+TABLES: dict[str, Table] = {
+    "pointmaze": Table(
         ("method", "goals the policy learns from"),
         [
             (("BC", "the expert's own goals (stored `desired_goal`)"), "pm-bc"),
@@ -399,8 +444,55 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str]]]] = {
                 "pm-td3bc",
             ),
         ],
+        tasks_joined=POINTMAZE_PER_TASK,
     ),
-    "mt10-iql-layouts": (
+    "her-bc": Table(
+        ("BC trained on",),
+        [
+            (("stored goals only",), "her-bc-stored"),
+            (("+ HER `future` over whole episodes",), "her-bc-future"),
+            (("+ HER `geometric` γ = 0.9",), "her-bc-geometric"),
+            (
+                ("+ HER `future` within each pursuit (`--within-goal-segments`)",),
+                "her-bc-within-pursuit",
+            ),
+        ],
+        tasks_joined=POINTMAZE_PER_TASK,
+    ),
+    "tasks": Table(
+        ("method", "sharing"),
+        [
+            (("IQL", "none"), "pmt-iql-none"),
+            (("IQL", "random"), "pmt-iql-random"),
+            (("IQL", "high-reward (percentile 90)"), "pmt-iql-hr-percentile"),
+            (("IQL", "zero-reward"), "pmt-iql-zero"),
+            (("IQL", "conservative (median)"), "pmt-iql-conservative"),
+            (("IQL", "high-reward (top-k 2)"), "pmt-iql-hr-topk"),
+            (("IQL", "high-reward (HIPI, T = 10)"), "pmt-iql-hr-hipi"),
+            (("BC", "none"), "pmt-bc-none"),
+            (("BC", "random"), "pmt-bc-random"),
+            (("BC", "high-reward (percentile 90, ratio 1)"), "pmt-bc-hr-percentile"),
+        ],
+        task_columns=("task1", "task2", "task3 (20 ep.)", "task4 (20 ep.)", "task5 (5 ep.)"),
+    ),
+    "mt10-signals": Table(
+        ("method", "task signal", "optimiser"),
+        [
+            (("BC", "one-hot", "Adam"), "mt10-bc-onehot"),
+            (("BC", "learned embedding", "Adam"), "mt10-bc-embedding"),
+            (("BC", "text (all-MiniLM-L6-v2)", "Adam"), "mt10-bc-text"),
+            (("BC", "one-hot", "PCGrad"), "mt10-bc-pcgrad"),
+            (("BC", "one-hot", "GradNorm"), "mt10-bc-gradnorm"),
+            (("IQL (AWR, expectile 0.7)", "one-hot", "Adam"), "mt10-iql-onehot"),
+            (("IQL (AWR, expectile 0.7)", "learned embedding", "Adam"), "mt10-iql-embedding"),
+            (("IQL (AWR, expectile 0.7)", "text (all-MiniLM-L6-v2)", "Adam"), "mt10-iql-text"),
+        ],
+        tasks_joined=MT10_PER_TASK,
+    ),
+    "mt10-architectures": Table(
+        ("algorithm", "layout", "signal"), _mt10_architecture_rows(), tasks_joined=MT10_PER_TASK
+    ),
+    "mt10-iql-layouts": Table(
         ("algorithm", "layout", "signal"),
         [
             (("IQL", "shared (one MLP)", "one-hot"), "mt10-iql-onehot"),
@@ -414,6 +506,7 @@ TABLES: dict[str, tuple[tuple[str, ...], list[tuple[tuple[str, ...], str]]]] = {
             (("IQL", "soft_modular", "one-hot"), "mt10-iql-soft-modular"),
             (("IQL", "soft_modular", "text"), "mt10-iql-soft-modular-text"),
         ],
+        tasks_joined=MT10_PER_TASK,
     ),
 }
 PAGE = ROOT / "docs" / "results.md"
@@ -448,7 +541,7 @@ def mt10_iql_parameters() -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
     seen = set()
-    for (_, layout, signal), _run in TABLES["mt10-iql-layouts"][1]:
+    for (_, layout, signal), _run in TABLES["mt10-iql-layouts"].rows:
         kind = layout.split()[0]
         if (kind, signal) in seen:
             continue
@@ -477,20 +570,43 @@ def _cell(values: list[float]) -> str:
 def render(name: str, summaries: Path) -> str:
     """The markdown of table ``name`` from the summaries in ``summaries``: one row per run
     with any, then the runs without one."""
-    header, rows = TABLES[name]
+    spec = TABLES[name]
+    figures = ["seeds"]
+    if spec.summary:
+        figures += ["mean", "median", "worst task"]
+    figures += list(spec.task_columns)
+    header = [*spec.header, *figures, *([spec.tasks_joined] if spec.tasks_joined else [])]
     lines = [
-        "| " + " | ".join((*header, "seeds", "mean", "median", "worst task", "commit")) + " |",
-        "|" + "---|" * len(header) + "---:|---:|---:|---:|---|",
+        "| " + " | ".join([*header, "commit"]) + " |",
+        "|"
+        + "---|" * len(spec.header)
+        + "---:|" * len(figures)
+        + ("---|" if spec.tasks_joined else "")
+        + "---|",
     ]
     missing = []
-    for labels, run_name in rows:
+    for labels, run_name in spec.rows:
         records = [json.loads(p.read_text()) for p in sorted(summaries.glob(f"{run_name}-s*.json"))]
         if not records:
             missing.append(run_name)
             continue
         cells = [str(len(records))]
-        for key in ("success_mean", "success_median", "success_worst"):
-            cells.append(_cell([r["summary"][key] for r in records]))
+        if spec.summary:
+            for key in ("success_mean", "success_median", "success_worst"):
+                cells.append(_cell([r["summary"][key] for r in records]))
+        tasks = list(records[0].get("tasks", {}))
+        if any(list(r.get("tasks", {})) != tasks for r in records):
+            raise SystemExit(f"table {name}: the summaries of {run_name} name different tasks")
+        if spec.task_columns:
+            if len(tasks) != len(spec.task_columns):
+                raise SystemExit(
+                    f"table {name}: {run_name} has {len(tasks)} tasks, the table "
+                    f"{len(spec.task_columns)} task columns"
+                )
+            cells += [_cell([r["tasks"][t] for r in records]) for t in tasks]
+        if spec.tasks_joined:
+            means = [100 * np.mean([r["tasks"][t] for r in records]) for t in tasks]
+            cells.append(" / ".join(f"{m:.0f}" for m in means))
         commits = ", ".join(sorted({r["commit"] for r in records}))
         lines.append("| " + " | ".join((*labels, *cells, commits)) + " |")
     if missing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,13 +32,19 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
         record = {
             "commit": "abc1234",
             "summary": {"success_mean": mean, "success_median": 1.0, "success_worst": worst},
+            "tasks": {"reach": worst, "push": 1.0},
         }
         (summaries / f"mt10-iql-heads-s{seed}.json").write_text(json.dumps(record))
     page = tmp_path / "results.md"
+    # Every table's markers, as the real page has them; the IQL layouts' table stale.
+    names = re.findall(r"<!-- table:([\w-]+) -->", (ROOT / "docs" / "results.md").read_text())
+    assert "mt10-iql-layouts" in names and len(names) >= 4
     page.write_text(
-        "# R\n\n<!-- table:pointmaze -->\n<!-- /table:pointmaze -->\n\n"
-        "<!-- table:mt10-iql-layouts -->\nold\n<!-- /table:mt10-iql-layouts -->\n"
-        "<!-- table:mt10-iql-parameters -->\n<!-- /table:mt10-iql-parameters -->\n"
+        "# R\n\n"
+        + "".join(
+            f"<!-- table:{n} -->\n{'old' if n == 'mt10-iql-layouts' else ''}\n<!-- /table:{n} -->\n"
+            for n in names
+        )
     )
     args = ("--page", str(page), "--summaries", str(summaries))
     stale = results("--check", *args)
@@ -45,7 +52,8 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
     assert "old" in page.read_text()  # --check writes nothing
     assert results(*args).returncode == 0
     text = page.read_text()
-    assert "| IQL | heads | one-hot | 2 | 85 ± 5 | 100 ± 0 | 30 ± 10 | abc1234 |" in text
+    # The summary over tasks, then each task's mean over the seeds.
+    assert "| IQL | heads | one-hot | 2 | 85 ± 5 | 100 ± 0 | 30 ± 10 | 30 / 100 | abc1234 |" in text
     assert "`mt10-iql-independent`" in text  # a run without summaries is named as missing
     # A built table: the parameters of the agents the script constructs, not of summaries.
     assert "| shared | one-hot | 145,412 | 294,402 | 146,177 | 585,991 |" in text
@@ -57,3 +65,29 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
     assert (
         missing.returncode == 2 and "no markers <!-- table:mt10-iql-layouts -->" in missing.stderr
     )
+
+
+def test_a_table_with_a_column_per_task_reads_each_tasks_rate(tmp_path: Path) -> None:
+    summaries = tmp_path / "summaries"
+    summaries.mkdir()
+    for seed, first in enumerate([1.0, 0.5]):
+        record = {
+            "commit": "abc1234",
+            "summary": {"success_mean": 0.3, "success_median": 0.0, "success_worst": 0.0},
+            "tasks": {"task1": first, "task2": 0.5, "task3": 0.0, "task4": 0.0, "task5": 0.0},
+        }
+        (summaries / f"pmt-iql-none-s{seed}.json").write_text(json.dumps(record))
+    names = re.findall(r"<!-- table:([\w-]+) -->", (ROOT / "docs" / "results.md").read_text())
+    page = tmp_path / "results.md"
+    page.write_text("".join(f"<!-- table:{n} -->\n<!-- /table:{n} -->\n" for n in names))
+    assert results("--page", str(page), "--summaries", str(summaries)).returncode == 0
+    row = "| IQL | none | 2 | 30 ± 0 | 0 ± 0 | 0 ± 0 | 75 ± 25 | 50 ± 0 | 0 ± 0 | 0 ± 0 | 0 ± 0 |"
+    assert row + " abc1234 |" in page.read_text()
+    # A summary with another number of tasks than the table's columns is an error.
+    record["tasks"] = {"task1": 1.0}
+    (summaries / "pmt-iql-none-s1.json").write_text(json.dumps(record))
+    wrong = results("--page", str(page), "--summaries", str(summaries))
+    assert wrong.returncode != 0 and "pmt-iql-none name different tasks" in wrong.stderr
+    (summaries / "pmt-iql-none-s0.json").write_text(json.dumps(record))
+    wrong = results("--page", str(page), "--summaries", str(summaries))
+    assert wrong.returncode != 0 and "pmt-iql-none has 1 tasks" in wrong.stderr
