@@ -87,6 +87,10 @@ MT10_LAYOUTS = {
 }
 
 
+#: The layouts that read the task vector, also run with the other signal.
+MT10_OTHER_SIGNAL = {"task-encoder": "text", "care": "onehot", "soft-modular": "text"}
+
+
 #: The BC layout with the highest mean success over three seeds that shares parameters
 #: between tasks (the independent layout ties it but shares none: PCGrad and GradNorm
 #: cannot apply to it).
@@ -103,9 +107,7 @@ def _mt10_layouts() -> dict[str, tuple[str, list[str], str, int]]:
         layout = [f"--model.init_args.layout={name.replace('-', '_')}"]
         layout.append(f"--model.init_args.task_signal={signal}")
         runs[f"mt10-iql-{name}"] = ("mt10-iql.yaml", [data, *layout], "metaworld-mt10", 5)
-    # The layouts that read the task vector, with the other signal.
-    other = {"task-encoder": "text", "care": "onehot", "soft-modular": "text"}
-    for name, signal in other.items():
+    for name, signal in MT10_OTHER_SIGNAL.items():
         flag = f"--model.init_args.task_signal={signal}"
         runs[f"mt10-bc-{name}-{signal}"] = (f"mt10-{name}.yaml", [data, flag], "metaworld-mt10", 5)
         layout = f"--model.init_args.layout={name.replace('-', '_')}"
@@ -379,14 +381,13 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
 class Table:
     """A table of docs/results.md written from the summaries: the header of the row labels,
     each row's labels and run name (its summaries: ``<run>-s<seed>.json``), and which
-    figures follow the labels: the seed count always, then ``summary`` (the mean, median and
-    worst task over tasks) and the tasks' own rates, either as one column each
+    figures follow the labels: the seed count, the mean, median and worst task over tasks,
+    then the tasks' own rates, either as one column each
     (``task_columns``: their headers) or in one column joined by " / " (``tasks_joined``:
     its header); the task order is the summaries'."""
 
     header: tuple[str, ...]
     rows: list[tuple[tuple[str, ...], str]]
-    summary: bool = True
     task_columns: tuple[str, ...] = ()
     tasks_joined: str = ""
 
@@ -399,19 +400,27 @@ MT10_PER_TASK = (
 POINTMAZE_PER_TASK = "per task (task1 ... task5)"
 
 
-def _mt10_architecture_rows() -> list[tuple[tuple[str, ...], str]]:
-    """The MT10 architectures table's BC rows: each layout with its signal, then the
-    optimisers on CARE and Distral's two policies."""
-    rows: list[tuple[tuple[str, ...], str]] = [
-        (("BC", "shared (one MLP)", "one-hot"), "mt10-bc-onehot")
-    ]
+def _mt10_layout_rows(algorithm: str) -> list[tuple[tuple[str, ...], str]]:
+    """Rows of ``algorithm`` ("bc" or "iql") on MT10: the shared MLP, then each layout with
+    its signal and, for the layouts that read the task vector, the other signal."""
+    title = algorithm.upper()
+    rows = [((title, "shared (one MLP)", "one-hot"), f"mt10-{algorithm}-onehot")]
     for name, signal in MT10_LAYOUTS.items():
-        label = "one-hot" if signal == "onehot" else signal
-        rows.append((("BC", name.replace("-", "_"), label), f"mt10-bc-{name}"))
-        other = {"task-encoder": "text", "care": "onehot", "soft-modular": "text"}.get(name)
-        if other:
-            label = "one-hot" if other == "onehot" else other
-            rows.append((("BC", name.replace("-", "_"), label), f"mt10-bc-{name}-{other}"))
+        signals = [("", signal)]
+        if name in MT10_OTHER_SIGNAL:
+            signals.append((f"-{MT10_OTHER_SIGNAL[name]}", MT10_OTHER_SIGNAL[name]))
+        for suffix, used in signals:
+            label = "one-hot" if used == "onehot" else used
+            rows.append(
+                ((title, name.replace("-", "_"), label), f"mt10-{algorithm}-{name}{suffix}")
+            )
+    return rows
+
+
+def _mt10_architecture_rows() -> list[tuple[tuple[str, ...], str]]:
+    """The MT10 architectures table's BC rows: each layout, then the optimisers on CARE and
+    Distral's two policies."""
+    rows = _mt10_layout_rows("bc")
     for optim, title in (("pcgrad", "PCGrad"), ("gradnorm", "GradNorm")):
         layout = BEST_LAYOUT.replace("-", "_")
         rows.append(((f"BC + {title}", layout, "text"), f"mt10-bc-{BEST_LAYOUT}-{optim}"))
@@ -494,18 +503,7 @@ TABLES: dict[str, Table] = {
     ),
     "mt10-iql-layouts": Table(
         ("algorithm", "layout", "signal"),
-        [
-            (("IQL", "shared (one MLP)", "one-hot"), "mt10-iql-onehot"),
-            (("IQL", "heads", "one-hot"), "mt10-iql-heads"),
-            (("IQL", "independent", "one-hot"), "mt10-iql-independent"),
-            (("IQL", "task_encoders", "one-hot"), "mt10-iql-task-encoders"),
-            (("IQL", "task_encoder", "one-hot"), "mt10-iql-task-encoder"),
-            (("IQL", "task_encoder", "text"), "mt10-iql-task-encoder-text"),
-            (("IQL", "care", "text"), "mt10-iql-care"),
-            (("IQL", "care", "one-hot"), "mt10-iql-care-onehot"),
-            (("IQL", "soft_modular", "one-hot"), "mt10-iql-soft-modular"),
-            (("IQL", "soft_modular", "text"), "mt10-iql-soft-modular-text"),
-        ],
+        _mt10_layout_rows("iql"),
         tasks_joined=MT10_PER_TASK,
     ),
 }
@@ -571,10 +569,7 @@ def render(name: str, summaries: Path) -> str:
     """The markdown of table ``name`` from the summaries in ``summaries``: one row per run
     with any, then the runs without one."""
     spec = TABLES[name]
-    figures = ["seeds"]
-    if spec.summary:
-        figures += ["mean", "median", "worst task"]
-    figures += list(spec.task_columns)
+    figures = ["seeds", "mean", "median", "worst task", *spec.task_columns]
     header = [*spec.header, *figures, *([spec.tasks_joined] if spec.tasks_joined else [])]
     lines = [
         "| " + " | ".join([*header, "commit"]) + " |",
@@ -591,9 +586,8 @@ def render(name: str, summaries: Path) -> str:
             missing.append(run_name)
             continue
         cells = [str(len(records))]
-        if spec.summary:
-            for key in ("success_mean", "success_median", "success_worst"):
-                cells.append(_cell([r["summary"][key] for r in records]))
+        for key in ("success_mean", "success_median", "success_worst"):
+            cells.append(_cell([r["summary"][key] for r in records]))
         tasks = list(records[0].get("tasks", {}))
         if any(list(r.get("tasks", {})) != tasks for r in records):
             raise SystemExit(f"table {name}: the summaries of {run_name} name different tasks")
