@@ -1,7 +1,7 @@
 """Run the experiments of docs/results.md: train, evaluate, and print the tables.
 
     bash scripts/results_data.sh                  # the datasets (once)
-    python scripts/results.py run pointmaze       # or mt10, babyai; --seeds 0 1 2
+    python scripts/results.py run pointmaze       # or another group; --seeds 0 1 2
     python scripts/results.py table               # docs/results.md's tables from the summaries
     python scripts/results.py table --check       # exit 1 if the page differs from them
 
@@ -58,6 +58,19 @@ def _bundled_bc(data: str) -> tuple[str, list[str], str, int]:
     return ("quickstart.yaml", [f"--data.path={data}"], "pointmaze-medium", 10)
 
 
+def _gciql_budgets() -> tuple[str, list[str], str, int]:
+    """GCIQL as configs/pointmaze-gciql.yaml sets it (OGBench's PointMaze α = 0.003) at 2 x 256
+    and batch 256 on the bundled data, 40k steps, evaluated at every budget of ``BUDGETS``."""
+    overrides = [
+        "--data.batch_size=256",
+        "--data.val_fraction=0",
+        "--model.init_args.actor_hidden_dims=[256,256]",
+        "--model.init_args.value_hidden_dims=[256,256]",
+        "--trainer.max_steps=40000",
+    ]
+    return ("pointmaze-gciql.yaml", overrides, "pointmaze-medium", 20)
+
+
 def _tasks_bc(*sharing: str) -> tuple[str, list[str], str, int]:
     """Multi-task BC (one-hot) on the uneven five-task PointMaze data, 10k steps."""
     overrides = [f"--data.path={DATA}/pointmaze-tasks.hdf5", *sharing]
@@ -70,9 +83,9 @@ def _tasks_iql(*sharing: str) -> tuple[str, list[str], str, int]:
     return ("pointmaze-tasks-iql.yaml", overrides, "pointmaze-medium-tasks", 20)
 
 
-def _babyai(config: str, *relabel: str) -> tuple[str, list[str], str, int]:
-    """Text-conditioned BabyAI runs, 20 evaluation episodes per mission."""
-    overrides = [f"--data.path={DATA}/babyai-gotolocal.hdf5", *relabel]
+def _babyai(config: str, *options: str) -> tuple[str, list[str], str, int]:
+    """A BabyAI GoToLocal run on the collected data (5k steps), 20 episodes per mission."""
+    overrides = [f"--data.path={DATA}/babyai-gotolocal.hdf5", *options]
     return (config, overrides, "babyai-gotolocal", 20)
 
 
@@ -196,6 +209,7 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
             "--data.task_sharing=high-reward", "--data.sharing_temperature=10"
         ),
     },
+    "gciql-budgets": {"pm-gciql-40k": _gciql_budgets()},
     "her-bc": {
         "her-bc-stored": _bundled_bc("bundled:pointmaze-medium-navigate"),
         "her-bc-future": _bundled_bc(f"{DATA}/bundled-her-future.hdf5"),
@@ -265,30 +279,30 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
     "mt10-layouts": _mt10_layouts(),
     "mt10-zero-shot": _mt10_zero_shot(),
     "babyai": {
-        "babyai-bc-text": (
+        "bai-bc": _babyai("babyai-bc.yaml"),
+        "bai-bc-none": _babyai(
             "babyai-bc.yaml",
-            [f"--data.path={DATA}/babyai-gotolocal.hdf5"],
-            "babyai-gotolocal",
-            5,
+            "--model.init_args.task_signal=none",
+            "--model.init_args.conditioning=concat",
         ),
-        "babyai-bc-none": (
-            "babyai-bc.yaml",
-            [
-                f"--data.path={DATA}/babyai-gotolocal.hdf5",
-                "--model.init_args.task_signal=none",
-                "--model.init_args.conditioning=concat",
-            ],
-            "babyai-gotolocal",
-            5,
-        ),
-        "babyai-dqn-text": (
-            "babyai-dqn.yaml",
-            [f"--data.path={DATA}/babyai-gotolocal.hdf5"],
-            "babyai-gotolocal",
-            5,
-        ),
+        "bai-dqn": _babyai("babyai-dqn.yaml"),
     },
 }
+
+
+#: Runs evaluated at several training budgets (steps), the last being ``trainer.max_steps``:
+#: a checkpoint is kept at each and scored like the final one.
+BUDGETS: dict[str, tuple[int, ...]] = {"pm-gciql-40k": (10_000, 20_000, 30_000, 40_000)}
+
+
+def _budget_checkpoints(every: int) -> list[str]:
+    """``gcrl fit`` options that keep a checkpoint every ``every`` steps (named by step)."""
+    return [
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"--trainer.callbacks.every_n_train_steps={every}",
+        "--trainer.callbacks.save_top_k=-1",
+        "--trainer.callbacks.filename=budget-{step}",
+    ]
 
 
 def _gcrl(args: list[str], cwd: Path, log: Path) -> None:
@@ -340,9 +354,27 @@ def summarise(
         "episodes_per_task": episodes,
         "eval_seed": EVAL_SEED,
         "commit": commit,
+        **_scores(report),
+    }
+
+
+def _scores(report: dict) -> dict:
+    """``summary`` (mean, median, worst and, where known, seen and unseen success) and
+    ``tasks`` (success per task) of an evaluation report, rates from 0 to 1."""
+    return {
         "summary": report["summary"],
         "tasks": {t["name"]: t["success_rate"] for t in report["tasks"]},
     }
+
+
+def _evaluate(checkpoint: Path, suite: str, episodes: int, work: Path, log: Path, tag: str) -> dict:
+    """``gcrl evaluate``'s report (the JSON it writes) of ``checkpoint`` on ``suite``."""
+    result = work / f"evaluation{tag}.json"
+    evaluate = ["evaluate", str(checkpoint), "--env", *suite.split()]
+    evaluate += ["--episodes", str(episodes), "--seed", str(EVAL_SEED)]
+    _gcrl([*evaluate, "--json", str(result)], work, log)
+    report: dict = json.loads(result.read_text())
+    return report
 
 
 def run(group: str, seeds: list[int], only: list[str] | None) -> None:
@@ -350,6 +382,7 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
     for name, (config, overrides, suite, episodes) in EXPERIMENTS[group].items():
         if only and name not in only:
             continue
+        budgets = BUDGETS.get(name, ())
         for seed in seeds:
             summary = SUMMARIES / f"{name}-s{seed}.json"
             if summary.exists():
@@ -357,20 +390,29 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
             work = RESULTS / "runs" / f"{name}-s{seed}"
             work.mkdir(parents=True, exist_ok=True)
             log = work / "log.txt"
-            result = work / "evaluation.json"
             commit = _commit()  # when training starts: what the run's code is
             fit = ["fit", "--config", str(ROOT / "configs" / config), *overrides]
             fit += [f"--seed_everything={seed}", f"--data.seed={seed}"]
+            if budgets:
+                fit += _budget_checkpoints(budgets[0])
             _gcrl([*fit, "--trainer.enable_progress_bar=false"], work, log)
-            checkpoint = max(
+            checkpoints = sorted(
                 (work / "runs" / "csv").glob("version_*/checkpoints/*.ckpt"),
                 key=lambda p: p.stat().st_mtime,
             )
-            evaluate = ["evaluate", str(checkpoint), "--env", *suite.split()]
-            evaluate += ["--episodes", str(episodes), "--seed", str(EVAL_SEED)]
-            _gcrl([*evaluate, "--json", str(result)], work, log)
-            report = json.loads(result.read_text())
+            scored = {}
+            for steps in budgets:
+                found = [p for p in checkpoints if p.stem.endswith(f"-step={steps}")]
+                if not found:
+                    raise SystemExit(f"{work}: no checkpoint at {steps} steps")
+                scored[steps] = _evaluate(found[-1], suite, episodes, work, log, f"-{steps}")
+            # The final budget is max_steps: its report is the run's.
+            report = scored[budgets[-1]] if budgets else None
+            if report is None:
+                report = _evaluate(checkpoints[-1], suite, episodes, work, log, "")
             record = summarise(name, seed, config, overrides, suite, episodes, report, commit)
+            if budgets:
+                record["budgets"] = {str(steps): _scores(r) for steps, r in scored.items()}
             tmp = summary.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=1) + "\n")
             tmp.replace(summary)
@@ -382,14 +424,20 @@ class Table:
     """A table of docs/results.md written from the summaries: the header of the row labels,
     each row's labels and run name (its summaries: ``<run>-s<seed>.json``), and which
     figures follow the labels: the seed count, the mean, median and worst task over tasks,
-    then the tasks' own rates, either as one column each
+    further means of the summaries (``summary_columns``: header and key, such as seen and
+    unseen tasks), then the tasks' own rates, either as one column each
     (``task_columns``: their headers) or in one column joined by " / " (``tasks_joined``:
-    its header); the task order is the summaries'."""
+    its header); the task order is the summaries'. With ``budgets`` (steps, of the runs'
+    ``BUDGETS``), the mean is given at each budget and the rest at the last. Without
+    ``over_tasks`` (runs evaluated on one task) the mean, median and worst task are left out."""
 
     header: tuple[str, ...]
     rows: list[tuple[tuple[str, ...], str]]
     task_columns: tuple[str, ...] = ()
     tasks_joined: str = ""
+    summary_columns: tuple[tuple[str, str], ...] = ()
+    budgets: tuple[int, ...] = ()
+    over_tasks: bool = True
 
 
 #: Meta-World MT10's tasks in the order of the summaries, for the joined per-task column.
@@ -398,6 +446,8 @@ MT10_PER_TASK = (
     "button-press-topdown, peg-insert-side, window-open, window-close)"
 )
 POINTMAZE_PER_TASK = "per task (task1 ... task5)"
+#: The means over BabyAI's missions the data holds and the ones it held out.
+BABYAI_SEEN = (("seen (34)", "success_seen"), ("held out (2)", "success_unseen"))
 
 
 def _mt10_layout_rows(algorithm: str) -> list[tuple[tuple[str, ...], str]]:
@@ -501,6 +551,41 @@ TABLES: dict[str, Table] = {
     "mt10-architectures": Table(
         ("algorithm", "layout", "signal"), _mt10_architecture_rows(), tasks_joined=MT10_PER_TASK
     ),
+    "pointmaze-gciql-budgets": Table(
+        ("method", "networks, batch"),
+        [(("GCIQL, OGBench style (α = 0.003)", "2 x 256, 256"), "pm-gciql-40k")],
+        tasks_joined=POINTMAZE_PER_TASK + ", 40k steps",
+        budgets=BUDGETS["pm-gciql-40k"],
+    ),
+    "babyai": Table(
+        ("method", "task signal"),
+        [
+            (("BC", "text"), "bai-bc"),
+            (("BC", "none (baseline)"), "bai-bc-none"),
+            (("double DQN + CQL", "text"), "bai-dqn"),
+        ],
+        summary_columns=BABYAI_SEEN,
+    ),
+    "instructions": Table(
+        ("method", "hindsight instructions"),
+        [
+            (("BC, text", "no"), "bai-bc"),
+            (("BC, text", "yes"), "bai-bc-hindsight"),
+            (("double DQN + CQL, text", "no"), "bai-dqn"),
+            (("double DQN + CQL, text", "yes"), "bai-dqn-hindsight"),
+        ],
+        summary_columns=BABYAI_SEEN,
+    ),
+    "mt10-zero-shot": Table(
+        ("method", "signal"),
+        [
+            (("CARE", "text (its own description's embedding)"), "mt10zs-bc-care-text"),
+            (("shared MLP", "text"), "mt10zs-bc-text"),
+            (("shared MLP", "none"), "mt10zs-bc-none"),
+        ],
+        task_columns=("window-close success",),
+        over_tasks=False,
+    ),
     "mt10-iql-layouts": Table(
         ("algorithm", "layout", "signal"),
         _mt10_layout_rows("iql"),
@@ -569,7 +654,11 @@ def render(name: str, summaries: Path) -> str:
     """The markdown of table ``name`` from the summaries in ``summaries``: one row per run
     with any, then the runs without one."""
     spec = TABLES[name]
-    figures = ["seeds", "mean", "median", "worst task", *spec.task_columns]
+    at = [f", {b // 1000}k steps" for b in spec.budgets]
+    final = [f"{column}{at[-1] if at else ''}" for column in ("median", "worst task")]
+    extra = [column for column, _ in spec.summary_columns]
+    over = [*(f"mean{a}" for a in at or [""]), *final] if spec.over_tasks else []
+    figures = ["seeds", *over, *extra, *spec.task_columns]
     header = [*spec.header, *figures, *([spec.tasks_joined] if spec.tasks_joined else [])]
     lines = [
         "| " + " | ".join([*header, "commit"]) + " |",
@@ -586,7 +675,19 @@ def render(name: str, summaries: Path) -> str:
             missing.append(run_name)
             continue
         cells = [str(len(records))]
-        for key in ("success_mean", "success_median", "success_worst"):
+        for steps in spec.budgets:
+            if any(str(steps) not in r.get("budgets", {}) for r in records):
+                raise SystemExit(
+                    f"table {name}: a summary of {run_name} has no {steps}-step budget"
+                )
+            means = [r["budgets"][str(steps)]["summary"]["success_mean"] for r in records]
+            cells.append(_cell(means))
+        keys = [] if spec.budgets else ["success_mean"]  # else given at each budget
+        keys = [*keys, "success_median", "success_worst"] if spec.over_tasks else []
+        keys += [key for _, key in spec.summary_columns]
+        for key in keys:
+            if any(key not in r["summary"] for r in records):
+                raise SystemExit(f"table {name}: a summary of {run_name} has no {key}")
             cells.append(_cell([r["summary"][key] for r in records]))
         tasks = list(records[0].get("tasks", {}))
         if any(list(r.get("tasks", {})) != tasks for r in records):
@@ -599,8 +700,8 @@ def render(name: str, summaries: Path) -> str:
                 )
             cells += [_cell([r["tasks"][t] for r in records]) for t in tasks]
         if spec.tasks_joined:
-            means = [100 * np.mean([r["tasks"][t] for r in records]) for t in tasks]
-            cells.append(" / ".join(f"{m:.0f}" for m in means))
+            task_means = [100 * np.mean([r["tasks"][t] for r in records]) for t in tasks]
+            cells.append(" / ".join(f"{m:.0f}" for m in task_means))
         commits = ", ".join(sorted({r["commit"] for r in records}))
         lines.append("| " + " | ".join((*labels, *cells, commits)) + " |")
     if missing:
