@@ -6,11 +6,15 @@ by binary NCE over the batch: each row's own goal (a future state of its traject
 geometrically: its ``data_needs``, ``value_goals {geometric: 1.0}``) is the positive, the
 other rows' goals are the negatives. No rewards are used. Actor, as in OGBench:
 
-- ``ddpgbc`` (default, continuous actions): maximise ``log Q`` of the actor's clipped mean
-  action, the lower of the two critics, normalised by its mean absolute value, plus
-  ``alpha`` times the log-likelihood of the data's action;
+- ``ddpgbc`` (default, continuous actions): maximise ``log Q`` (the logit) of the actor's
+  clipped mean action, the lower of the two critics, normalised by its mean absolute value,
+  plus ``alpha`` times the log-likelihood of the data's action;
 - ``awr`` (continuous or discrete actions): a second, single bilinear ``V(s, g)`` trained the
   same way, and weights ``exp(alpha * (log Q - log V))`` capped at 100.
+
+The actor reads the logits as they are, as OGBench does since its commit 15594e3 ("Improve the
+stability of CRL"); before it, OGBench took ``log max(exp(logit), 1e-6)``, a floor at
+``log 1e-6`` below which the actor got no gradient.
 
 Discrete actions enter ``phi`` one-hot.
 """
@@ -31,8 +35,6 @@ from gcrl.training.batch import Batch
 from gcrl.training.needs import DataNeeds
 
 ACTOR_LOSSES = ("ddpgbc", "awr")
-#: ``log Q`` is taken of ``max(Q, 1e-6)``, as OGBench does.
-LOG_FLOOR = math.log(1e-6)
 #: AWR's cap on ``exp(alpha * advantage)``.
 MAX_WEIGHT = 100.0
 
@@ -219,8 +221,8 @@ class CRL(Agent):
             with torch.no_grad():
                 actions = self._critic_actions(batch.actions)
                 log_q = self.critic.logits(obs, goals, actions, heads)
-                log_q = log_q.clamp(min=LOG_FLOOR).min(0).values
-                log_v = self.value.logits(obs, goals, None, heads).clamp(min=LOG_FLOOR)[0]
+                log_q = log_q.min(0).values
+                log_v = self.value.logits(obs, goals, None, heads)[0]
                 advantage = log_q - log_v
                 weight = torch.exp(advantage * self.alpha).clamp(max=MAX_WEIGHT)
             return {"actor/loss": -(weight * log_prob), "actor/adv": advantage}
@@ -231,7 +233,7 @@ class CRL(Agent):
             self.critic, frozen, (obs, goals, q_actions, heads), strict=False
         )
         log_q = (phi * psi).sum(-1) / math.sqrt(self.critic.latent_dim)
-        q = log_q.clamp(min=LOG_FLOOR).min(0).values
+        q = log_q.min(0).values
         q_loss = -q / (q.abs().mean().detach() + 1e-6)
         bc_loss = -self.alpha * log_prob
         return {
