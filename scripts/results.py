@@ -407,8 +407,9 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
                     raise SystemExit(f"{work}: no checkpoint at {steps} steps")
                 scored[steps] = _evaluate(found[-1], suite, episodes, work, log, f"-{steps}")
             # The final budget is max_steps: its report is the run's.
-            report = scored[budgets[-1]] if budgets else None
-            if report is None:
+            if budgets:
+                report = scored[budgets[-1]]
+            else:
                 report = _evaluate(checkpoints[-1], suite, episodes, work, log, "")
             record = summarise(name, seed, config, overrides, suite, episodes, report, commit)
             if budgets:
