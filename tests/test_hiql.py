@@ -129,7 +129,34 @@ def test_hiql_losses_equal_a_per_sample_reference(tmp_path: Path) -> None:
         torch.testing.assert_close(
             losses[name], torch.tensor(reference[key]), rtol=1e-4, atol=1e-5, msg=name
         )
-    assert losses["value/loss"].shape == (24,) and torch.isfinite(losses["value/loss"]).all()
+    # The value loss: GCIVL's, with the target twins reading the online phi (OGBench shares
+    # its goal_rep module between value and target value) and the targets apart from the twins.
+    with torch.no_grad():
+        for p in model.target_value.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        losses = model.losses(batch)
+    goals = model.batch_condition(batch, "value")
+    value, target = model.value, model.target_value.value
+
+    def twins(net: torch.nn.Module, s: torch.Tensor, g: torch.Tensor) -> list[float]:
+        rep = length_normalize(value.rep(torch.cat([s, g], -1)))
+        return [float(m(s, rep)) for m in net.members]
+
+    expected = []
+    with torch.no_grad():
+        for i in range(len(batch)):
+            s, s_next, g = (
+                x[i : i + 1] for x in (batch.observations, batch.next_observations, goals)
+            )
+            r, m = float(batch.rewards[i]), float(batch.masks[i])
+            next_t = twins(target, s_next, g)
+            advantage = r + 0.99 * m * min(next_t) - sum(twins(target, s, g)) / 2
+            weight = 0.7 if advantage >= 0 else 0.3
+            pairs = zip(next_t, twins(value.value, s, g), strict=True)
+            expected.append(sum(weight * (r + 0.99 * m * t - v) ** 2 for t, v in pairs))
+    torch.testing.assert_close(losses["value/loss"], torch.tensor(expected), rtol=1e-4, atol=1e-5)
+    # The target holds no copy of phi: only the twins are averaged and saved.
+    assert not any(k.startswith("target_value.rep.") for k in model.state_dict())
 
 
 def test_hiql_subgoals_lie_between_state_and_goal(tmp_path: Path) -> None:

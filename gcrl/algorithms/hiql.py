@@ -2,7 +2,8 @@
 
 Value: GCIVL's action-free twin ``V(s, g)`` (expectile 0.7 here), where the goal enters through
 a representation ``phi([s; g])``: an MLP of the state and the goal, length-normalised to 10
-values, learned only through the value. Two policies act through it:
+values, learned only through the value; the target network averages the twins only and reads
+the online ``phi``, as OGBench's does. Two policies act through it:
 
 - the high-level policy ``pi_h(z | s, g)`` outputs the representation ``z = phi([s; w])`` of a
   subgoal ``w`` 25 steps ahead (``subgoal_steps``), by AWR with weight
@@ -70,6 +71,35 @@ class SubgoalValue(nn.Module):
         head: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return self.value(observations, self.representation(observations, goals))
+
+
+class TargetSubgoalValue(nn.Module):
+    """The target of a :class:`SubgoalValue`: a frozen, Polyak-averaged copy of its twin
+    values over the *online* representation ``phi([s; g])``, as in OGBench, whose target
+    value network shares the one ``goal_rep`` module (flax parameter sharing) rather than
+    keeping a copy of it. ``forward`` returns ``[2, B]``."""
+
+    def __init__(self, online: SubgoalValue) -> None:
+        super().__init__()
+        self.value = target_copy(online.value)
+        # Not a submodule: phi's parameters are the online network's, trained and saved there.
+        object.__setattr__(self, "online", online)
+
+    def forward(
+        self,
+        observations: torch.Tensor,
+        goals: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        head: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        online: SubgoalValue = self.__dict__["online"]
+        return self.value(observations, online.representation(observations, goals))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # gcrl 0.2 kept a copy of phi here (``target_value.rep.*``); it is no longer used.
+        for key in [k for k in state_dict if k.startswith(prefix + "rep.")]:
+            del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def awr_weight(advantage: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -193,7 +223,7 @@ class HIQL(Agent):
             layer_norm=layer_norm,
             activation_name=activation,
         )
-        self.target_value = target_copy(self.value)
+        self.target_value = TargetSubgoalValue(self.value)
         self.high_actor = nets.policy(
             "gaussian", obs_dim, rep_dim, actor_hidden_dims, const_std=const_std
         )
@@ -241,7 +271,7 @@ class HIQL(Agent):
         return out
 
     def update_targets(self) -> None:
-        polyak_update(self.target_value, self.value, self.tau)
+        polyak_update(self.target_value.value, self.value.value, self.tau)
 
     @torch.no_grad()
     def subgoal(
