@@ -14,17 +14,16 @@ from gcrl.algorithms import CRL, GCIVL
 from gcrl.training import TrajectoryDataModule
 from gcrl.training.batch import Batch
 
-from .reference import gaussian_log_prob
+from .reference import gaussian_log_prob, ivl_value_loss
 from .training_data import fit, goal_reaching
 
 torch.set_num_threads(1)
 
 
 def gcivl_reference(model: GCIVL, batch: Batch) -> dict[str, list[float]]:
-    """Per row: the expectile weight from the target twins' advantage ``r + 0.99 m min_e
-    V'_e(s', g) - mean_e V'_e(s, g)``, applied to each twin's error against its own target twin
-    ``r + 0.99 m V'_e(s', g)``, summed over the twins; and AWR ``-min(exp(10 (V(s', g) - V(s,
-    g))), 100) log pi(a | s, g)`` with ``V`` the twins' mean."""
+    """Per row: the IVL value loss (expectile 0.9, :func:`~tests.reference.ivl_value_loss`) and
+    AWR ``-min(exp(10 (V(s', g) - V(s, g))), 100) log pi(a | s, g)`` with ``V`` the twins'
+    mean."""
     value_goals, actor_goals = batch.goal("value"), batch.goal("actor")
     assert value_goals is not None and actor_goals is not None
 
@@ -38,13 +37,8 @@ def gcivl_reference(model: GCIVL, batch: Batch) -> dict[str, list[float]]:
             s, s_next = batch.observations[i : i + 1], batch.next_observations[i : i + 1]
             r, m = float(batch.rewards[i]), float(batch.masks[i])
             g = value_goals[i : i + 1]
-            next_t = twins(model.target_value, s_next, g)
-            advantage = r + 0.99 * m * min(next_t) - sum(twins(model.target_value, s, g)) / 2
-            weight = 0.9 if advantage >= 0 else 0.1
-            v = twins(model.value, s, g)
-            out["value"].append(
-                sum(weight * (r + 0.99 * m * t - ve) ** 2 for t, ve in zip(next_t, v, strict=True))
-            )
+            next_t, now_t = twins(model.target_value, s_next, g), twins(model.target_value, s, g)
+            out["value"].append(ivl_value_loss(r, m, next_t, now_t, twins(model.value, s, g), 0.9))
             g = actor_goals[i : i + 1]
             advantage = sum(twins(model.value, s_next, g)) / 2 - sum(twins(model.value, s, g)) / 2
             mean = model.actor(s, model.condition(s, g))[0]

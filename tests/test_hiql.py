@@ -19,7 +19,7 @@ from gcrl.training.batch import Batch
 from gcrl.training.needs import DataNeeds
 
 from .conftest import make_trajectories
-from .reference import gaussian_log_prob
+from .reference import gaussian_log_prob, ivl_value_loss
 from .training_data import fit, goal_reaching
 
 torch.set_num_threads(1)
@@ -149,11 +149,8 @@ def test_hiql_losses_equal_a_per_sample_reference(tmp_path: Path) -> None:
                 x[i : i + 1] for x in (batch.observations, batch.next_observations, goals)
             )
             r, m = float(batch.rewards[i]), float(batch.masks[i])
-            next_t = twins(target, s_next, g)
-            advantage = r + 0.99 * m * min(next_t) - sum(twins(target, s, g)) / 2
-            weight = 0.7 if advantage >= 0 else 0.3
-            pairs = zip(next_t, twins(value.value, s, g), strict=True)
-            expected.append(sum(weight * (r + 0.99 * m * t - v) ** 2 for t, v in pairs))
+            next_t, now_t = twins(target, s_next, g), twins(target, s, g)
+            expected.append(ivl_value_loss(r, m, next_t, now_t, twins(value.value, s, g), 0.7))
     torch.testing.assert_close(losses["value/loss"], torch.tensor(expected), rtol=1e-4, atol=1e-5)
     # The target holds no copy of phi: only the twins are averaged and saved.
     assert not any(k.startswith("target_value.rep.") for k in model.state_dict())

@@ -18,6 +18,11 @@ def results(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def marker_names() -> list[str]:
+    """The names of the tables the real page has markers for, in its order."""
+    return re.findall(r"<!-- table:([\w-]+) -->", (ROOT / "docs" / "results.md").read_text())
+
+
 def test_the_results_page_matches_the_committed_summaries() -> None:
     done = results("--check")
     assert done.returncode == 0, done.stderr
@@ -37,7 +42,7 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
         (summaries / f"mt10-iql-heads-s{seed}.json").write_text(json.dumps(record))
     page = tmp_path / "results.md"
     # Every table's markers, as the real page has them; the IQL layouts' table stale.
-    names = re.findall(r"<!-- table:([\w-]+) -->", (ROOT / "docs" / "results.md").read_text())
+    names = marker_names()
     assert "mt10-iql-layouts" in names and len(names) >= 4
     page.write_text(
         "# R\n\n"
@@ -69,9 +74,8 @@ def test_a_table_is_rebuilt_from_summaries_and_a_stale_page_fails_the_check(
 
 def _empty_page(tmp_path: Path) -> Path:
     """A page with every table marker of the real page and nothing between them."""
-    names = re.findall(r"<!-- table:([\w-]+) -->", (ROOT / "docs" / "results.md").read_text())
     page = tmp_path / "results.md"
-    page.write_text("".join(f"<!-- table:{n} -->\n<!-- /table:{n} -->\n" for n in names))
+    page.write_text("".join(f"<!-- table:{n} -->\n<!-- /table:{n} -->\n" for n in marker_names()))
     return page
 
 
