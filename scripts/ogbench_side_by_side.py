@@ -54,6 +54,15 @@ def _one_thread() -> dict[str, str]:
     }
 
 
+def _commit() -> str:
+    """The checked-out commit of this repository (``+dirty`` when tracked files differ)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "gcrl"], cwd=ROOT).returncode
+    return head + ("+dirty" if dirty else "")
+
+
 def data() -> None:
     """Collect the OGBench-sized file (if absent) and write its npz copy."""
     gcrl = str(Path(sys.executable).parent / "gcrl")
@@ -163,6 +172,7 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
                 subprocess.run(command, env=_one_thread(), stdout=log, stderr=log, check=True)
             curve = json.loads(raw.read_text())
         curve.update(
+            commit=_commit(),
             side=side,
             algorithm=algorithm,
             seed=seed,
@@ -227,7 +237,7 @@ def main() -> None:
     runner.add_argument("--seeds", type=int, nargs="+", default=[0])
     runner.add_argument("--steps", type=int, default=40_000)
     runner.add_argument("--eval-every", type=int, default=10_000)
-    runner.add_argument("--episodes", type=int, default=10, help="per task")
+    runner.add_argument("--episodes", type=int, default=20, help="per task")
     runner.add_argument("--hidden", default="256,256")
     runner.add_argument("--batch-size", type=int, default=256)
     runner.add_argument("--jax-python", help="interpreter with jax, flax, optax, distrax, ogbench")
