@@ -41,17 +41,26 @@ of --repeats interleaved rounds):
 * gcrl via Lightning, compile_step, updates_per_batch K: the same with ``updates_per_batch=K``
   (--updates-per-batch, 8 by default): K optimiser steps per Lightning step, their batches
   drawn at once; steps/s counts optimiser steps;
-* OGBench JAX: ``benchmarks/ogbench_jax.py`` (same sizes and losses, pre-drawn batches, the
-  whole update under one ``jax.jit``) in its own process with --jax-python. Without it the
-  table prints the figures quoted by the issues where they exist, marked "quoted, not
-  measured", and no ratio against JAX.
+* OGBench impls, update / sample + update (--impls, with --jax-python): OGBench's own agents,
+  unmodified (``benchmarks/ogbench_impls.py``: the agent's jitted ``update`` on pre-drawn
+  batches, and OGBench's sampler then ``update`` as ``impls/main.py`` trains), on the same
+  data written in OGBench's npz layout. The compiled update is set beside the first, and
+  ``gcrl fit``'s best row beside the second;
+* OGBench-style JAX rebuild (--jax-python without --impls, or with --rebuild):
+  ``benchmarks/ogbench_jax.py``, the losses written from OGBench's description (pre-drawn
+  batches, the whole update under one ``jax.jit``). Without either the table prints the
+  figures quoted by the issues where they exist, marked "quoted, not measured", and no
+  ratio against JAX.
+
+With --json PATH, the rows (every round of every method), the options and the commit are
+also written to PATH, which ``scripts/results.py table`` renders into docs/results.md.
 
 With --layouts, only the multi-task layouts' table instead (``benchmarks/_layouts.py``: each
 layout of ``gcrl.models.layouts`` for BC and IQL, 10 tasks, against the shared MLP).
 
 With --ddp, a second table: GCBC through ``gcrl fit`` on 1 process against 2 (``--trainer.
 strategy ddp --trainer.devices 2`` on CPU, gloo), the global batch held equal (each of the
-two ranks takes half), at the first grid size.
+two ranks takes half), at each size.
 """
 
 from __future__ import annotations
@@ -78,7 +87,9 @@ LIGHTNING = "gcrl via Lightning, dict observations"
 ARRAY = "gcrl via Lightning, array observations"
 COMPILED = "gcrl via Lightning, dict, compile_step"
 STEPPED = "gcrl via Lightning, dict, compile_step, updates_per_batch {k}"
-JAX = "OGBench JAX"
+JAX = "OGBench-style JAX rebuild"
+IMPLS_UPDATE = "OGBench impls, update"
+IMPLS_LOOP = "OGBench impls, sample + update"
 METHODS = (BARE, PLAIN, PLAIN_COMPILED, LIGHTNING, ARRAY, COMPILED)
 #: Batches drawn beforehand for the loops without a data module, reused cyclically.
 PREDRAWN = 16
@@ -91,6 +102,8 @@ QUOTED_JAX: dict[tuple[str, int, tuple[int, ...]], float] = {
     ("GCBC", 1024, (512, 512, 512)): 48.0,
     ("GCIQL", 1024, (512, 512, 512)): 6.0,
 }
+#: XLA on one thread, as torch is (``taskset`` alone leaves XLA's pool sized to the machine).
+JAX_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 TARGET = 1.0  # Lightning (best of eager / compiled) / OGBench JAX
 
 
@@ -332,8 +345,25 @@ def measure_jax(
     command += ["--action-dim", action, "--batch-size", str(batch)]
     command += ["--hidden-dims", *hidden.split(","), "--warmup", str(args.warmup)]
     command += ["--seconds", str(args.seconds), "--repeats", str(args.repeats)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, XLA_FLAGS=JAX_ONE_THREAD)
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return [float(r) for r in json.loads(out.strip().splitlines()[-1])["rounds"]]
+
+
+def measure_impls(
+    args: argparse.Namespace, algorithm: str, npz: Path, batch: int, hidden: str
+) -> dict[str, list[float]]:
+    """OGBench's own agent (``ogbench_impls.py``): each round's rate of its update on
+    pre-drawn batches and of its sample-then-update loop."""
+    command = [args.jax_python, str(Path(__file__).with_name("ogbench_impls.py"))]
+    command += ["--impls", str(args.impls), "--data", str(npz), "--agent", algorithm.lower()]
+    command += ["--batch-size", str(batch), "--hidden-dims", *hidden.split(",")]
+    command += ["--warmup", str(args.warmup), "--seconds", str(args.seconds)]
+    command += ["--repeats", str(args.repeats)]
+    env = dict(os.environ, XLA_FLAGS=JAX_ONE_THREAD)
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return {IMPLS_UPDATE: result["update"], IMPLS_LOOP: result["loop"]}
 
 
 def ddp_rates(args: argparse.Namespace, path: Path, batch: int, hidden: str) -> dict[int, float]:
@@ -396,6 +426,11 @@ def main() -> None:
     parser.add_argument(
         "--jax-python", help="a Python with jax, flax and optax: measure OGBench's JAX rows"
     )
+    parser.add_argument("--impls", type=Path, help="OGBench's impls/: time its own agents")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="with --impls, also the OGBench-style rebuild"
+    )
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
     parser.add_argument(
         "--layouts",
         action="store_true",
@@ -415,7 +450,10 @@ def main() -> None:
     if args.layouts:
         from _layouts import measure_layouts, report_layouts
 
-        report_layouts(args, measure_layouts(args, timed, plain_step))
+        layouts = measure_layouts(args, timed, plain_step)
+        report_layouts(args, layouts)
+        if args.json:
+            write_json(args, {"layouts": layouts})
         return
 
     from _measure import run_isolated
@@ -427,6 +465,11 @@ def main() -> None:
     print(f"building data in {work} (cached) ...", file=sys.stderr)
     make_data(path, work / "half.hdf5", args.transitions, args.episode_length)
     array_copy(path, array_path)
+    npz = work / "data.npz"
+    if args.impls and not npz.exists():
+        from gcrl.datasets import load, write_ogbench
+
+        write_ogbench(load(path), npz)
 
     if args.grid:
         sizes = list(itertools.product(args.batch_size, args.hidden_dims))
@@ -441,15 +484,51 @@ def main() -> None:
         child += ["--updates-per-batch", str(args.updates_per_batch)]
         result = run_isolated(__file__, algorithm, child)
         rates = result["rates"]
-        if args.jax_python:
+        if args.jax_python and args.impls:
+            rates.update(measure_impls(args, algorithm, npz, batch, hidden))
+        if args.jax_python and (args.rebuild or not args.impls):
             rates[JAX] = measure_jax(args, algorithm, result["dims"], batch, hidden)
         rows.append({"algorithm": algorithm, "batch": batch, "hidden": hidden, "rates": rates})
         print(f"  {algorithm} batch {batch} [{hidden}]: {rates}", file=sys.stderr)
-    ddp = ddp_rates(args, path, *sizes[0]) if args.ddp else {}
+    ddp = [
+        {"batch": batch, "hidden": hidden, "rates": ddp_rates(args, path, batch, hidden)}
+        for batch, hidden in (sizes if args.ddp else [])
+    ]
     report(args, rows, ddp)
+    if args.json:
+        write_json(args, {"rows": rows, "ddp": ddp})
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]], ddp: dict[int, float]) -> None:
+def write_json(args: argparse.Namespace, measurements: dict[str, Any]) -> None:
+    """``measurements`` with the run's options, commit and machine, written to ``args.json``
+    (atomically)."""
+    import platform
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    for hidden in ("measure", "target", "array_target", "workdir", "json", "impls", "jax_python"):
+        options.pop(hidden, None)
+    record = {
+        "benchmark": "train.py",
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "options": options,
+        **measurements,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_name(f".{args.json.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(args.json)
+    print(f"wrote {args.json}", file=sys.stderr)
+
+
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], ddp: list[dict[str, Any]]) -> None:
     print(
         f"\n{args.transitions:,} transitions; {args.threads} torch thread(s); steps/s timed for "
         f"about {args.seconds:g} s after {args.warmup} warm-up steps, best of {args.repeats} "
@@ -457,16 +536,23 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], ddp: dict[int, 
         "process\n"
     )
     reference = "vs OGBench JAX" if args.jax_python else "vs OGBench JAX (quoted)"
+    if args.jax_python and args.impls:
+        reference = "vs OGBench impls update"
     print(f"| algorithm | batch | hidden | method | steps/s | spread | vs plain | {reference} |")
     print("|---|---:|---|---|---:|---|---:|---:|")
     ratios: list[tuple[str, str, str]] = []
     for row in rows:
         rates = row["rates"]
         key = (row["algorithm"], row["batch"], tuple(hidden_list(row["hidden"])))
-        jax = max(rates[JAX]) if JAX in rates else None
+        # The reference: OGBench's own update where measured, else the rebuild's.
+        reference = IMPLS_UPDATE if IMPLS_UPDATE in rates else JAX
+        jax = max(rates[reference]) if reference in rates else None
+        loop = max(rates[IMPLS_LOOP]) if IMPLS_LOOP in rates else jax
         quoted = QUOTED_JAX.get(key) if jax is None else None
         plain = max(rates[PLAIN]) if PLAIN in rates else None
-        for method in (*METHODS, *(m for m in rates if m not in METHODS and m != JAX), JAX):
+        references = (IMPLS_UPDATE, IMPLS_LOOP, JAX)
+        ours = (m for m in rates if m not in METHODS and m not in references)
+        for method in (*METHODS, *ours, *references):
             if method not in rates:
                 continue
             best, low = max(rates[method]), min(rates[method])
@@ -489,19 +575,25 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], ddp: dict[int, 
                 (
                     label,
                     f"{update:.2f}" if update else "n/a",
-                    f"{max(fits) / jax:.2f}" if fits else "n/a",
+                    f"{max(fits) / loop:.2f}" if fits and loop else "n/a",
                 )
             )
     if ddp:
         print("\n| GCBC via gcrl fit, global batch held equal | steps/s | vs 1 process |")
         print("|---|---:|---:|")
-        for devices, rate in ddp.items():
-            print(f"| {devices} process(es) | {rate:.1f} | {rate / ddp[1]:.2f} |")
+        for size in ddp:
+            for devices, rate in size["rates"].items():
+                one = size["rates"][1]
+                print(
+                    f"| batch {size['batch']} [{size['hidden']}], {devices} process(es) | "
+                    f"{rate:.1f} | {rate / one:.2f} |"
+                )
     if ratios:
         print(
-            f"\nratios to OGBench's jitted JAX update [target >= {TARGET}]: the compiled "
-            "update alone (both on pre-drawn batches), and gcrl fit's whole step (the best "
-            "Lightning row; data, hooks and logging included)"
+            f"\nratios to OGBench [target >= {TARGET}]: the compiled update alone against "
+            "OGBench's jitted update (both on pre-drawn batches), and gcrl fit's whole step "
+            "(the best Lightning row; data, hooks and logging included) against OGBench's "
+            "sample + update loop (its update alone where the loop was not measured)"
         )
         print(f"{'':<32} {'update':>8} {'gcrl fit':>9}")
         for label, update, fit in ratios:
