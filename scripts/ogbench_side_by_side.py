@@ -2,10 +2,10 @@
 curves for ``docs/results.md``.
 
     python scripts/ogbench_side_by_side.py data       # 1,000 episodes x 1,000 steps, + the npz
-    python scripts/ogbench_side_by_side.py run gcrl gciql --seeds 0 1
-    python scripts/ogbench_side_by_side.py run ogbench gciql --seeds 0 1 \\
+    python scripts/ogbench_side_by_side.py run gcrl gcivl --seeds 0 1
+    python scripts/ogbench_side_by_side.py run ogbench gcivl --seeds 0 1 \\
         --jax-python /tmp/jax/bin/python --impls OGBENCH/impls
-    python scripts/ogbench_side_by_side.py table
+    python scripts/results.py table                   # docs/results.md's table from the runs
 
 Both sides get the same file (``results/data/pointmaze-medium-1m.hdf5``, and its copy in
 OGBench's npz layout for OGBench), OGBench's hyperparameters for ``pointmaze-medium-navigate``
@@ -14,8 +14,10 @@ the same for both), the same number of steps, and an evaluation on OGBench's fiv
 ``--eval-every`` steps with ``--episodes`` episodes each. gcrl's side is ``gcrl fit`` with
 ``gcrl.callbacks.EvaluationCallback``; OGBench's is ``scripts/ogbench_reference.py``, which
 runs OGBench's ``impls`` unmodified. Each run writes ``results/side/<side>-<algo>-s<seed>.json``
-(skipped when it exists) with the curve and the wall time. GCBC and GCIQL have been run this
-way (``docs/results.md``); GCIVL, HIQL, QRL and CRL are wired the same way but have not.
+(skipped when it exists; committed) with the curve, the wall time and the commit it ran at;
+its logs stay in ``results/side/runs/``, which is not. Runs are chunked by method and seed,
+so that a session can run some and commit them; ``scripts/results.py table`` writes
+docs/results.md's side-by-side table from whatever has run (``scripts/recorded_tables.py``).
 """
 
 from __future__ import annotations
@@ -188,47 +190,11 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
         print(f"{side} {algorithm} seed {seed}: mean success at each step {at}", flush=True)
 
 
-def table() -> None:
-    """Markdown: mean success (%) at each evaluation, mean ± std (population) over seeds, per
-    algorithm and side; then each side's per-task success at the last step."""
-    runs: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(OUT.glob("*-s*.json")):
-        curve = json.loads(path.read_text())
-        runs.setdefault((curve["algorithm"], curve["side"]), []).append(curve)
-    if not runs:
-        print(f"no results in {OUT}")
-        return
-    steps = next(iter(runs.values()))[0]["steps"]
-    header = " | ".join(f"{s // 1000}k" for s in steps)
-    print(f"| algorithm | implementation | seeds | {header} | steps/s | minutes per run |")
-    print("|---|---|---:|" + "---:|" * len(steps) + "---:|---:|")
-    per_task = []
-    for (algorithm, side), curves in sorted(runs.items()):
-        curves = [c for c in curves if c["steps"] == steps]
-        values = np.array([c["mean"] for c in curves]) * 100
-        cells = " | ".join(
-            f"{m:.0f} ± {s:.0f}" for m, s in zip(values.mean(0), values.std(0), strict=True)
-        )
-        rate = np.mean([c["steps_per_second"] for c in curves])
-        wall = np.mean([c["wall_seconds"] for c in curves]) / 60
-        name = "gcrl" if side == "gcrl" else "OGBench (impls)"
-        print(f"| {algorithm} | {name} | {len(curves)} | {cells} | {rate:.0f} | {wall:.0f} |")
-        tasks = curves[0]["success"]
-        last = {t: 100 * np.mean([c["success"][t][-1] for c in curves]) for t in tasks}
-        seeds = "; ".join(
-            f"s{c['seed']} " + " / ".join(f"{100 * v:.0f}" for v in c["mean"]) for c in curves
-        )
-        per_task.append(
-            f"- {algorithm}, {name}: per task at {steps[-1] // 1000}k "
-            + " / ".join(f"{v:.0f}" for v in last.values())
-            + f"; mean per seed over the evaluations: {seeds}"
-        )
-    print()
-    print("\n".join(per_task))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="algorithms: " + ", ".join(ALGORITHMS) + " (OGBench's agent of the same name)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("data")
     runner = commands.add_parser("run")
@@ -242,14 +208,11 @@ def main() -> None:
     runner.add_argument("--batch-size", type=int, default=256)
     runner.add_argument("--jax-python", help="interpreter with jax, flax, optax, distrax, ogbench")
     runner.add_argument("--impls", help="the impls/ folder of an OGBench checkout")
-    commands.add_parser("table")
     options = parser.parse_args()
     if options.command == "data":
         data()
-    elif options.command == "run":
-        run(options.side, options.algorithm, options.seeds, options)
     else:
-        table()
+        run(options.side, options.algorithm, options.seeds, options)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 Each run trains in its own directory ``results/runs/<name>-s<seed>/`` (``gcrl fit`` with a
 config of ``configs/`` and overrides), then ``gcrl evaluate`` scores it there, and a small
 summary (config, overrides, seed, steps, commit, success per task) is written to
-``results/summaries/<name>-s<seed>.json``, which is committed. Runs whose summary exists are
+``results/summaries/<name>-s<seed>.json``, which is committed. The speed tables and the
+side-by-side with OGBench come from the records of ``results/benchmarks/`` and
+``results/side/`` instead (``scripts/recorded_tables.py``). Runs whose summary exists are
 skipped, so an interrupted sweep resumes. Each process uses one torch thread (two runs can
 share this 2-core machine).
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from recorded_tables import RECORDED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -640,8 +643,9 @@ def mt10_iql_parameters() -> str:
     return "\n".join(lines)
 
 
-#: Tables built from what the code constructs rather than from summaries, by marker name.
-BUILT_TABLES = {"mt10-iql-parameters": mt10_iql_parameters}
+#: Tables built from what the code constructs, or from benchmark and side-by-side records,
+#: rather than from summaries, by marker name.
+BUILT_TABLES = {"mt10-iql-parameters": mt10_iql_parameters, **RECORDED_TABLES}
 
 
 def _cell(values: list[float]) -> str:

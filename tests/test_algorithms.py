@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gcrl.algorithms import BC, CRL, DQN, GCIVL, IQL, QRL
+from gcrl.algorithms import BC, CRL, DQN, GCIVL, HIQL, IQL, QRL
 from gcrl.errors import ConfigError
 from gcrl.learner import AgentModule
 from gcrl.policy import load_agent, load_policy
@@ -463,6 +463,7 @@ COMPILED_CASES = [
         id="crl",
     ),
     pytest.param(QRL, {"hidden_dims": [16], "latent_dim": 16}, "goal", id="qrl"),
+    pytest.param(HIQL, {"hidden_dims": [16], "rep_dim": 4, "subgoal_steps": 3}, "goal", id="hiql"),
     pytest.param(DQN, {"hidden_dims": [16]}, "none", id="dqn", marks=pytest.mark.slow),
 ]
 

@@ -148,3 +148,71 @@ def test_a_table_of_seen_and_held_out_missions_reads_them_from_the_summaries(
     (summaries / "bai-bc-hindsight-s1.json").write_text(json.dumps(record))
     wrong = results(*args)
     assert wrong.returncode != 0 and "bai-bc-hindsight has no success_unseen" in wrong.stderr
+
+
+def _recorded_tables():  # scripts/ is not a package: import the module by path
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "recorded_tables", ROOT / "scripts" / "recorded_tables.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_speed_table_reads_every_round_and_divides_by_ogbench_in_the_same_run(
+    tmp_path: Path,
+) -> None:
+    rates = {
+        "plain loop, pre-drawn batches": [90.0, 100.0],
+        "plain loop, pre-drawn, compiled update": [150.0, 120.0],
+        "gcrl via Lightning, dict observations": [80.0, 70.0],
+        "OGBench impls, update": [200.0, 190.0],
+        "OGBench impls, sample + update": [160.0, 100.0],
+    }
+    record = {
+        "commit": "abc1234",
+        "date": "2026-12-07",
+        "rows": [{"algorithm": "GCIQL", "batch": 256, "hidden": "256,256", "rates": rates}],
+    }
+    (tmp_path / "train.json").write_text(json.dumps(record))
+    table = _recorded_tables().training_speed(tmp_path)
+    row = next(line for line in table.splitlines() if line.startswith("| GCIQL"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "256, 2 x 256"
+    assert cells[2] == "100 (90–100)" and cells[3] == "150 (120–150)"
+    # compiled 150 / OGBench's update 200; best fit 80 / OGBench's loop 160.
+    assert cells[-2:] == ["0.75", "0.50"]
+    assert "abc1234" in table
+
+
+def test_the_side_by_side_table_gives_each_implementations_spread_over_seeds(
+    tmp_path: Path,
+) -> None:
+    for side, seed, means in [
+        ("gcrl", 0, [0.2, 0.4]),
+        ("gcrl", 1, [0.4, 0.6]),
+        ("ogbench", 0, [0.1, 0.3]),
+    ]:
+        curve = {
+            "algorithm": "gcivl",
+            "side": side,
+            "seed": seed,
+            "steps": [10_000, 20_000],
+            "mean": means,
+            "success": {"task1": [means[0], means[1]], "task2": [0.0, 0.2]},
+            "steps_per_second": 50.0,
+            "wall_seconds": 600.0,
+            "episodes": 20,
+            "commit": "abc1234",
+        }
+        (tmp_path / f"{side}-gcivl-s{seed}.json").write_text(json.dumps(curve))
+    table = _recorded_tables().side_by_side(tmp_path)
+    rows = [line for line in table.splitlines() if line.startswith("| GCIVL")]
+    gcrl = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert gcrl[1:5] == ["gcrl", "2", "30 ± 10", "50 ± 10"]
+    assert gcrl[5] == "50 / 20"  # per task at the last step, mean over the seeds
+    assert rows[1].split("|")[2].strip() == "OGBench (impls)"
+    assert "GCBC (gcrl, ogbench)" in table  # what has not run is named

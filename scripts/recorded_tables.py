@@ -1,0 +1,180 @@
+"""The tables of docs/results.md written from measurement records rather than run summaries:
+the speed tables (``benchmarks/train.py --json`` writes ``results/benchmarks/*.json``) and
+the side-by-side with OGBench's own code (``scripts/ogbench_side_by_side.py`` writes
+``results/side/*.json``). ``scripts/results.py table`` calls these by marker name.
+
+Each function returns the markdown of one table, or raises ``SystemExit`` naming the record
+that is missing or incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+BENCHMARKS = RESULTS / "benchmarks"
+SIDE = RESULTS / "side"
+
+#: benchmarks/train.py's method names -> the speed table's columns, in order.
+TRAIN_COLUMNS = {
+    "bare PyTorch MLP": "bare PyTorch (GCBC)",
+    "plain loop, pre-drawn batches": "plain loop, eager",
+    "plain loop, pre-drawn, compiled update": "compiled update",
+    "gcrl via Lightning, dict observations": "`gcrl fit`, eager",
+    "gcrl via Lightning, array observations": "`gcrl fit`, eager, array observations",
+    "gcrl via Lightning, dict, compile_step": "`gcrl fit`, `compile_step`",
+    "gcrl via Lightning, dict, compile_step, updates_per_batch 8": (
+        "`gcrl fit`, `compile_step`, `updates_per_batch 8`"
+    ),
+    "OGBench impls, update": "OGBench update",
+    "OGBench impls, sample + update": "OGBench sample + update",
+}
+OGBENCH_UPDATE, OGBENCH_LOOP = "OGBench impls, update", "OGBench impls, sample + update"
+COMPILED = "plain loop, pre-drawn, compiled update"
+#: The order of the algorithm family in every table.
+ALGORITHMS = ("GCBC", "GCIVL", "GCIQL", "HIQL", "QRL", "CRL")
+
+
+def _record(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SystemExit(f"{path}: no such record (run the command above its table)")
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+def _rate(rounds: list[float]) -> str:
+    """The best round, with the range of the rounds: steps per second, 3 significant figures."""
+    best, low = max(rounds), min(rounds)
+    return f"{best:.3g}" if len(rounds) == 1 else f"{best:.3g} ({low:.3g}–{best:.3g})"
+
+
+def _size(batch: int, hidden: str) -> str:
+    widths = hidden.split(",")
+    return f"{batch}, {len(widths)} x {widths[0]}"
+
+
+def training_speed(records: Path = BENCHMARKS) -> str:
+    """Steps per second of each algorithm, size and method of ``results/benchmarks/train.json``,
+    and the ratios to OGBench's own agents measured in the same run."""
+    record = _record(records / "train.json")
+    rows = sorted(
+        record["rows"],
+        key=lambda r: (r["batch"], len(r["hidden"]), ALGORITHMS.index(r["algorithm"])),
+    )
+    methods = [m for m in TRAIN_COLUMNS if any(m in r["rates"] for r in rows)]
+    header = ["algorithm", "batch, networks", *(TRAIN_COLUMNS[m] for m in methods)]
+    header += ["compiled / OGBench update", "best `gcrl fit` / OGBench sample + update"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    for row in rows:
+        rates = row["rates"]
+        cells = [_rate(rates[m]) if m in rates else "" for m in methods]
+        best = {m: max(v) for m, v in rates.items()}
+        fits = [v for m, v in best.items() if m.startswith("gcrl via Lightning")]
+        update = (
+            f"{best[COMPILED] / best[OGBENCH_UPDATE]:.2f}"
+            if COMPILED in best and OGBENCH_UPDATE in best
+            else ""
+        )
+        fit = f"{max(fits) / best[OGBENCH_LOOP]:.2f}" if fits and OGBENCH_LOOP in best else ""
+        size = _size(row["batch"], row["hidden"])
+        lines.append("| " + " | ".join([row["algorithm"], size, *cells, update, fit]) + " |")
+    lines += ["", f"Measured at commit {record['commit']} on {record['date']}."]
+    return "\n".join(lines)
+
+
+def ddp_speed(records: Path = BENCHMARKS) -> str:
+    """GCBC through ``gcrl fit`` on one and two CPU processes (``results/benchmarks/ddp.json``)."""
+    record = _record(records / "ddp.json")
+    if not record.get("ddp"):
+        raise SystemExit(f"{records / 'ddp.json'}: no ddp measurements (--ddp)")
+    lines = ["| batch, networks | 1 process | 2 processes | ratio |", "|---|---:|---:|---:|"]
+    for size in record["ddp"]:
+        one, two = size["rates"]["1"], size["rates"]["2"]
+        batch = _size(size["batch"], size["hidden"])
+        lines.append(f"| {batch} | {one:.3g} | {two:.3g} | {two / one:.2f} |")
+    lines += ["", f"Measured at commit {record['commit']} on {record['date']}."]
+    return "\n".join(lines)
+
+
+def layouts_speed(records: Path = BENCHMARKS) -> str:
+    """Each multi-task layout's plain-loop rate against the shared MLP's
+    (``results/benchmarks/layouts.json``)."""
+    record = _record(records / "layouts.json")
+    lines = [
+        "| algorithm | hidden | layout | steps/s | vs shared (mean of rounds) | range |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for row in record["layouts"]:
+        low, high = row["ratio_spread"]
+        lines.append(
+            f"| {row['algorithm']} | {row['hidden']} | {row['layout']} | {row['rate']:.3g} | "
+            f"{row['ratio']:.2f} | {low:.2f}–{high:.2f} |"
+        )
+    lines += ["", f"Measured at commit {record['commit']} on {record['date']}."]
+    return "\n".join(lines)
+
+
+def _cell(values: np.ndarray) -> str:
+    """Percent of fractions: the mean, with the standard deviation over seeds if several."""
+    if len(values) == 1:
+        return f"{100 * values[0]:.0f}"
+    return f"{100 * values.mean():.0f} ± {100 * values.std():.0f}"
+
+
+def side_by_side(records: Path = SIDE) -> str:
+    """Mean success over OGBench's five tasks at each evaluation, per algorithm and
+    implementation, over the seeds of ``results/side/*.json``; then the per-task success at
+    the last evaluation, the training rate and the wall time."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for path in sorted(records.glob("*-s*.json")):
+        curve = json.loads(path.read_text())
+        runs.setdefault((curve["algorithm"], curve["side"]), []).append(curve)
+    if not runs:
+        raise SystemExit(f"{records}: no side-by-side records")
+    steps = next(iter(runs.values()))[0]["steps"]
+    budgets = [f"{s // 1000}k" for s in steps]
+    header = ["algorithm", "implementation", "seeds", *budgets, f"per task at {budgets[-1]}"]
+    header += ["steps/s", "minutes per run", "episodes per task", "commit"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 3) + "---|"]
+    order = {a.lower(): i for i, a in enumerate(ALGORITHMS)}
+    for (algorithm, side), curves in sorted(
+        runs.items(), key=lambda item: (order[item[0][0]], item[0][1] != "gcrl")
+    ):
+        if any(c["steps"] != steps for c in curves):
+            raise SystemExit(f"{records}: {side} {algorithm} has other evaluation steps")
+        means = np.array([c["mean"] for c in curves])
+        cells = [_cell(means[:, i]) for i in range(len(steps))]
+        tasks = curves[0]["success"]
+        per_task = " / ".join(
+            f"{100 * np.mean([c['success'][t][-1] for c in curves]):.0f}" for t in tasks
+        )
+        rate = np.mean([c["steps_per_second"] for c in curves])
+        wall = np.mean([c["wall_seconds"] for c in curves]) / 60
+        episodes = ", ".join(sorted({str(c["episodes"]) for c in curves}))
+        commits = ", ".join(sorted({c.get("commit", "not recorded") for c in curves}))
+        name = "gcrl" if side == "gcrl" else "OGBench (impls)"
+        row = [algorithm.upper(), name, str(len(curves)), *cells, per_task]
+        row += [f"{rate:.3g}", f"{wall:.0f}", episodes, commits]
+        lines.append("| " + " | ".join(row) + " |")
+    missing = [
+        f"{a} ({', '.join(s for s in ('gcrl', 'ogbench') if (a.lower(), s) not in runs)})"
+        for a in ALGORITHMS
+        if any((a.lower(), s) not in runs for s in ("gcrl", "ogbench"))
+    ]
+    if missing:
+        lines += ["", "Not yet run at this release: " + ", ".join(missing) + "."]
+    return "\n".join(lines)
+
+
+#: Marker name -> the function writing that table.
+RECORDED_TABLES: dict[str, Callable[[], str]] = {
+    "speed-train": training_speed,
+    "speed-ddp": ddp_speed,
+    "speed-layouts": layouts_speed,
+    "ogbench-side-by-side": side_by_side,
+}
