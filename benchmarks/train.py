@@ -444,6 +444,8 @@ def main() -> None:
     parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--array-target", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.impls and not args.jax_python:
+        parser.error("--impls: needs --jax-python (an interpreter with jax and ogbench)")
     if args.measure:
         print(json.dumps(measure(args)))
         return
