@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from results import _commit as results_commit  # scripts/results.py: the same record
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "results" / "data" / "pointmaze-medium-1m.hdf5"
 OUT = ROOT / "results" / "side"
@@ -54,15 +56,6 @@ def _one_thread() -> dict[str, str]:
         "MKL_NUM_THREADS": "1",
         "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
     }
-
-
-def _commit() -> str:
-    """The checked-out commit of this repository (``+dirty`` when tracked files differ)."""
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "gcrl"], cwd=ROOT).returncode
-    return head + ("+dirty" if dirty else "")
 
 
 def data() -> None:
@@ -174,7 +167,7 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
                 subprocess.run(command, env=_one_thread(), stdout=log, stderr=log, check=True)
             curve = json.loads(raw.read_text())
         curve.update(
-            commit=_commit(),
+            commit=results_commit(),
             side=side,
             algorithm=algorithm,
             seed=seed,
