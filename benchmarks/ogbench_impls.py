@@ -23,7 +23,6 @@ JSON line: ``{"agent", "update": [...], "loop": [...], "jax"}``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -64,25 +63,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    for path, what in ((args.impls / "agents", "--impls"), (args.data, "--data")):
-        if not path.exists():
-            print(f"{what}: {path}: no such file or directory", file=sys.stderr)
-            return 2
-    sys.path.insert(0, str(args.impls))
-    import jax
-    import numpy as np
-    import ogbench
-    from agents import agents  # type: ignore[import-not-found]
-    from utils.datasets import Dataset, GCDataset, HGCDataset  # type: ignore[import-not-found]
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from ogbench_reference import load_reference  # the same loading as the side-by-side runs
 
-    config = importlib.import_module(f"agents.{args.agent}").get_config()
-    config["batch_size"] = args.batch_size
-    config["actor_hidden_dims"] = tuple(args.hidden_dims)
+    sizes = {"batch_size": args.batch_size, "actor_hidden_dims": tuple(args.hidden_dims)}
+    try:
+        agents, config, train = load_reference(args.impls, args.agent, args.data, sizes)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
     if "value_hidden_dims" in config:
         config["value_hidden_dims"] = tuple(args.hidden_dims)
-    raw = ogbench.utils.load_dataset(str(args.data), compact_dataset=True)
-    dataset_class = {"GCDataset": GCDataset, "HGCDataset": HGCDataset}[config["dataset_class"]]
-    train = dataset_class(Dataset.create(**raw), config)
+    import jax
+    import numpy as np
+
     np.random.seed(0)  # noqa: NPY002  (OGBench's samplers draw from the global generator)
     example = train.sample(1)
     state = {

@@ -68,34 +68,54 @@ def overrides(pairs: list[str]) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse(argv)
-    for path, what in ((options.impls / "agents", "--impls"), (options.data, "--data")):
+def load_reference(
+    impls: Path, agent: str, data: Path, config_overrides: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """OGBench's agent registry, ``agent``'s default config with ``config_overrides`` applied,
+    and the training dataset it samples from (``GCDataset`` or ``HGCDataset`` over ``data``,
+    loaded in the compact layout), as ``impls/main.py`` builds them.
+
+    Puts ``impls`` on ``sys.path``. Raises ``FileNotFoundError`` naming the option whose
+    path is missing and ``KeyError`` naming an override the agent has no option for."""
+    for path, what in ((impls / "agents", "--impls"), (data, "--data")):
         if not path.exists():
-            print(f"{what}: {path}: no such file or directory", file=sys.stderr)
-            return 2
-    sys.path.insert(0, str(options.impls))
+            raise FileNotFoundError(f"{what}: {path}: no such file or directory")
+    sys.path.insert(0, str(impls))
     import importlib
 
-    import jax
-    import numpy as np
     import ogbench
     from agents import agents  # type: ignore[import-not-found]
     from utils.datasets import Dataset, GCDataset, HGCDataset  # type: ignore[import-not-found]
-    from utils.evaluation import evaluate  # type: ignore[import-not-found]
 
-    config = importlib.import_module(f"agents.{options.agent}").get_config()
-    for key, value in overrides(options.set).items():
+    config = importlib.import_module(f"agents.{agent}").get_config()
+    for key, value in config_overrides.items():
         if key not in config:
-            print(f"--set: {options.agent} has no option {key!r}", file=sys.stderr)
-            return 2
+            raise KeyError(f"{agent} has no option {key!r}")
         config[key] = value
+    raw = ogbench.utils.load_dataset(str(data), compact_dataset=True)
+    dataset_class = {"GCDataset": GCDataset, "HGCDataset": HGCDataset}[config["dataset_class"]]
+    return agents, config, dataset_class(Dataset.create(**raw), config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse(argv)
+    try:
+        agents, config, train = load_reference(
+            options.impls, options.agent, options.data, overrides(options.set)
+        )
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except KeyError as error:
+        print(f"--set: {error.args[0]}", file=sys.stderr)
+        return 2
+    import jax
+    import numpy as np
+    import ogbench
+    from utils.evaluation import evaluate  # type: ignore[import-not-found]
 
     env = ogbench.make_env_and_datasets(options.env, env_only=True)
     env.reset(seed=options.seed)
-    raw = ogbench.utils.load_dataset(str(options.data), compact_dataset=True)
-    dataset_class = {"GCDataset": GCDataset, "HGCDataset": HGCDataset}[config["dataset_class"]]
-    train = dataset_class(Dataset.create(**raw), config)
 
     # OGBench's samplers and evaluation draw from numpy's global generator, as its main.py seeds.
     random.seed(options.seed)
