@@ -51,6 +51,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, help="JSON curve to write")
+    parser.add_argument(
+        "--save-agent",
+        type=Path,
+        metavar="DIR",
+        help="also save the trained agent with OGBench's save_agent (DIR/params_<steps>.pkl)",
+    )
     return parser.parse_args(argv)
 
 
@@ -161,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         steps_per_second=(options.steps - 1) / max(training_seconds, 1e-9),
         jax=jax.__version__,
     )
+    if options.save_agent:
+        from utils.flax_utils import save_agent  # type: ignore[import-not-found]
+
+        options.save_agent.mkdir(parents=True, exist_ok=True)
+        save_agent(agent, str(options.save_agent), options.steps)
     tmp = options.out.with_name(f".{options.out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(curve, indent=1))
     os.replace(tmp, options.out)

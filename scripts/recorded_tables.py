@@ -171,10 +171,39 @@ def side_by_side(records: Path = SIDE) -> str:
     return "\n".join(lines)
 
 
+def cross_evaluation(records: Path = SIDE) -> str:
+    """Each framework's policy through the other's evaluator (``results/side/cross/*.json``,
+    ``scripts/cross_evaluate.py``) beside the same policy's last evaluation by its own
+    framework (``results/side/<run>.json``): success in percent, per task and their mean."""
+    paths = sorted((records / "cross").glob("*.json"))
+    if not paths:
+        raise SystemExit(f"{records / 'cross'}: no cross-evaluation records")
+    header = ["policy", "evaluator", "episodes per task", "per task", "mean"]
+    header += ["own evaluator: per task", "mean"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---:|---:|---:|---:|---:|"]
+    names = {"gcrl": "gcrl", "ogbench": "OGBench"}
+    for path in paths:
+        cross = json.loads(path.read_text())
+        own = json.loads((records / f"{cross['run']}.json").read_text())
+        tasks = list(own["success"])
+        if sorted(cross["success"]) != sorted(tasks):
+            raise SystemExit(f"{path}: tasks {sorted(cross['success'])} are not {cross['run']}'s")
+        policy = f"{names[own['side']]} {own['algorithm'].upper()} seed {own['seed']}"
+        policy += f", {own['steps'][-1] // 1000}k steps"
+        row = [policy, names[cross["evaluator"]], str(cross["episodes"])]
+        row += [" / ".join(f"{100 * cross['success'][t]:.0f}" for t in tasks)]
+        row += [f"{100 * cross['mean']:.0f}"]
+        row += [" / ".join(f"{100 * own['success'][t][-1]:.0f}" for t in tasks)]
+        row += [f"{100 * own['mean'][-1]:.0f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 #: Marker name -> the function writing that table.
 RECORDED_TABLES: dict[str, Callable[[], str]] = {
     "speed-train": training_speed,
     "speed-ddp": ddp_speed,
     "speed-layouts": layouts_speed,
     "ogbench-side-by-side": side_by_side,
+    "ogbench-cross-evaluation": cross_evaluation,
 }

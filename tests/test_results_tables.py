@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "results.py"
 
@@ -216,3 +218,56 @@ def test_the_side_by_side_table_gives_each_implementations_spread_over_seeds(
     assert gcrl[5] == "50 / 20"  # per task at the last step, mean over the seeds
     assert rows[1].split("|")[2].strip() == "OGBench (impls)"
     assert "GCBC (gcrl, ogbench)" in table  # what has not run is named
+
+
+def test_the_cross_evaluation_table_sets_each_policy_beside_its_own_evaluation(
+    tmp_path: Path,
+) -> None:
+    own = {
+        "algorithm": "gcivl",
+        "side": "ogbench",
+        "seed": 1,
+        "steps": [10_000, 40_000],
+        "mean": [0.1, 0.5],
+        "success": {"task1": [0.2, 1.0], "task2": [0.0, 0.0]},
+    }
+    (tmp_path / "ogbench-gcivl-s1.json").write_text(json.dumps(own))
+    (tmp_path / "cross").mkdir()
+    cross = {
+        "run": "ogbench-gcivl-s1",
+        "evaluator": "gcrl",
+        "episodes": 20,
+        "success": {"task2": 0.05, "task1": 0.95},
+        "mean": 0.5,
+    }
+    (tmp_path / "cross" / "ogbench-gcivl-s1-gcrl-evaluator.json").write_text(json.dumps(cross))
+    table = _recorded_tables().cross_evaluation(tmp_path)
+    row = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    # tasks in the run's order, whatever the cross record's order; the own column at 40k
+    assert row == ["OGBench GCIVL seed 1, 40k steps", "gcrl", "20", "95 / 5", "50", "100 / 0", "50"]
+    cross["success"] = {"task1": 1.0}
+    (tmp_path / "cross" / "ogbench-gcivl-s1-gcrl-evaluator.json").write_text(json.dumps(cross))
+    with pytest.raises(SystemExit, match="tasks"):
+        _recorded_tables().cross_evaluation(tmp_path)
+
+
+def test_the_cross_evaluators_pipe_carries_arrays_exactly() -> None:
+    import importlib.util
+    import os
+
+    import numpy as np
+
+    path = Path(__file__).parents[1] / "scripts" / "cross_evaluate.py"
+    spec = importlib.util.spec_from_file_location("cross_evaluate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    read_end, write_end = os.pipe()  # a real pipe: it cannot seek, as np.save's tofile needs
+    with os.fdopen(write_end, "wb") as out, os.fdopen(read_end, "rb") as inp:
+        observations = np.arange(6, dtype=np.float32).reshape(3, 2) / 7
+        goals = np.array([[1e-8, -2.5]], dtype=np.float32)
+        module._write(out, observations, goals)
+        np.testing.assert_array_equal(module._read(inp), observations)
+        back = module._read(inp)
+        assert back.dtype == np.float32 and back.shape == (1, 2)
+        np.testing.assert_array_equal(back, goals)
