@@ -206,7 +206,11 @@ def ogbench_evaluator(options: argparse.Namespace) -> dict[str, Any]:
             success[info["task_name"]] = float(stats["success"])
     finally:
         policy.close()
-    return {"policy": f"gcrl {options.gcrl_checkpoint}", "evaluator": "ogbench", "success": success}
+    return {
+        "policy": f"gcrl {options.gcrl_checkpoint.name}",
+        "evaluator": "ogbench",
+        "success": success,
+    }
 
 
 def gcrl_evaluator(options: argparse.Namespace) -> dict[str, Any]:
@@ -234,7 +238,11 @@ def gcrl_evaluator(options: argparse.Namespace) -> dict[str, Any]:
     finally:
         policy.close()
     success = {r.name: float(r.success_rate) for r in report.tasks}
-    return {"policy": f"ogbench {options.ogbench_agent}", "evaluator": "gcrl", "success": success}
+    return {
+        "policy": f"ogbench {options.ogbench_agent.name}",
+        "evaluator": "gcrl",
+        "success": success,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
