@@ -506,12 +506,14 @@ def write_json(args: argparse.Namespace, measurements: dict[str, Any]) -> None:
     (atomically)."""
     import platform
 
+    here = Path(__file__).parent
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=Path(__file__).parent,
-        capture_output=True,
-        text=True,
+        ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
     ).stdout.strip()
+    # A record of uncommitted code says so, as scripts/results.py's summaries do.
+    changed = ["git", "diff", "--quiet", "HEAD", "--", "gcrl", "benchmarks"]
+    if subprocess.run(changed, cwd=here.parent).returncode:
+        commit += "+dirty"
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     for hidden in ("measure", "target", "array_target", "workdir", "json", "impls", "jax_python"):
         options.pop(hidden, None)

@@ -86,6 +86,13 @@ def _tasks_iql(*sharing: str) -> tuple[str, list[str], str, int]:
     return ("pointmaze-tasks-iql.yaml", overrides, "pointmaze-medium-tasks", 20)
 
 
+def _routes_iql(*sharing: str) -> tuple[str, list[str], str, int]:
+    """Multi-task IQL (one-hot) on the routes data (the scarce tasks' goals on the rich
+    tasks' routes), 30k steps."""
+    overrides = [f"--data.path={DATA}/pointmaze-routes.hdf5", "--trainer.max_steps=30000"]
+    return ("pointmaze-tasks-iql.yaml", [*overrides, *sharing], "pointmaze-medium-tasks", 20)
+
+
 def _babyai(config: str, *options: str) -> tuple[str, list[str], str, int]:
     """A BabyAI GoToLocal run on the collected data (5k steps), 20 episodes per mission."""
     overrides = [f"--data.path={DATA}/babyai-gotolocal.hdf5", *options]
@@ -212,6 +219,15 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
             "--data.task_sharing=high-reward", "--data.sharing_temperature=10"
         ),
     },
+    "routes": {
+        "pmr-iql-none": _routes_iql(),
+        "pmr-iql-hr-percentile": _routes_iql(
+            "--data.task_sharing=high-reward", "--data.sharing_percentile=90"
+        ),
+        "pmr-iql-zero": _routes_iql("--data.task_sharing=zero-reward"),
+        "pmr-iql-random": _routes_iql("--data.task_sharing=random"),
+        "pmr-iql-conservative": _routes_iql("--data.task_sharing=conservative"),
+    },
     "gciql-budgets": {"pm-gciql-40k": _gciql_budgets()},
     "her-bc": {
         "her-bc-stored": _bundled_bc("bundled:pointmaze-medium-navigate"),
@@ -295,7 +311,13 @@ EXPERIMENTS: dict[str, dict[str, tuple[str, list[str], str, int]]] = {
 
 #: Runs evaluated at several training budgets (steps), the last being ``trainer.max_steps``:
 #: a checkpoint is kept at each and scored like the final one.
-BUDGETS: dict[str, tuple[int, ...]] = {"pm-gciql-40k": (10_000, 20_000, 30_000, 40_000)}
+BUDGETS: dict[str, tuple[int, ...]] = {
+    "pm-gciql-40k": (10_000, 20_000, 30_000, 40_000),
+    **{name: (10_000, 20_000, 30_000) for name in EXPERIMENTS["routes"]},
+}
+#: Runs whose summary also records V(s, task) at each task's evaluation start and goal
+#: (``scripts/sharing_diagnosis.py values``) of the final checkpoint.
+VALUES_RECORDED = frozenset(EXPERIMENTS["routes"])
 
 
 def _budget_checkpoints(every: int) -> list[str]:
@@ -380,6 +402,17 @@ def _evaluate(checkpoint: Path, suite: str, episodes: int, work: Path, log: Path
     return report
 
 
+def _values_at_tasks(checkpoint: Path) -> dict[str, dict[str, float]]:
+    """``{task: {"v_start": ..., "v_goal": ..., "cells_to_goal": ...}}`` of an IQL-family
+    checkpoint (:func:`sharing_diagnosis.values`)."""
+    from sharing_diagnosis import parse, values
+
+    rows = values(parse(["values", str(checkpoint)]))
+    return {
+        row["task"]: {k: row[k] for k in ("cells_to_goal", "v_start", "v_goal")} for row in rows
+    }
+
+
 def run(group: str, seeds: list[int], only: list[str] | None) -> None:
     SUMMARIES.mkdir(parents=True, exist_ok=True)
     for name, (config, overrides, suite, episodes) in EXPERIMENTS[group].items():
@@ -417,6 +450,8 @@ def run(group: str, seeds: list[int], only: list[str] | None) -> None:
             record = summarise(name, seed, config, overrides, suite, episodes, report, commit)
             if budgets:
                 record["budgets"] = {str(steps): _scores(r) for steps, r in scored.items()}
+            if name in VALUES_RECORDED:
+                record["values"] = _values_at_tasks(checkpoints[-1])
             tmp = summary.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=1) + "\n")
             tmp.replace(summary)
@@ -483,6 +518,15 @@ def _mt10_architecture_rows() -> list[tuple[tuple[str, ...], str]]:
     return rows
 
 
+#: The routes experiment's rows: IQL under each sharing mode.
+ROUTES_ROWS = [
+    (("IQL", "none"), "pmr-iql-none"),
+    (("IQL", "high-reward (percentile 90)"), "pmr-iql-hr-percentile"),
+    (("IQL", "zero-reward"), "pmr-iql-zero"),
+    (("IQL", "random"), "pmr-iql-random"),
+    (("IQL", "conservative (median)"), "pmr-iql-conservative"),
+]
+
 #: The tables of docs/results.md written from the summaries, by marker name.
 TABLES: dict[str, Table] = {
     "pointmaze": Table(
@@ -537,6 +581,12 @@ TABLES: dict[str, Table] = {
             (("BC", "high-reward (percentile 90, ratio 1)"), "pmt-bc-hr-percentile"),
         ],
         task_columns=("task1", "task2", "task3 (20 ep.)", "task4 (20 ep.)", "task5 (5 ep.)"),
+    ),
+    "routes": Table(
+        ("method", "sharing"),
+        ROUTES_ROWS,
+        task_columns=("task1", "task2", "task3 (5 ep.)", "task4 (5 ep.)", "task5 (5 ep.)"),
+        budgets=(10_000, 20_000, 30_000),
     ),
     "mt10-signals": Table(
         ("method", "task signal", "optimiser"),
@@ -643,9 +693,39 @@ def mt10_iql_parameters() -> str:
     return "\n".join(lines)
 
 
+def _value_cell(records: list[dict], task: str, where: str) -> str:
+    """A recorded value's mean over the records (± the standard deviation over several)."""
+    v = [r["values"][task][where] for r in records]
+    return f"{np.mean(v):.0f}" + (f" ± {np.std(v):.0f}" if len(v) > 1 else "")
+
+
+def routes_values(summaries: Path = SUMMARIES) -> str:
+    """The routes runs' V(s, task) at each task's evaluation start (and the scarce tasks' at
+    their goals), mean ± standard deviation over seeds, from the summaries' ``values``."""
+    tasks = ("task1", "task2", "task3", "task4", "task5")
+    header = ["method", "sharing", "seeds", *(f"V start {t}" for t in tasks)]
+    header += [f"V goal {t}" for t in tasks[2:]]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    for labels, run_name in ROUTES_ROWS:
+        records = [json.loads(p.read_text()) for p in sorted(summaries.glob(f"{run_name}-s*.json"))]
+        if not records:
+            continue
+        if any("values" not in r for r in records):
+            raise SystemExit(f"table routes-values: a summary of {run_name} has no values")
+
+        cells = [_value_cell(records, t, "v_start") for t in tasks]
+        cells += [_value_cell(records, t, "v_goal") for t in tasks[2:]]
+        lines.append("| " + " | ".join([*labels, str(len(records)), *cells]) + " |")
+    return "\n".join(lines)
+
+
 #: Tables built from what the code constructs, or from benchmark and side-by-side records,
 #: rather than from summaries, by marker name.
-BUILT_TABLES = {"mt10-iql-parameters": mt10_iql_parameters, **RECORDED_TABLES}
+BUILT_TABLES = {
+    "mt10-iql-parameters": mt10_iql_parameters,
+    "routes-values": routes_values,
+    **RECORDED_TABLES,
+}
 
 
 def _cell(values: list[float]) -> str:

@@ -9,6 +9,9 @@ gcrl relabel results/data/pointmaze-medium.hdf5 results/data/pointmaze-medium-he
     --strategy future --k 4 --tolerance 1.0 --seed 0 --force
 gcrl collect pointmaze-tasks results/data/pointmaze-tasks.hdf5 --maze medium \
     --episodes-per-task 200,200,20,20,5 --off-task 0.5,0.5,0,0,0 --seed 0 --force
+# Routes: the rich tasks' episodes pass through another task's goal before their own.
+gcrl collect pointmaze-tasks results/data/pointmaze-routes.hdf5 --maze medium \
+    --episodes-per-task 200,200,5,5,5 --detour 1,1,0,0,0 --max-steps 400 --seed 0 --force
 for strategy in future geometric within-pursuit; do
     case $strategy in
         future) options=(--strategy future) ;;

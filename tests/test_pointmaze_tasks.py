@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import h5py
 import numpy as np
 import ogbench  # noqa: F401  (the eval extra: a missing one fails, not skips)
 import pytest
@@ -83,11 +84,44 @@ def test_uneven_data_has_the_requested_episodes_rewards_on_s_prime_and_off_task_
     assert (returns[episode_tasks == 0] > 0).all(), "the clean expert reaches its goal"
 
 
+def test_detour_episodes_pass_through_another_goal_then_solve_their_own(tmp_path: Path) -> None:
+    out = tmp_path / "detour.hdf5"
+    args = ["collect", "pointmaze-tasks", str(out), "--episodes-per-task", "3,0,0,0,1"]
+    args += ["--max-steps", "400", "--noise", "0.1", "--detour", "1,0,0,0,0", "--seed", "3"]
+    assert main(args) == 0
+    data = load_native(out)
+    assert data.task_ids is not None
+    matrix = data.infos["task_rewards"]
+    pursued = data.infos["pursued_task"]
+    ends = np.r_[data.episode_starts[1:], len(data)]
+    for start, end in zip(data.episode_starts, ends, strict=True):
+        task = int(data.task_ids[start])
+        legs = pursued[start:end]
+        if task == 4:  # no detour share: straight to its own goal
+            assert (legs == 4).all()
+            continue
+        # Task 1's episodes head first for one other goal, reach it, then switch to their own.
+        other = int(legs[0])
+        assert other != 0
+        switch = int(np.argmax(legs != other))
+        assert switch > 0 and (legs[switch:] == 0).all(), "one switch, to the episode's own task"
+        assert matrix[start + switch - 1, other] == 1, "the switch follows reaching that goal"
+        assert matrix[start + switch :, 0].any(), "then the episode solves its own task"
+        np.testing.assert_array_equal(data.rewards[start:end], matrix[start:end, 0])
+    with h5py.File(out, "r") as f:
+        assert "--detour 1.0,0.0,0.0,0.0,0.0" in str(f.attrs["collect_command"])
+        assert str(f.attrs["detour"]) == "[1.0, 0.0, 0.0, 0.0, 0.0]"
+
+
 def test_options_errors() -> None:
     with pytest.raises(ConfigError, match="episodes_per_task: 2 values for the maze's 5 tasks"):
         PointMazeTasksOptions(episodes_per_task=(1, 2)).per_task(5)
     with pytest.raises(ConfigError, match="off_task: shares must lie in"):
         PointMazeTasksOptions(off_task=(0.0, 2.0, 0.0, 0.0, 0.0))
+    with pytest.raises(ConfigError, match="detour: shares must lie in"):
+        PointMazeTasksOptions(detour=(-0.1,))
+    with pytest.raises(ConfigError, match="shares of task 2 add up to more than 1"):
+        PointMazeTasksOptions(off_task=(0.0, 0.6), detour=(0.0, 0.5))
 
 
 def test_the_expert_of_each_task_solves_the_suite_and_a_one_hot_policy_is_evaluated(

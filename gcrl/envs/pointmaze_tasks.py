@@ -10,13 +10,19 @@ The data can be made uneven the way the multi-task papers study it:
 ``--episodes-per-task 200,200,20,20,5`` gives some tasks little data, ``--noise-per-task``
 makes some tasks' behaviour noisier, and ``--off-task 0,0,0.5,0,0`` makes that share of a
 task's episodes chase another task's goal (chosen uniformly) while still labelled as the task.
+``--detour 0.5,0.5,0,0,0`` instead routes that share of a task's episodes through another
+task's goal (chosen uniformly) on the way to their own: the episode still solves its task, and
+the other task's goal lies on its route, so a scarce task can borrow the route's transitions
+from a rich task's data through task sharing.
 
 Rewards are computed on ``s'``: the reward of row t under task m is 1 when the ball's position
 in ``next_observations`` lies within :data:`~gcrl.envs.pointmaze.SUCCESS_RADIUS` (1.0) of task
 m's goal, else 0. ``rewards`` holds the labelled task's, ``infos/task_rewards`` every task's
 (``[N, M]``), and :func:`task_rewards` computes the same from observations, so it can be named
 as ``--reward-fn gcrl.envs.pointmaze_tasks:task_rewards`` (medium maze; :func:`task_reward_fn`
-makes one for any maze). ``infos/pursued_task`` is the task whose goal the expert chased.
+makes one for any maze). ``infos/pursued_task`` is, per row, the task whose goal the expert was
+heading for (on a detour: the other task's until the ball is within the success radius of its
+goal, then the episode's own).
 
 Evaluation (``gcrl evaluate --env pointmaze-medium-tasks``) starts each task from OGBench's
 start cell (with its position noise) and puts the goal exactly at the task's goal cell centre,
@@ -146,11 +152,20 @@ class PointMazeTasksOptions(CollectOptions):
             metavar="P,...",
         ),
     )
+    detour: tuple[float, ...] | None = field(
+        default=None,
+        metadata=argument(
+            "share of each task's episodes that pass through another task's goal before "
+            "their own (default: 0)",
+            type=_float_list,
+            metavar="P,...",
+        ),
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_positive("max_steps")
-        for name in ("episodes_per_task", "noise_per_task", "off_task"):
+        for name in ("episodes_per_task", "noise_per_task", "off_task", "detour"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
@@ -158,11 +173,20 @@ class PointMazeTasksOptions(CollectOptions):
             raise ConfigError(f"{option('episodes_per_task')}: counts must be >= 0")
         if self.noise_per_task is not None and min(self.noise_per_task) < 0:
             raise ConfigError(f"{option('noise_per_task')}: noise must be >= 0")
-        if self.off_task is not None and not all(0.0 <= p <= 1.0 for p in self.off_task):
-            raise ConfigError(f"{option('off_task')}: shares must lie in [0, 1]")
+        for name in ("off_task", "detour"):
+            value = getattr(self, name)
+            if value is not None and not all(0.0 <= p <= 1.0 for p in value):
+                raise ConfigError(f"{option(name)}: shares must lie in [0, 1]")
+        if self.off_task is not None and self.detour is not None:
+            both = [m for m, (a, b) in enumerate(zip(self.off_task, self.detour)) if a + b > 1]
+            if both:
+                raise ConfigError(
+                    f"{option('off_task')} + {option('detour')}: the shares of task "
+                    f"{both[0] + 1} add up to more than 1"
+                )
 
-    def per_task(self, num_tasks: int) -> list[tuple[int, float, float]]:
-        """``(episodes, noise, off-task share)`` of each task."""
+    def per_task(self, num_tasks: int) -> list[tuple[int, float, float, float]]:
+        """``(episodes, noise, off-task share, detour share)`` of each task."""
 
         def column(name: str, default: float) -> tuple[float, ...]:
             value = getattr(self, name)
@@ -177,8 +201,10 @@ class PointMazeTasksOptions(CollectOptions):
         counts = column("episodes_per_task", self.episodes)
         noises = column("noise_per_task", self.noise)
         shares = column("off_task", 0.0)
+        detours = column("detour", 0.0)
         return [
-            (int(n), float(x), float(p)) for n, x, p in zip(counts, noises, shares, strict=True)
+            (int(n), float(x), float(p), float(d))
+            for n, x, p, d in zip(counts, noises, shares, detours, strict=True)
         ]
 
 
@@ -201,6 +227,7 @@ class PointMazeTasksRecipe:
             "episodes_per_task": [p[0] for p in plan],
             "noise_per_task": [p[1] for p in plan],
             "off_task": [p[2] for p in plan],
+            "detour": [p[3] for p in plan],
             "task_goals": goals.tolist(),
             "success_radius": SUCCESS_RADIUS,
             "reward": "computed on s': 1 when s' is within success_radius of the task's goal; "
@@ -218,15 +245,19 @@ class PointMazeTasksRecipe:
         try:
             rng = np.random.default_rng(options.seed)
             cells = free_cells(env.maze_map)
-            for task, (count, noise, off_share) in enumerate(plan):
+            for task, (count, noise, off_share, detour_share) in enumerate(plan):
                 expert = WaypointExpert(env, noise, rng)
+                others = [m for m in range(len(tasks)) if m != task]
                 for _ in range(count):
-                    pursued = task
-                    if len(tasks) > 1 and rng.random() < off_share:
-                        others = [m for m in range(len(tasks)) if m != task]
-                        pursued = others[int(rng.integers(len(others)))]
+                    # One draw decides: off task (below off_share), a detour (the next
+                    # detour_share), or straight to the task's own goal.
+                    u = rng.random() if others else 1.0
+                    route = [task]
+                    if u < off_share + detour_share:
+                        other = others[int(rng.integers(len(others)))]
+                        route = [other] if u < off_share else [other, task]
                     yield self._episode(
-                        env, expert, cells, goals, task, pursued, tasks, rewards_of, options, rng
+                        env, expert, cells, goals, task, route, tasks, rewards_of, options, rng
                     )
         finally:
             env.close()
@@ -238,24 +269,28 @@ class PointMazeTasksRecipe:
         cells: list[tuple[int, int]],
         goals: np.ndarray,
         task: int,
-        pursued: int,
+        route: list[int],
         tasks: tuple[Task, ...],
         rewards_of: Callable[[Any, Any, Any], np.ndarray],
         options: PointMazeTasksOptions,
         rng: np.random.Generator,
     ) -> Trajectories:
-        goal = goals[pursued]
+        # The expert heads for each goal of ``route`` in turn, the next once within the
+        # success radius of the current one; it hovers at the last.
+        leg = 0
         start = cells[rng.integers(len(cells))]
-        xy = _place(env, _jitter(env, start, rng), goal, int(rng.integers(2**31)))
+        xy = _place(env, _jitter(env, start, rng), goals[route[-1]], int(rng.integers(2**31)))
         observations = [_observation(xy, goals[task])]
-        actions = []
+        actions, pursued = [], []
         for _ in range(options.max_steps):
-            action = expert(xy, goal)
+            pursued.append(route[leg])
+            action = expert(xy, goals[route[leg]])
             env.step(action)
             xy = np.asarray(env.get_ob(), dtype=np.float64)
             observations.append(_observation(xy, goals[task]))
             actions.append(action)
-        steps = len(actions)
+            if leg + 1 < len(route) and np.linalg.norm(xy - goals[route[leg]]) <= SUCCESS_RADIUS:
+                leg += 1
         next_xy = np.stack([o["achieved_goal"] for o in observations[1:]])
         every_task = rewards_of(None, None, {"achieved_goal": next_xy})
         return episode_to_trajectories(
@@ -266,7 +301,7 @@ class PointMazeTasksRecipe:
             infos={
                 "success": list(every_task[:, task] > 0),
                 "task_rewards": list(every_task),
-                "pursued_task": [pursued] * steps,
+                "pursued_task": pursued,
             },
             task_id=task,
             tasks=tasks,
