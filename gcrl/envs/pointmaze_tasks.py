@@ -178,7 +178,9 @@ class PointMazeTasksOptions(CollectOptions):
             if value is not None and not all(0.0 <= p <= 1.0 for p in value):
                 raise ConfigError(f"{option(name)}: shares must lie in [0, 1]")
         if self.off_task is not None and self.detour is not None:
-            both = [m for m, (a, b) in enumerate(zip(self.off_task, self.detour)) if a + b > 1]
+            # Unequal lengths are per_task's error, which knows the task count.
+            pairs = zip(self.off_task, self.detour, strict=False)
+            both = [m for m, (a, b) in enumerate(pairs) if a + b > 1]
             if both:
                 raise ConfigError(
                     f"{option('off_task')} + {option('detour')}: the shares of task "
