@@ -693,6 +693,11 @@ def mt10_iql_parameters() -> str:
     return "\n".join(lines)
 
 
+def _run_summaries(summaries: Path, run_name: str) -> list[dict]:
+    """The summaries of ``run_name`` (``<run>-s<seed>.json``), in seed-name order."""
+    return [json.loads(p.read_text()) for p in sorted(summaries.glob(f"{run_name}-s*.json"))]
+
+
 def _value_cell(records: list[dict], task: str, where: str) -> str:
     """A recorded value's mean over the records (± the standard deviation over several)."""
     v = [r["values"][task][where] for r in records]
@@ -707,12 +712,11 @@ def routes_values(summaries: Path = SUMMARIES) -> str:
     header += [f"V goal {t}" for t in tasks[2:]]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for labels, run_name in ROUTES_ROWS:
-        records = [json.loads(p.read_text()) for p in sorted(summaries.glob(f"{run_name}-s*.json"))]
+        records = _run_summaries(summaries, run_name)
         if not records:
             continue
         if any("values" not in r for r in records):
             raise SystemExit(f"table routes-values: a summary of {run_name} has no values")
-
         cells = [_value_cell(records, t, "v_start") for t in tasks]
         cells += [_value_cell(records, t, "v_goal") for t in tasks[2:]]
         lines.append("| " + " | ".join([*labels, str(len(records)), *cells]) + " |")
@@ -755,7 +759,7 @@ def render(name: str, summaries: Path) -> str:
     ]
     missing = []
     for labels, run_name in spec.rows:
-        records = [json.loads(p.read_text()) for p in sorted(summaries.glob(f"{run_name}-s*.json"))]
+        records = _run_summaries(summaries, run_name)
         if not records:
             missing.append(run_name)
             continue

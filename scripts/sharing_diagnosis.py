@@ -62,6 +62,7 @@ def shares(options: argparse.Namespace) -> list[dict[str, Any]]:
     from gcrl.datasets import load
     from gcrl.relabel.episodes import EpisodeIndex
     from gcrl.relabel.pipeline import Pipeline
+    from gcrl.relabel.reward_fns import TASK_REWARDS_KEY
     from gcrl.relabel.sampler import RowSampler
     from gcrl.relabel.sharing import SharingConfig
     from gcrl.relabel.tasks import episode_returns
@@ -78,9 +79,8 @@ def shares(options: argparse.Namespace) -> list[dict[str, Any]]:
         conservative_refresh=1000,
     )
     assert config is not None
-    true_rewards = config.rewards(data, str(options.data)) if config.mode != "zero-reward" else None
-    if true_rewards is None:  # the stored ones: what the rows would have earned
-        true_rewards = np.asarray(data.infos["task_rewards"], dtype=np.float32)
+    # What the rows earn under each task (the stored column the non-zero modes give too).
+    true_rewards = np.asarray(data.infos[TASK_REWARDS_KEY], dtype=np.float32)
     reaches = episode_returns(true_rewards, data.episode_starts) > 0  # [E, M]
     episode_of_row = EpisodeIndex.from_starts(data.episode_starts, len(data)).episode_of_row
     rng = np.random.default_rng(options.seed)
