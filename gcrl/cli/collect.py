@@ -2,8 +2,8 @@
 
 Argument parsing and printing around :func:`gcrl.envs.collection.collect`: one sub-command
 per recipe, one option per field of its options record. Writes the native format
-(``OUT.hdf5``), or with ``--minari-id`` a Minari dataset under the directory ``OUT`` (used as
-``MINARI_DATASETS_PATH``).
+(``OUT.hdf5``), OGBench's npz layout (``OUT.npz``), or with ``--minari-id`` a Minari dataset
+under the directory ``OUT`` (used as ``MINARI_DATASETS_PATH``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ def add_parser(commands: Any) -> None:
     for name in RECIPES:
         found = recipe(name)
         sub = recipes.add_parser(name, help=found.summary, description=found.summary)
-        sub.add_argument("output", metavar="OUT", help="output file (native HDF5)")
+        sub.add_argument(
+            "output",
+            metavar="OUT",
+            help="output file: native HDF5, or OGBench's npz layout when it ends in .npz",
+        )
         add_options(sub, found.options)
         sub.add_argument(
             "--minari-id",

@@ -338,6 +338,7 @@ class BabyAIRecipe:
 
 
 RECIPE = BabyAIRecipe()
+RECIPES = {RECIPE.name: RECIPE}
 
 
 # --------------------------------------------------------------------------- hindsight

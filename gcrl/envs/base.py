@@ -10,6 +10,7 @@ policy sees one batch per step.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
@@ -167,3 +168,18 @@ def episode_to_trajectories(
         tasks=tasks,
         infos=extras,
     )
+
+
+@contextlib.contextmanager
+def global_numpy_random(stream: np.random.RandomState) -> Iterator[None]:
+    """numpy's global generator set to ``stream`` inside the block, ``stream`` advanced and the
+    caller's global state restored afterwards: for simulators and scripted experts (OGBench's)
+    that draw from ``np.random`` directly, so that they follow a seed without the caller's
+    global state changing."""
+    saved = np.random.get_state()  # noqa: NPY002  (the legacy global state is the point)
+    np.random.set_state(stream.get_state())  # noqa: NPY002
+    try:
+        yield
+    finally:
+        stream.set_state(np.random.get_state())  # noqa: NPY002
+        np.random.set_state(saved)  # noqa: NPY002

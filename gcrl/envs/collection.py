@@ -1,8 +1,9 @@
 """Recording a recipe's noisy scripted expert into a dataset, from Python or ``gcrl collect``.
 
 :func:`collect` plays a recipe of :data:`gcrl.envs.RECIPES` and writes what it records: the
-native format (written to a temporary file and renamed into place when complete) or, with
-``minari_id``, a Minari dataset. Either way the dataset's attributes hold the recipe's
+native format (written to a temporary file and renamed into place when complete), for an
+output named ``*.npz`` OGBench's compact npz layout (:func:`gcrl.datasets.write_ogbench`), or,
+with ``minari_id``, a Minari dataset. Either way the dataset's attributes hold the recipe's
 provenance and the ``gcrl collect`` command that makes it again (``collect_command``).
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from gcrl.datasets.native_format import NativeWriter
-from gcrl.datasets.trajectories import Trajectories
+from gcrl.datasets.trajectories import Trajectories, concatenate
 from gcrl.envs import recipe
 from gcrl.envs.base import CollectOptions
 from gcrl.errors import ConfigError
@@ -93,6 +94,8 @@ def collect(
 
             path = save_minari(parts, output, minari_id, attrs, overwrite=overwrite)
             return CollectSummary(Path(path), 0, 0, minari_id)
+        if Path(output).suffix == ".npz":
+            return _write_npz(list(parts), output, overwrite)
         episodes = 0
         with NativeWriter(
             output, overwrite=overwrite, compression=compression, attrs=attrs
@@ -104,6 +107,20 @@ def collect(
         return CollectSummary(Path(output), writer.num_transitions, episodes)
     finally:
         bar.close()
+
+
+def _write_npz(
+    parts: list[Trajectories], output: str | os.PathLike[str], overwrite: bool
+) -> CollectSummary:
+    """OGBench's compact npz layout (what ``ogbench.utils.load_dataset`` reads): states,
+    actions and episode ends only, so rewards, tasks, infos and provenance are not kept."""
+    from gcrl.datasets.ogbench_format import write_ogbench
+
+    if not parts:
+        raise ConfigError(f"collect: nothing was recorded for {output}")
+    data = concatenate(parts)
+    write_ogbench(data, output, overwrite=overwrite)
+    return CollectSummary(Path(output), data.num_transitions, data.num_episodes)
 
 
 def reported(

@@ -105,21 +105,8 @@ class GymnasiumTaskEnv:
         )
 
     def render(self) -> np.ndarray:
-        """The environment's ``rgb_array`` frame, uint8 ``[H, W, 3]``; raises
-        :class:`~gcrl.errors.RenderError` when it cannot draw one."""
-        try:
-            with warnings.catch_warnings():  # GLFW's, while MuJoCo looks for a display
-                warnings.simplefilter("ignore")
-                frame = self.env.render()
-        except Exception as err:  # MuJoCo without an OpenGL platform, a missing pygame, ...
-            raise RenderError(
-                f"--video: {self.suite.name} cannot render ({type(err).__name__}: "
-                f"{_first_line(err)}); MuJoCo environments need an offscreen OpenGL, "
-                "e.g. MUJOCO_GL=egl"
-            ) from None
-        if frame is None:
-            raise RenderError(f"--video: {self.suite.name} returned no rgb_array frame")
-        return np.asarray(frame, dtype=np.uint8)[..., :3]
+        """The environment's ``rgb_array`` frame (:func:`render_frame`)."""
+        return render_frame(self.env, self.suite.name)
 
     def close(self) -> None:
         """Close the environment."""
@@ -164,6 +151,24 @@ class GymnasiumTaskEnv:
             f"--env {self.suite.name}: the policy's actions ({value.dtype} of shape "
             f"{value.shape}) do not fit its action space {space}"
         )
+
+
+def render_frame(env: Any, name: str) -> np.ndarray:
+    """``env.render()`` (made with ``render_mode="rgb_array"``) as uint8 ``[H, W, 3]``;
+    raises :class:`~gcrl.errors.RenderError`, naming the suite ``name``, when it cannot draw
+    one."""
+    try:
+        with warnings.catch_warnings():  # GLFW's, while MuJoCo looks for a display
+            warnings.simplefilter("ignore")
+            frame = env.render()
+    except Exception as err:  # MuJoCo without an OpenGL platform, a missing pygame, ...
+        raise RenderError(
+            f"--video: {name} cannot render ({type(err).__name__}: {_first_line(err)}); "
+            "MuJoCo environments need an offscreen OpenGL, e.g. MUJOCO_GL=egl"
+        ) from None
+    if frame is None:
+        raise RenderError(f"--video: {name} returned no rgb_array frame")
+    return np.asarray(frame, dtype=np.uint8)[..., :3]
 
 
 def is_success(info: Mapping[str, Any]) -> bool:

@@ -233,6 +233,7 @@ class MetaWorldRecipe:
 
 
 RECIPE = MetaWorldRecipe()
+RECIPES = {RECIPE.name: RECIPE}
 
 
 # --------------------------------------------------------------------------- evaluation

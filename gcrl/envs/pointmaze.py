@@ -284,6 +284,7 @@ class PointMazeRecipe:
 
 
 RECIPE = PointMazeRecipe()
+RECIPES = {RECIPE.name: RECIPE}
 
 
 # --------------------------------------------------------------------------- gymnasium-robotics

@@ -311,6 +311,7 @@ class PointMazeTasksRecipe:
 
 
 RECIPE = PointMazeTasksRecipe()
+RECIPES = {RECIPE.name: RECIPE}
 
 
 # --------------------------------------------------------------------------- evaluation

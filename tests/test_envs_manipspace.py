@@ -1,0 +1,168 @@
+"""OGBench's manipulation recipes (its own oracles) and the OGBench evaluation suite, on the
+real simulators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import ogbench  # noqa: F401  (the envs extra: a missing one fails, not skips)
+import pytest
+import torch
+from ogbench.utils import load_dataset
+
+from gcrl.algorithms import BC
+from gcrl.cli.main import main
+from gcrl.datasets import load
+from gcrl.envs import RECIPES, suite
+from gcrl.envs.collection import collect
+from gcrl.envs.manipspace import ENVS, ManipSpaceOptions, scene_is_healthy
+from gcrl.envs.ogbench_suite import OGBenchSuite, environment_id, is_ogbench_name
+from gcrl.errors import ConfigError
+from gcrl.training import TrajectoryDataModule
+
+from .training_data import fit
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two cube-single play episodes of STEPS transitions."""
+    path = tmp_path_factory.mktemp("cube") / "cube.hdf5"
+    collect("cube-single", path, episodes=2, max_steps=STEPS, seed=3, progress=False)
+    return path
+
+
+def test_every_manipulation_recipe_is_registered_with_its_ogbench_id() -> None:
+    for name in ("cube-single", "cube-double", "scene", "puzzle-3x3"):
+        assert name in RECIPES
+        assert ENVS[name] == f"{name}-v0"
+
+
+def test_cube_single_rows_follow_ogbenchs_layout(cube: Path) -> None:
+    data = load(cube)
+    assert data.num_transitions == 2 * STEPS and data.num_episodes == 2
+    assert isinstance(data.observations, np.ndarray) and data.observations.shape[1:] == (28,)
+    assert data.actions.shape[1:] == (5,) and np.abs(data.actions).max() <= 1.0
+    assert not data.terminals.any() and data.timeouts.sum() == 2  # cut, never terminated
+    # s' of a row is the next row's s within an episode (no T+1 misalignment) ...
+    inner = np.setdiff1d(np.arange(len(data)), data.episode_ends - 1)
+    np.testing.assert_array_equal(data.next_observations[inner], data.observations[inner + 1])
+    # ... and qpos is the simulator state at the row's own observation (the arm's six joint
+    # angles open both), as OGBench stores prev_qpos.
+    np.testing.assert_allclose(data.infos["qpos"][:, :6], data.observations[:, :6], atol=1e-6)
+    assert not np.allclose(data.infos["qpos"][1:, :6], data.observations[:-1, :6])
+    assert data.attrs["env"] == "ogbench cube-single-v0" and data.attrs["dataset_type"] == "play"
+    # The arm moves: the oracle acts, not a constant.
+    assert data.actions.std(axis=0).max() > 0.05
+
+
+def test_collection_follows_its_seed_and_leaves_numpys_global_state(
+    cube: Path, tmp_path: Path
+) -> None:
+    np.random.seed(123)  # noqa: NPY002  (the global state the oracles would otherwise move)
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    again = tmp_path / "again.hdf5"
+    collect("cube-single", again, episodes=2, max_steps=STEPS, seed=3, progress=False)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    np.testing.assert_array_equal(load(again).actions, load(cube).actions)
+    other = tmp_path / "other.hdf5"
+    collect("cube-single", other, episodes=2, max_steps=STEPS, seed=4, progress=False)
+    assert not np.allclose(load(other).observations[0], load(cube).observations[0])
+
+
+def test_noisy_puzzle_takes_its_random_actions_and_button_states(tmp_path: Path) -> None:
+    path = tmp_path / "puzzle.hdf5"
+    collect("puzzle-3x3", path, episodes=1, max_steps=STEPS, dataset_type="noisy", progress=False)
+    data = load(path)
+    assert data.attrs["p_random_action"] == pytest.approx(0.2)  # OGBench's for noisy puzzle
+    assert data.infos["button_states"].shape == (STEPS, 9)
+    assert set(np.unique(data.infos["button_states"])) <= {0, 1}
+
+
+def test_an_npz_output_is_what_ogbenchs_loader_reads(tmp_path: Path) -> None:
+    path = tmp_path / "scene-play.npz"
+    assert main(["collect", "scene", str(path), "--episodes", "2", "--max-steps", "30"]) == 0
+    compact = load_dataset(str(path), compact_dataset=True)
+    assert compact["observations"].shape == (2 * 31, 40)  # 31 states per episode
+    assert compact["valids"].sum() == 2 * 30
+    assert load(path).num_transitions == 60
+
+
+def test_scene_health_check_refuses_a_cube_out_of_view() -> None:
+    qpos = np.zeros((3, 20))
+    qpos[:, 14:17] = [0.4, 0.0, 0.02]
+    assert scene_is_healthy(qpos)
+    right = qpos.copy()
+    right[1, 15] = 0.3
+    assert not scene_is_healthy(right)
+    left = qpos.copy()
+    left[1, 15:17] = [-0.35, 0.02]
+    assert not scene_is_healthy(left)
+    left[1, 16] = 0.07  # in the drawer
+    assert scene_is_healthy(left)
+
+
+@pytest.mark.parametrize(
+    ("values", "flag"),
+    [({"p_random_action": 1.5}, "p_random_action"), ({"min_norm": -1.0}, "min_norm")],
+)
+def test_bad_options_are_one_line_errors(values: dict[str, float], flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        ManipSpaceOptions(**values)  # type: ignore[arg-type]
+
+
+def test_ogbench_names_map_to_environment_ids() -> None:
+    assert environment_id("cube-single-play-v0") == "cube-single-v0"
+    assert environment_id("antmaze-large-navigate-v0") == "antmaze-large-v0"
+    assert environment_id("visual-puzzle-3x3-noisy-v0") == "visual-puzzle-3x3-v0"
+    assert environment_id("scene-v0") == "scene-v0"
+    assert is_ogbench_name("humanoidmaze-giant-stitch-v0")
+    assert not is_ogbench_name("pointmaze-medium-tasks")
+
+
+def test_the_suite_has_ogbenchs_tasks_goals_and_success() -> None:
+    found = suite("pointmaze-medium-navigate-v0")
+    assert isinstance(found, OGBenchSuite) and found.env_id == "pointmaze-medium-v0"
+    assert found.max_steps == 1000 and len(found.tasks) == 5
+    env = found.make_env()
+    try:
+        first = env.reset(task=2, seed=7)
+        again = env.reset(task=2, seed=7)
+        for key in ("observation", "desired_goal"):
+            np.testing.assert_array_equal(first[key], again[key])
+        # The goal is task 3's goal cell (with OGBench's noise), not the start.
+        maze = env.env.unwrapped  # type: ignore[attr-defined]
+        goal_cell = maze.task_infos[2]["goal_ij"]
+        np.testing.assert_allclose(first["desired_goal"], maze.ij_to_xy(goal_cell), atol=1.1)
+        step = env.step(np.zeros(2))
+        assert not step.success and not step.done
+        maze.set_xy(first["desired_goal"])  # put the ball on the goal: success ends it
+        step = env.step(np.zeros(2))
+        assert step.success and step.done
+    finally:
+        env.close()
+    with pytest.raises(ConfigError, match="no-such"):
+        suite("cube-no-such-v0")
+
+
+def test_gcrl_evaluate_scores_a_policy_on_cube_single(
+    cube: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dm = TrajectoryDataModule(
+        str(cube), batch_size=16, steps_per_epoch=2, val_fraction=0, relabel="ogbench"
+    )
+    assert dm.spec.goal_dim == 28  # goals are whole states, as OGBench's
+    trainer = fit(BC(spec=dm.spec, hidden_dims=[16], task_signal="goal"), dm, 2)
+    trainer.save_checkpoint(tmp_path / "bc.ckpt")
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(tmp_path / "bc.ckpt"), "--env", "cube-single-v0", "--episodes", "1"]
+    assert main([*args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    names = [task["name"] for task in result["tasks"]]
+    assert names[0] == "task1_horizontal" and len(names) == 5
+    assert all(task["mean_length"] == 200 for task in result["tasks"])  # the step limit
