@@ -16,7 +16,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,6 +42,8 @@ CHECKPOINT_KEY = "gcrl"
 NETWORKS_VERSION = 2
 #: The task table of data without tasks.
 DEFAULT_TASKS = (Task("task"),)
+#: Rows per block when standardisation statistics are accumulated.
+STAT_ROWS = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,10 +59,33 @@ class Standardisation:
 
     @classmethod
     def of(cls, flat: np.ndarray) -> Standardisation:
-        """The statistics of the columns of ``flat`` ``[N, D]``."""
-        values = np.asarray(flat, dtype=np.float64)
-        std = values.std(axis=0)
-        return cls(values.mean(axis=0), np.where(std > 1e-6, std, 1.0))
+        """The statistics of the columns of ``flat`` ``[N, D]``, read in blocks of rows."""
+        return cls.of_blocks(flat[i : i + STAT_ROWS] for i in range(0, len(flat), STAT_ROWS))
+
+    @classmethod
+    def of_blocks(cls, blocks: Iterable[np.ndarray]) -> Standardisation:
+        """The column statistics of the rows of all ``blocks`` (each ``[n_i, D]``) together,
+        merged block by block (Chan et al.'s pairwise update), so memory is bounded by one
+        block: a memory-mapped dataset is never copied whole."""
+        count, mean, m2 = 0, np.zeros(0), np.zeros(0)
+        for block in blocks:
+            values = np.asarray(block, dtype=np.float64).reshape(len(block), -1)
+            n = len(values)
+            if n == 0:
+                continue
+            block_mean = values.mean(axis=0)
+            block_m2 = ((values - block_mean) ** 2).sum(axis=0)
+            if count == 0:
+                count, mean, m2 = n, block_mean, block_m2
+                continue
+            delta, total = block_mean - mean, count + n
+            mean = mean + delta * (n / total)
+            m2 = m2 + block_m2 + delta**2 * (count * n / total)
+            count = total
+        if count == 0:
+            raise DataError("standardisation: no rows")
+        std = np.sqrt(m2 / count)
+        return cls(mean, np.where(std > 1e-6, std, 1.0))
 
     def __call__(self, flat: np.ndarray) -> np.ndarray:
         """``[B, D]`` standardised, float32."""
@@ -190,7 +215,10 @@ class InputSpec:
         return replace(
             spec,
             observation_dim=width,
-            observation_scale=Standardisation.of(spec.state(obs, check=False)),
+            observation_scale=Standardisation.of_blocks(
+                spec.state(take_observations(obs, slice(i, i + STAT_ROWS)), check=False)
+                for i in range(0, data.num_transitions, STAT_ROWS)
+            ),
             goal_scale=None
             if goals_seen is None
             else Standardisation.of(goals_seen.reshape(len(goals_seen), -1)),

@@ -19,7 +19,7 @@ from gcrl.envs import RECIPES, suite
 from gcrl.envs.collection import collect
 from gcrl.envs.manipspace import ENVS, ManipSpaceOptions, scene_is_healthy
 from gcrl.envs.ogbench_suite import OGBenchSuite, environment_id, is_ogbench_name
-from gcrl.errors import ConfigError
+from gcrl.errors import ConfigError, GcrlError
 from gcrl.training import TrajectoryDataModule
 
 from .training_data import fit
@@ -166,3 +166,20 @@ def test_gcrl_evaluate_scores_a_policy_on_cube_single(
     names = [task["name"] for task in result["tasks"]]
     assert names[0] == "task1_horizontal" and len(names) == 5
     assert all(task["mean_length"] == 200 for task in result["tasks"])  # the step limit
+
+
+def test_chunked_collection_is_the_same_for_any_worker_count(tmp_path: Path) -> None:
+    common = {"episodes": 3, "max_steps": 20, "seed": 1, "progress": False}
+    one = tmp_path / "one.hdf5"
+    two = tmp_path / "two.hdf5"
+    collect("pointmaze", one, chunk_episodes=1, **common)  # type: ignore[arg-type]
+    collect("pointmaze", two, chunk_episodes=1, workers=2, **common)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(load(one).actions, load(two).actions)
+    assert load(one).num_episodes == 3 and load(one).attrs["chunk_episodes"] == 1
+    assert not (tmp_path / "one.hdf5.parts").exists()  # chunks removed once joined
+    # Another command's chunks are never mixed in.
+    parts = tmp_path / "three.hdf5.parts"
+    parts.mkdir()
+    (parts / "plan.json").write_text('{"collect_command": "other", "chunks": 3}')
+    with pytest.raises(GcrlError, match="another command"):
+        collect("pointmaze", tmp_path / "three.hdf5", chunk_episodes=1, **common)  # type: ignore[arg-type]

@@ -48,6 +48,20 @@ def add_parser(commands: Any) -> None:
             default="lzf",
             help=COMPRESSION_HELP,
         )
+        sub.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            metavar="N",
+            help="play chunks of episodes in N processes (chunks of 10 unless --chunk-episodes)",
+        )
+        sub.add_argument(
+            "--chunk-episodes",
+            type=int,
+            metavar="K",
+            help="record in chunks of K episodes under OUT.parts/, each from its own seed; "
+            "an interrupted run resumes from the finished chunks",
+        )
         sub.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
         sub.set_defaults(handler=run)
 
@@ -89,6 +103,8 @@ def run(options: argparse.Namespace) -> int:
         minari_id=options.minari_id,
         compression=options.compression,
         overwrite=options.force,
+        workers=options.workers,
+        chunk_episodes=options.chunk_episodes,
     )
     print(summary.line())
     return 0

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         load,
         register_format,
     )
+    from gcrl.datasets.mapped import memory_mapped
     from gcrl.datasets.minari_reader import load_minari
     from gcrl.datasets.native_format import (
         NativeReader,
@@ -51,6 +52,7 @@ _HOMES = {
     "formats": "loading",
     "load": "loading",
     "register_format": "loading",
+    "memory_mapped": "mapped",
     "load_minari": "minari_reader",
     "NativeReader": "native_format",
     "NativeWriter": "native_format",
@@ -83,6 +85,7 @@ __all__ = [
     "load_minari",
     "load_native",
     "load_ogbench",
+    "memory_mapped",
     "open_native",
     "qlearning_dataset",
     "register_format",

@@ -335,6 +335,14 @@ class NativeReader:
             raise MissingKeyError(f"{self.path}: missing key {name!r}")
         return np.asarray(self._file[name][()])
 
+    def dataset(self, name: str) -> h5py.Dataset:
+        """The HDF5 dataset of the column ``name`` (a storage name such as
+        ``observations/observation``), unread."""
+        node = self._file.get(name)
+        if not isinstance(node, h5py.Dataset):
+            raise MissingKeyError(f"{self.path}: missing key {name!r}")
+        return node
+
     def has(self, name: str) -> bool:
         """True when the file holds the column ``name``."""
         return name in self._file

@@ -27,11 +27,12 @@ from gcrl.errors import ConfigError, option
 
 #: OGBench's manipulation datasets (:mod:`gcrl.envs.manipspace`); listed here so that the
 #: registry is known without importing that module.
-MANIPSPACE_RECIPES = (
+_MANIPSPACE_STATE = (
     *(f"cube-{n}" for n in ("single", "double", "triple", "quadruple")),
     "scene",
     *(f"puzzle-{n}" for n in ("3x3", "4x4", "4x5", "4x6")),
 )
+MANIPSPACE_RECIPES = (*_MANIPSPACE_STATE, *(f"visual-{n}" for n in _MANIPSPACE_STATE))
 
 #: Recipe name -> module holding ``RECIPES[name]``.
 RECIPES = {

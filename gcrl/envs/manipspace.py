@@ -26,7 +26,12 @@ recipe's that is swapped in while an episode plays and swapped out afterwards, s
 global state is left as it was.
 
 Observations are OGBench's flat float32 state vectors (arrays, as in OGBench's files: its goals
-are whole states, so goal-conditioned training draws goals from the observations themselves).
+are whole states, so goal-conditioned training draws goals from the observations themselves);
+the ``visual-`` recipes (``visual-cube-single``, ...) record OGBench's 64 x 64 x 3 uint8
+camera images instead (stored in compressed chunks of rows), rendered by MuJoCo's offscreen
+OpenGL (``MUJOCO_GL``, ``egl`` unless set). Rendering dominates their cost: ``--workers N``
+plays chunks of episodes in N processes, and ``--chunk-episodes`` makes a long recording
+resumable (:func:`gcrl.envs.collection.collect`).
 Rewards are 0 and there are no terminals: the last row of each episode is a timeout. Infos
 aligned with each row's observation: ``qpos``, ``qvel`` and, for scene and puzzle,
 ``button_states``, as OGBench stores them. ``OUT.npz`` writes OGBench's compact npz layout,
@@ -37,6 +42,7 @@ OGBench and MuJoCo are imported only when an environment is made.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +62,10 @@ from gcrl.errors import ConfigError, option
 #: Recipe name -> OGBench's environment id.
 ENVS = {name: f"{name}-v0" for name in MANIPSPACE_RECIPES}
 DATASET_TYPES = ("play", "noisy")
+#: The prefix of the recipes that record OGBench's 64 x 64 RGB observations.
+VISUAL = "visual-"
+#: MuJoCo's offscreen OpenGL when the user has not chosen one (headless machines have EGL).
+DEFAULT_MUJOCO_GL = "egl"
 #: OGBench's episode length: 1001 states, 1000 transitions.
 EPISODE_STEPS = 1000
 #: The per-dimension scale of the noisy oracles' Gaussian action noise (x, y, z, yaw, gripper).
@@ -72,7 +82,7 @@ P_STACK_OTHERS = 0.5
 
 def family(name: str) -> str:
     """``cube``, ``scene`` or ``puzzle``: which oracles play recipe ``name``."""
-    return name.split("-")[0]
+    return name.removeprefix(VISUAL).split("-")[0]
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,8 @@ class ManipSpaceOptions(CollectOptions):
 def make_collection_env(env_id: str, max_steps: int) -> Any:
     """OGBench's environment ``env_id`` in its data-collection mode (no termination at the
     goal, a new target on request), cut after ``max_steps`` + 1 steps."""
+    if env_id.startswith(VISUAL):  # read when MuJoCo is first imported
+        os.environ.setdefault("MUJOCO_GL", DEFAULT_MUJOCO_GL)
     import gymnasium
     import ogbench.manipspace  # noqa: F401  (registers the environments)
 
@@ -220,7 +232,9 @@ class ManipSpaceRecipe:
             "p_random_action": options.random_action_probability(self.name),
             "seed": int(options.seed),
             "max_steps": int(options.max_steps),
-            "observation": "OGBench's flat state vector; goals are whole states",
+            "observation": "64 x 64 x 3 uint8 camera image; goals are whole observations"
+            if self.name.startswith(VISUAL)
+            else "OGBench's flat state vector; goals are whole states",
             "reward": "0 (goal-conditioned data: rewards come from relabeled goals)",
         }
 
@@ -256,7 +270,7 @@ class ManipSpaceRecipe:
         ob, info = env.reset(seed=int(rng.integers(2**31)))
         agent = oracles[info["privileged/target_task"]]
         agent.reset(ob, info)
-        observations, actions = [ob], []
+        observations, actions = [np.asarray(ob)], []
         infos: dict[str, list[Any]] = {"qpos": [], "qvel": []}
         buttons = hasattr(env.unwrapped, "_cur_button_states")
         if buttons:
@@ -274,7 +288,7 @@ class ManipSpaceRecipe:
                 target_ob, target_info = env.unwrapped.set_new_target(p_stack=p_stack)
                 agent = oracles[target_info["privileged/target_task"]]
                 agent.reset(target_ob, target_info)
-            observations.append(ob)
+            observations.append(np.asarray(ob))
             actions.append(action)
             # prev_*: the simulator state at the row's observation (OGBench's alignment).
             infos["qpos"].append(np.asarray(info["prev_qpos"], dtype=np.float32))
@@ -282,7 +296,7 @@ class ManipSpaceRecipe:
             if buttons:
                 infos["button_states"].append(np.asarray(info["prev_button_states"], np.int64))
         return episode_to_trajectories(
-            [np.asarray(o, dtype=np.float32) for o in observations],
+            [o if o.dtype == np.uint8 else o.astype(np.float32) for o in observations],
             actions,
             [0.0] * len(actions),
             terminated=False,

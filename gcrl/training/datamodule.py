@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from gcrl.datasets.loading import load
+from gcrl.datasets.mapped import memory_mapped
 from gcrl.datasets.summary import episodes_description
 from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories
 from gcrl.errors import ConfigError, DatasetNotFoundError, GcrlError
@@ -143,6 +144,13 @@ class TrajectoryDataModule(L.LightningDataModule):
         seed: all sampling is drawn from generators seeded by it (and the rank).
         data_command: the command that makes the file at ``path`` (the shipped configs name
             theirs): a missing file's error says to run it.
+        memory_map: train on a native file larger than memory: its columns are memory-mapped
+            (:func:`gcrl.datasets.mapped.memory_mapped`, which writes an uncompressed cache
+            once), batches read only their rows, and nothing copies the whole dataset:
+            ``device_data`` becomes ``never``; ``val_fraction`` and hindsight instructions,
+            which copy it, are refused.
+        memory_map_dir: where ``memory_map`` keeps its cache (default:
+            ``$XDG_CACHE_HOME/gcrl/mapped``).
     """
 
     def __init__(
@@ -174,6 +182,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         val_batches: int = 8,
         seed: int = 0,
         data_command: str | None = None,
+        memory_map: bool = False,
+        memory_map_dir: str | None = None,
     ) -> None:
         super().__init__()
         if relabel not in RELABEL_MODES:
@@ -202,8 +212,19 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self.val_batches = val_batches
         self.seed = seed
+        if memory_map:
+            for name, value in (
+                ("val_fraction", val_fraction),
+                ("instruction_relabel_ratio", instruction_relabel_ratio),
+            ):
+                if value:
+                    raise ConfigError(
+                        f"memory_map: {name} must be 0 with a memory-mapped dataset (it copies "
+                        f"the data), got {value}"
+                    )
+            self.device_data = "never"
         try:
-            self.data = load(path)
+            self.data = memory_mapped(path, memory_map_dir) if memory_map else load(path)
         except DatasetNotFoundError as err:
             if data_command is None:
                 raise
