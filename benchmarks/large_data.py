@@ -27,7 +27,8 @@ Methods:
   there at a file several times that size, the in-memory one should be killed.
 
 The table ends with the file's size over the bound and the mapped rates over the in-memory
-ones. Results go to --json when given.
+ones. Results go to --json when given (the rows by method, and ``data``: the file's size);
+``scripts/results.py table`` renders docs/results.md's table from that record.
 """
 
 from __future__ import annotations
@@ -253,7 +254,15 @@ def main() -> None:
             f"{mapped['peak_mb'] / memory['peak_mb']:.2f}x"
         )
     if args.json:
-        args.json.write_text(json.dumps({name: result for name, result in rows}, indent=2))
+        data = {
+            "transitions": args.transitions,
+            "obs_dim": args.obs_dim,
+            "file_mb": file_mb,
+            "cache_mb": cache_mb,
+            "memory_bound_mb": args.memory_bound_mb,
+        }
+        record = {"data": data, **{name: result for name, result in rows}}
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import signal
 import stat
 import sys
@@ -124,8 +125,8 @@ _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Delete the temporary files of ``target`` (``.<name>.<pid>-<hex>.tmp``) whose writing
-    process no longer runs (killed before it could clean up); returns them."""
+    """Delete the temporary files and directories of ``target`` (``.<name>.<pid>-<hex>.tmp``)
+    whose writing process no longer runs (killed before it could clean up); returns them."""
     removed = []
     for candidate in target.parent.glob(f".{target.name}.*.tmp"):
         match = _TEMPORARY.match(candidate.name)
@@ -138,9 +139,25 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
             pass
         except PermissionError:
             continue  # another user's live process
-        candidate.unlink(missing_ok=True)
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
         removed.append(candidate)
     return removed
+
+
+def refuse_existing_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Raise :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is false, or
+    when ``path`` is anything but a regular file (never replaced). Long commands call it
+    before their work as well as through :func:`atomic_path` after it."""
+    target = Path(path)
+    if target.is_symlink() or (target.exists() and not target.is_file()):
+        raise OutputExistsError(f"{target}: exists and is not a regular file; not replacing it")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{target}: output exists; pass --force (overwrite=True) to replace"
+        )
 
 
 @contextmanager
@@ -157,12 +174,7 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
     a directory or a device).
     """
     target = Path(path)
-    if target.is_symlink() or (target.exists() and not target.is_file()):
-        raise OutputExistsError(f"{target}: exists and is not a regular file; not replacing it")
-    if target.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{target}: output exists; pass --force (overwrite=True) to replace"
-        )
+    refuse_existing_output(target, overwrite=overwrite)
     if not target.parent.is_dir():
         raise DatasetNotFoundError(f"{target}: output directory {target.parent} does not exist")
     remove_stale_temporaries(target)

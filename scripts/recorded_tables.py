@@ -199,11 +199,59 @@ def cross_evaluation(records: Path = SIDE) -> str:
     return "\n".join(lines)
 
 
+def large_data(records: Path = BENCHMARKS) -> str:
+    """Training on a file larger than memory (``results/benchmarks/large_data.json``, written by
+    ``benchmarks/large_data.py --json``): each method's row, then the mapped path's rates over
+    the in-memory ones."""
+    path = records / "large_data.json"
+    record = _record(path)
+    record.pop("data", None)  # the file's size: newer records only
+    header = "| method | setup s | sampled rows/s | train steps/s | peak RSS MB | anon MB |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|"]
+    for name, row in record.items():
+        if "failed" in row:
+            lines.append(f"| {name} | {row['failed']} after {row['seconds']:.0f} s | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {row['setup_s']:.1f} | {row['sampling']:,.0f} | "
+            f"{row['steps_per_s']:.0f} | {row['peak_mb']:,.0f} | {row['anon_mb']:,.0f} |"
+        )
+    memory, mapped = record.get("in-memory", {}), record.get("mapped", {})
+    if "sampling" not in memory or "sampling" not in mapped:
+        raise SystemExit(f"{path}: needs an in-memory and a mapped row that both ran")
+    lines += [
+        "",
+        f"Unbounded, mapped / in-memory: sampling {mapped['sampling'] / memory['sampling']:.2f}x, "
+        f"training {mapped['steps_per_s'] / memory['steps_per_s']:.2f}x; anonymous memory "
+        f"{mapped['anon_mb']:,.0f} MB against {memory['anon_mb']:,.0f} MB.",
+    ]
+    return "\n".join(lines)
+
+
+def collect_speed(records: Path = BENCHMARKS) -> str:
+    """Each recipe's recording rate beside its bare environment's
+    (``results/benchmarks/collect.json``, written by ``benchmarks/collect.py --json``)."""
+    record = _record(records / "collect.json")
+    lines = [
+        "| recipe | steps timed | bare env steps/s | recipe steps/s | s per 1000-step episode "
+        "| recipe / bare env |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in record.items():
+        lines.append(
+            f"| {name} | {row['steps']} | {row['bare_env']:,.1f} | {row['recipe']:,.1f} | "
+            f"{1000 / row['recipe']:,.1f} | {row['recipe'] / row['bare_env']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 #: Marker name -> the function writing that table.
 RECORDED_TABLES: dict[str, Callable[[], str]] = {
     "speed-train": training_speed,
     "speed-ddp": ddp_speed,
     "speed-layouts": layouts_speed,
+    "large-data": large_data,
+    "collect-speed": collect_speed,
     "ogbench-side-by-side": side_by_side,
     "ogbench-cross-evaluation": cross_evaluation,
 }

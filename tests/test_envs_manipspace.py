@@ -4,6 +4,11 @@ real simulators."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +188,40 @@ def test_chunked_collection_is_the_same_for_any_worker_count(tmp_path: Path) -> 
     (parts / "plan.json").write_text('{"collect_command": "other", "chunks": 3}')
     with pytest.raises(GcrlError, match="another command"):
         collect("pointmaze", tmp_path / "three.hdf5", chunk_episodes=1, **common)  # type: ignore[arg-type]
+
+
+def test_an_interrupted_chunked_collection_resumes_from_its_finished_chunks(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.hdf5"
+    parts = tmp_path / "out.hdf5.parts"
+    options = ["--episodes", "30", "--max-steps", "300", "--seed", "1", "--chunk-episodes", "1"]
+    command = [str(Path(sys.executable).with_name("gcrl")), "collect", "pointmaze", str(out)]
+    process = subprocess.Popen(
+        [*command, *options, "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("chunk-*.hdf5"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    finished = sorted(parts.glob("chunk-*.hdf5"))
+    assert len(finished) >= 2, "no chunk finished"
+    assert process.poll() is None, "the collection finished before it could be stopped"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    assert not out.exists() and list(tmp_path.glob(".*.tmp")) == []
+    assert list(parts.glob(".*.tmp")) == []  # workers' unfinished chunks are gone
+    # A finished chunk is never played again: chunk 0's file, replaced by chunk 1's, is used.
+    shutil.copyfile(parts / "chunk-00001.hdf5", parts / "chunk-00000.hdf5")
+    resumed = subprocess.run([*command, *options], capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert not parts.exists()
+    fresh = tmp_path / "fresh.hdf5"
+    collect("pointmaze", fresh, episodes=30, max_steps=300, seed=1, chunk_episodes=1)  # type: ignore[arg-type]
+    got, want = load(out), load(fresh)
+    assert got.num_episodes == want.num_episodes == 30
+    np.testing.assert_array_equal(got.episode(0).actions, want.episode(1).actions)
+    np.testing.assert_array_equal(got.episode(1).actions, want.episode(1).actions)
+    tail = got.episode_starts[2]
+    np.testing.assert_array_equal(got.actions[tail:], want.actions[tail:])

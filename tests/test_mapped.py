@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -122,3 +126,46 @@ def test_a_mapped_dataset_saves_back_to_a_native_file(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=3, length=4)
     copy = save(memory_mapped(path, tmp_path / "cache"), tmp_path / "copy.hdf5")
     same_rows(load(copy), load(path))
+
+
+#: A child that maps ``argv[1]`` into the cache ``argv[2]`` slowly: 16 rows per copy.
+SLOW_WRITER = """
+import sys
+from gcrl.datasets import mapped
+mapped.COPY_ROWS = 16
+mapped.memory_mapped(sys.argv[1], sys.argv[2])
+"""
+
+
+def writing(cache: Path) -> list[Path]:
+    """The temporary cache directories under ``cache`` (``.<key>.<pid>-<hex>.tmp``)."""
+    return sorted(cache.glob(".*.tmp")) if cache.is_dir() else []
+
+
+def start_slow_writer(path: Path, cache: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(path), str(cache)], stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not writing(cache) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writing(cache), "the writer never started"
+    time.sleep(0.3)
+    assert process.poll() is None, "the writer finished before it could be stopped"
+    return process
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGKILL"])
+def test_a_stopped_cache_writer_leaves_no_temporary_behind(tmp_path: Path, stop: str) -> None:
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=200, length=500)
+    cache = tmp_path / "cache"
+    process = start_slow_writer(path, cache)
+    process.send_signal(getattr(signal, stop))
+    process.communicate(timeout=30)
+    assert process.returncode != 0
+    if stop == "SIGINT":  # the writer removes its own temporary
+        assert writing(cache) == []
+    else:  # a killed writer cannot; the next one removes it
+        assert writing(cache)
+    same_rows(memory_mapped(path, cache), load(path))
+    assert writing(cache) == []

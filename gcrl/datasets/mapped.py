@@ -29,7 +29,7 @@ import numpy as np
 from gcrl.datasets.native_format import NativeReader
 from gcrl.datasets.trajectories import Observations, Trajectories
 from gcrl.errors import GcrlError, UnwritableOutputError, reading
-from gcrl.io import raise_if_interrupted, resolve_source
+from gcrl.io import raise_if_interrupted, remove_stale_temporaries, resolve_source
 
 #: Rows copied per step when the cache is written.
 COPY_ROWS = 1 << 16
@@ -106,6 +106,7 @@ def _write_cache(reader: NativeReader, cache: Path) -> None:
         cache.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UnwritableOutputError(f"{cache.parent}: cannot create ({err.strerror})") from None
+    remove_stale_temporaries(cache)  # a killed writer's directory
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     n = reader.num_transitions
     layout: dict[str, Any] = {"columns": [], "rows": n}

@@ -27,7 +27,7 @@ from gcrl.datasets.trajectories import Trajectories, concatenate
 from gcrl.envs import recipe
 from gcrl.envs.base import CollectOptions
 from gcrl.errors import ConfigError, OutputExistsError, option
-from gcrl.io import raise_if_interrupted
+from gcrl.io import raise_if_interrupted, refuse_existing_output
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,11 @@ def collect(
     )
     chunks: Chunks | None = None
     try:
+        if not minari_id:
+            refuse_existing_output(output, overwrite=overwrite)  # before hours of play
         if chunk_episodes is None:
             parts = reported(found.collect(typed), bar.update)
         else:
-            if Path(output).exists() and not overwrite:  # before hours of play, not after
-                raise OutputExistsError(
-                    f"{output}: output exists; pass --force (overwrite=True) to replace"
-                )
             chunks = Chunks(name, typed, Path(output), chunk_episodes, command, compression)
             parts = chunks.record(workers, bar.update)
         if minari_id:
