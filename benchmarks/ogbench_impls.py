@@ -7,7 +7,7 @@
 Loads ``--data`` (OGBench's npz layout, as ``gcrl.datasets.write_ogbench`` writes it) with
 ``ogbench.utils.load_dataset``, samples with OGBench's ``GCDataset`` / ``HGCDataset``, and
 builds the agent with its ``create`` at its default configuration, except the sizes given
-here. Two rates, steps per second after ``--warmup`` untimed updates (the first compiles),
+here (and, for image data, ``--encoder`` and ``--p-aug``). Two rates, steps per second after ``--warmup`` untimed updates (the first compiles),
 each of ``--repeats`` rounds timed for about ``--seconds``:
 
 * ``update``: the agent's jitted ``update`` on 16 batches drawn beforehand and already on
@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--agent", required=True, help="impls/agents/<agent>.py")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--hidden-dims", type=int, nargs="+", default=[512, 512, 512])
+    parser.add_argument("--encoder", help="the agent's visual encoder (impala_small, ...)")
+    parser.add_argument("--p-aug", type=float, help="the agent's image augmentation probability")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=2)
@@ -67,6 +69,10 @@ def main() -> int:
     from ogbench_reference import load_reference  # the same loading as the side-by-side runs
 
     sizes = {"batch_size": args.batch_size, "actor_hidden_dims": tuple(args.hidden_dims)}
+    if args.encoder:
+        sizes["encoder"] = args.encoder
+    if args.p_aug is not None:
+        sizes["p_aug"] = args.p_aug
     try:
         agents, config, train = load_reference(args.impls, args.agent, args.data, sizes)
     except FileNotFoundError as error:

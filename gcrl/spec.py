@@ -116,6 +116,12 @@ class InputSpec:
     ``action_dim`` is the flat action width, or the number of discrete actions. ``tasks`` is
     the task table (one unnamed task for single-task data). ``observation_scale`` and
     ``goal_scale`` standardise the flat state and goals when the data module normalises.
+
+    ``image_shape`` is ``(height, width, channels)`` when the state is one uint8 camera image
+    (OGBench's ``visual-*`` data): the flat state is then that image's bytes in HWC order,
+    kept uint8 up to the network, whose image encoder scales it to [0, 1]
+    (:mod:`gcrl.models.encoders`), and never standardised. ``goal_image`` says the goals
+    are such images too (goals that are whole observations).
     """
 
     observation_dim: int
@@ -128,6 +134,8 @@ class InputSpec:
     goal_dims: tuple[int, ...] | None = None
     observation_scale: Standardisation | None = None
     goal_scale: Standardisation | None = None
+    image_shape: tuple[int, int, int] | None = None
+    goal_image: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -136,6 +144,16 @@ class InputSpec:
             set_(self, "observation_keys", tuple(self.observation_keys))
         if self.goal_dims is not None:
             set_(self, "goal_dims", tuple(int(d) for d in self.goal_dims))
+        if self.image_shape is not None:
+            shape = tuple(int(d) for d in self.image_shape)
+            if len(shape) != 3 or int(np.prod(shape)) != self.observation_dim:
+                raise ConfigError(
+                    f"spec: image_shape {shape} must be (height, width, channels) of "
+                    f"{self.observation_dim} values"
+                )
+            set_(self, "image_shape", shape)
+        if self.goal_image and (self.image_shape is None or self.goal_dim != self.observation_dim):
+            raise ConfigError("spec: image goals need image observations of the same shape")
         for name in ("observation_dim", "action_dim", "goal_dim"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"spec: {name} must be >= 0, got {getattr(self, name)}")
@@ -150,6 +168,11 @@ class InputSpec:
     def task_names(self) -> list[str]:
         """Task names in task-id order."""
         return [t.name for t in self.tasks]
+
+    @property
+    def images(self) -> bool:
+        """Whether the state is a camera image (see :attr:`image_shape`)."""
+        return self.image_shape is not None
 
     @property
     def dict_observations(self) -> bool:
@@ -210,28 +233,39 @@ class InputSpec:
             goal_dims=None if goal_dims is None else tuple(goal_dims),
         )
         width = spec.state(take_observations(obs, np.arange(1)), check=False).shape[1]
+        image_shape = _image_shape(obs, keys)
+        goal_image = (
+            image_shape is not None
+            and goals_seen is not None
+            and goals_seen.dtype == np.uint8
+            and tuple(goals_seen.shape[1:]) == image_shape
+        )
+        spec = replace(spec, observation_dim=width, image_shape=image_shape, goal_image=goal_image)
         if not normalize:
-            return replace(spec, observation_dim=width)
+            return spec
         return replace(
             spec,
-            observation_dim=width,
-            observation_scale=Standardisation.of_blocks(
+            # Images are scaled by their encoder, never standardised.
+            observation_scale=None
+            if image_shape is not None
+            else Standardisation.of_blocks(
                 spec.state(take_observations(obs, slice(i, i + STAT_ROWS)), check=False)
                 for i in range(0, data.num_transitions, STAT_ROWS)
             ),
             goal_scale=None
-            if goals_seen is None
+            if goals_seen is None or goal_image
             else Standardisation.of(goals_seen.reshape(len(goals_seen), -1)),
         )
 
     # ----------------------------------------------------------------- raw inputs
     def is_single(self, observations: Observations | Mapping[str, Any]) -> bool:
         """Whether ``observations`` is one observation rather than a batch: its first state
-        part (the first observation key's value, or the array) is 1-D."""
+        part (the first observation key's value, or the array) is 1-D (3-D for images)."""
+        rank = 1 if self.image_shape is None else len(self.image_shape)
         if isinstance(observations, Mapping):
             keys = self.observation_keys  # none: state() refuses dict observations
-            return keys is not None and np.ndim(observations[keys[0]]) == 1
-        return np.ndim(observations) == 1
+            return keys is not None and np.ndim(observations[keys[0]]) == rank
+        return np.ndim(observations) == rank
 
     def state(
         self, observations: Observations | Mapping[str, Any], *, check: bool = True
@@ -263,14 +297,19 @@ class InputSpec:
         return flat
 
     def network_state(self, observations: Observations | Mapping[str, Any]) -> np.ndarray:
-        """:meth:`state`, standardised when the spec says so; float32."""
+        """:meth:`state`, standardised when the spec says so; float32 (uint8 image bytes for
+        image states, which their encoder scales on the training device)."""
         flat = self.state(observations)
+        if self.image_shape is not None:
+            return np.asarray(flat, dtype=np.uint8)
         scale = self.observation_scale
         return np.asarray(flat, dtype=np.float32) if scale is None else scale(flat)
 
     def network_goals(self, goals: np.ndarray, batch: int) -> np.ndarray:
-        """Goals ``[batch, goal_dim]`` flat and standardised when the spec says so; float32."""
-        flat = np.asarray(goals, dtype=np.float32).reshape(batch, -1)
+        """Goals ``[batch, goal_dim]`` flat and standardised when the spec says so; float32
+        (uint8 image bytes for image goals)."""
+        dtype = np.uint8 if self.goal_image else np.float32
+        flat = np.asarray(goals, dtype=dtype).reshape(batch, -1)
         if flat.shape[1] != self.goal_dim:
             raise ConfigError(
                 f"goals: {flat.shape[1]} values per goal, the model takes {self.goal_dim}"
@@ -293,6 +332,9 @@ class InputSpec:
             "goal_key": self.goal_key,
             "goal_dims": None if self.goal_dims is None else list(self.goal_dims),
         }
+        if self.image_shape is not None:  # absent from the specs of state data, as before
+            out["image_shape"] = list(self.image_shape)
+            out["goal_image"] = self.goal_image
         scales = {"observation": self.observation_scale, "goal": self.goal_scale}
         if any(s is not None for s in scales.values()):
             out["normalization"] = {k: s.to_list() for k, s in scales.items() if s is not None}
@@ -320,9 +362,32 @@ class InputSpec:
                 goal_dims=values.get("goal_dims"),
                 observation_scale=_scale(stats.get("observation")),
                 goal_scale=_scale(stats.get("goal")),
+                image_shape=values.get("image_shape"),
+                goal_image=bool(values.get("goal_image", False)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"spec: not a gcrl input spec ({type(err).__name__}: {err})") from None
+
+
+def _image_shape(
+    observations: Observations, keys: tuple[str, ...] | None
+) -> tuple[int, int, int] | None:
+    """``(height, width, channels)`` when the state is one uint8 image column (rows of
+    three dimensions), else None; an image among other state keys is refused."""
+    if isinstance(observations, dict):
+        columns = [observations[k] for k in keys or ()]
+    else:
+        columns = [observations]
+    images = [c.ndim == 4 and c.dtype == np.uint8 for c in columns]
+    if not any(images):
+        return None
+    if len(columns) > 1:
+        raise ConfigError(
+            f"observation_keys: {', '.join(keys or ())} mix a camera image with other state "
+            "keys; an image state must be the only observation key"
+        )
+    height, width, channels = (int(d) for d in columns[0].shape[1:])
+    return height, width, channels
 
 
 def _scale(pair: Sequence[Sequence[float]] | None) -> Standardisation | None:

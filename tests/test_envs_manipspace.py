@@ -225,3 +225,20 @@ def test_an_interrupted_chunked_collection_resumes_from_its_finished_chunks(
     np.testing.assert_array_equal(got.episode(1).actions, want.episode(1).actions)
     tail = got.episode_starts[2]
     np.testing.assert_array_equal(got.actions[tail:], want.actions[tail:])
+
+
+@pytest.mark.slow
+def test_an_image_policy_trains_on_visual_cube_and_is_evaluated_there(tmp_path: Path) -> None:
+    data = tmp_path / "visual.hdf5"
+    collect("visual-cube-single", data, episodes=2, max_steps=20, progress=False)  # type: ignore[arg-type]
+    dm = TrajectoryDataModule(str(data), batch_size=8, steps_per_epoch=2, relabel="ogbench")
+    assert dm.spec.image_shape == (64, 64, 3) and dm.spec.goal_image
+    model = BC(spec=dm.spec, hidden_dims=[16], task_signal="goal", image_encoder="conv")
+    trainer = fit(model, dm, 2)
+    trainer.save_checkpoint(tmp_path / "bc.ckpt")
+    out = tmp_path / "eval.json"
+    args = ["evaluate", str(tmp_path / "bc.ckpt"), "--env", "visual-cube-single-v0"]
+    args += ["--episodes", "1", "--tasks", "task1_horizontal"]  # 200 rendered steps: ~1 min
+    assert main([*args, "--json", str(out)]) == 0
+    (task,) = json.loads(out.read_text())["tasks"]
+    assert task["name"] == "task1_horizontal" and task["mean_length"] == 200

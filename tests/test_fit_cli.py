@@ -19,7 +19,7 @@ from gcrl.datasets import Task, concatenate, load, save
 from gcrl.policy import load_policy
 from gcrl.spec import CHECKPOINT_KEY
 
-from .training_data import chain_mdp, goal_reaching, multitask_goal_reaching
+from .training_data import chain_mdp, goal_reaching, image_goal_reaching, multitask_goal_reaching
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -31,6 +31,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GCRL_CACHE_DIR", str(tmp_path / "cache"))
     goal_reaching(tmp_path / "data.hdf5", episodes=12, length=10)
+    image_goal_reaching(tmp_path / "visual.hdf5", episodes=4, length=10, size=64)
     multitask_goal_reaching(tmp_path / "multitask.hdf5")
     chain_mdp(tmp_path / "discrete.hdf5", episodes=20)
     chain_mdp(tmp_path / "other.hdf5", episodes=20, seed=1)
@@ -55,6 +56,8 @@ def test_every_config_runs_fast_dev_run(config: Path, workdir: Path) -> None:
     # Configs with a task signal (one-hot, embedding, text) need several tasks.
     multitask = re.search(r"task_signal: (onehot|embedding|text)", config.read_text())
     data = "discrete" if config.stem.startswith("babyai") else "data"
+    if config.stem.startswith("visual-"):
+        data = "visual"
     if multitask:
         data = "discrete-tasks" if data == "discrete" else "multitask"
     data += ".hdf5"
@@ -77,7 +80,9 @@ def test_a_config_without_its_data_names_the_command_that_makes_it(
     command = data["data_command"]
     assert command.split()[:2] in (["gcrl", "collect"], ["gcrl", "relabel"]), command
     assert data["path"] in command.split(), command
-    script = "quickstart.sh" if config.stem == "quickstart" else "results_data.sh"
+    script = {"quickstart": "quickstart.sh"}.get(config.stem, "results_data.sh")
+    if config.stem.startswith("visual-"):
+        script = "visual_data.sh"
     text = re.sub(r"\\\n\s*", "", (ROOT / "scripts" / script).read_text())
     assert command in text.replace(" --force", ""), f"{command} is not what {script} runs"
     monkeypatch.chdir(tmp_path)  # no data here

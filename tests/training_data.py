@@ -50,6 +50,40 @@ def goal_reaching(
     return save(data, path, overwrite=True)
 
 
+def render_dot(positions: np.ndarray, size: int) -> np.ndarray:
+    """Images ``[N, size, size, 3]`` uint8 of points in [-1, 1]^2: a bright 3 x 3 square at
+    each position on a dark background, red channel only."""
+    images = np.zeros((len(positions), size, size, 3), dtype=np.uint8)
+    cells = np.clip(((positions + 1) / 2 * (size - 1)).round().astype(int), 1, size - 2)
+    for i, (x, y) in enumerate(cells):
+        images[i, y - 1 : y + 2, x - 1 : x + 2, 0] = 255
+    return images
+
+
+def image_goal_reaching(
+    path: Path, episodes: int = 40, length: int = 25, seed: int = 0, size: int = 16
+) -> Path:
+    """:func:`goal_reaching` seen through a camera: array observations are ``size`` x ``size``
+    x 3 uint8 images of the point (:func:`render_dot`), goals are whole observations
+    (OGBench's visual layout). Returns the path."""
+    source = goal_reaching(path.with_suffix(".state.hdf5"), episodes, length, seed, noise=0.02)
+    from gcrl.datasets import load
+
+    state = load(source)
+    assert isinstance(state.observations, dict) and isinstance(state.next_observations, dict)
+    data = Trajectories(
+        observations=render_dot(state.observations["observation"], size),
+        next_observations=render_dot(state.next_observations["observation"], size),
+        actions=state.actions,
+        rewards=np.zeros(state.num_transitions, dtype=np.float32),
+        terminals=state.terminals,
+        timeouts=state.timeouts,
+        episode_starts=state.episode_starts,
+    )
+    source.unlink()
+    return save(data, path, overwrite=True)
+
+
 def two_text_tasks(path: Path, rows_per_task: int = 600, seed: int = 0) -> Path:
     """Two tasks over the same observations whose actions are opposite: "move left" takes
     -1, "move right" +1 (single-step episodes)."""

@@ -14,6 +14,7 @@ function of a :class:`gcrl.training.Batch`) and its acting (an :attr:`Agent.acti
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from torch import nn
 from gcrl.algorithms.groups import ParameterGroup
 from gcrl.algorithms.records import Acting, constructor_arguments
 from gcrl.errors import ConfigError
+from gcrl.models.encoders import ImageEncoder
 from gcrl.models.factory import NetworkFactory
 from gcrl.models.layouts import TASK_ID_LAYOUTS, Layout
 from gcrl.models.mlp import TaskNetwork
@@ -87,6 +89,14 @@ class Agent(nn.Module):
             layer: the policy's, or the first value network's, last shared hidden layer);
             both take every task's gradient from one backward pass (:mod:`gcrl.optim`).
         gradnorm_alpha: GradNorm's restoring factor (1.5).
+        image_encoder: with camera-image states (``spec.images``: OGBench's ``visual-*``
+            data), the encoder every network reads their features from
+            (:mod:`gcrl.models.encoders`): ``impala_small`` (OGBench's visual default),
+            ``impala`` or ``conv``. One encoder at the agent's input, trained by the whole
+            objective; ignored for state data.
+        image_features: the image encoder's output width (OGBench: 512).
+        share_goal_encoder: image goals go through the observation's encoder (true) or an
+            encoder of their own (false).
         compile_step: run the whole update (gradient, clipping, Adam, target networks) as
             one function compiled by ``torch.compile`` (:mod:`gcrl.learner.compiled`; on
             CUDA in ``reduce-overhead`` mode, CUDA graphs); with ``optim`` or several
@@ -106,6 +116,8 @@ class Agent(nn.Module):
     goal_sets: ClassVar[tuple[str, ...]] = ()
     #: What the batches must hold beyond them (value goals, subgoal sets): the data module reads it.
     data_needs: DataNeeds = DataNeeds()
+    #: Whether the losses read ``Batch.next_observations`` (image inputs then encode them).
+    reads_next_observations: ClassVar[bool] = True
     #: How the algorithm acts, one of :data:`gcrl.models.policies.ACTING_RULES` (see
     #: :func:`~gcrl.models.policies.act_by_rule`), which the default :meth:`act_on` follows;
     #: None: the subclass writes its own ``act_on`` (or ``act``).
@@ -133,6 +145,9 @@ class Agent(nn.Module):
         optim: str = "none",
         gradnorm_alpha: float = 1.5,
         compile_step: bool | None = None,
+        image_encoder: str = "impala_small",
+        image_features: int = 512,
+        share_goal_encoder: bool = True,
         **legacy: Any,
     ) -> None:
         super().__init__()
@@ -171,10 +186,11 @@ class Agent(nn.Module):
         #: Task-id copies in the task-specific layouts (task ids then select them), else 1.
         self.num_heads = self.num_tasks if parsed.uses_task_ids else 1
         self.task_signal = self._signal_kind(task_signal)
+        self._build_image_encoders(image_encoder, image_features, share_goal_encoder)
         self.signal = build_signal(
             self.task_signal,
             self.num_tasks,
-            self.spec.goal_dim,
+            self.goal_dim,
             [(task.name, task.text) for task in self.spec.tasks],
             task_embedding_dim,
             goal_encoder_dims,
@@ -199,13 +215,86 @@ class Agent(nn.Module):
 
             self.hip_dynamics = HiddenParameterDynamics(
                 self.signal.table,
-                self.spec.observation_dim,
+                self.observation_dim,
                 self.spec.action_dim,
                 [256, 256] if dynamics_hidden_dims is None else dynamics_hidden_dims,
                 discrete=self.spec.discrete,
                 weight=dynamics_weight,
                 reward_weight=dynamics_reward_weight,
             )
+
+    # ----------------------------------------------------------------- image inputs
+    def _build_image_encoders(self, kind: str, features: int, share_goals: bool) -> None:
+        """The image encoders of camera-image inputs (none for state data)."""
+        self.observation_encoder: ImageEncoder | None = None
+        self.goal_encoder: ImageEncoder | None = None
+        shape = self.spec.image_shape
+        if shape is None:
+            return
+        factory = NetworkFactory(type(self).__name__, 0)
+        self.observation_encoder = factory.image_encoder(kind, shape, features)
+        if self.spec.goal_image and not share_goals:
+            self.goal_encoder = factory.image_encoder(kind, shape, features)
+
+    @property
+    def observation_dim(self) -> int:
+        """The width of the state the networks read: the image encoder's features, else the
+        spec's flat state."""
+        encoder = self.observation_encoder
+        return self.spec.observation_dim if encoder is None else encoder.features
+
+    @property
+    def goal_dim(self) -> int:
+        """The width of the goals the task signal reads (image goals: their features)."""
+        if not self.spec.goal_image:
+            return self.spec.goal_dim
+        return self.observation_dim
+
+    def encode_inputs(
+        self, observations: torch.Tensor, goals: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Observations and goals as the networks read them: image ones through their
+        encoders, others as they are."""
+        if self.observation_encoder is None:
+            return observations, goals
+        if goals is not None and self.spec.goal_image:
+            if self.goal_encoder is None:  # shared: one pass over both
+                both = self.observation_encoder(torch.cat([observations, goals]))
+                return both[: len(observations)], both[len(observations) :]
+            goals = self.goal_encoder(goals)
+        return self.observation_encoder(observations), goals
+
+    def encode(self, batch: Batch) -> Batch:
+        """``batch`` with its image inputs replaced by their features: observations, next
+        observations (when :attr:`reads_next_observations`), the goal sets of
+        :attr:`goal_sets` and every subgoal state set; other fields as they are. Inputs of
+        one encoder go through it in one pass."""
+        if self.observation_encoder is None:
+            return batch
+        through_observation: dict[str, torch.Tensor] = {"observations": batch.observations}
+        if self.reads_next_observations:
+            through_observation["next_observations"] = batch.next_observations
+        for name, states in batch.goal_states.items():
+            through_observation[f"state:{name}"] = states
+        through_goal: dict[str, torch.Tensor] = {}
+        if self.spec.goal_image:
+            chosen = [name for name in batch.goals if name in self.goal_sets]
+            target = through_observation if self.goal_encoder is None else through_goal
+            for name in chosen:
+                target[f"goal:{name}"] = batch.goals[name]
+        encoded = _encode_together(self.observation_encoder, through_observation)
+        if through_goal:
+            assert self.goal_encoder is not None
+            encoded.update(_encode_together(self.goal_encoder, through_goal))
+        goals = dict(batch.goals)
+        goals.update({k[5:]: v for k, v in encoded.items() if k.startswith("goal:")})
+        return dataclasses.replace(
+            batch,
+            observations=encoded["observations"],
+            next_observations=encoded.get("next_observations", batch.next_observations),
+            goals=goals,
+            goal_states={k[6:]: v for k, v in encoded.items() if k.startswith("state:")},
+        )
 
     @property
     def config(self) -> dict[str, Any]:
@@ -303,6 +392,7 @@ class Agent(nn.Module):
     def all_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """:meth:`losses` and, with a hidden-parameter dynamics model, its auxiliary losses
         (``hip/...``)."""
+        batch = self.encode(batch)
         losses = self.losses(batch)
         if self.hip_dynamics is not None:
             losses.update(self.hip_dynamics.losses(batch))
@@ -378,6 +468,7 @@ class Agent(nn.Module):
         task signal needs. By default the task vector is computed once and passed to
         :meth:`act_on`; an algorithm that conditions otherwise (a two-level policy picking a
         subgoal first) overrides this method instead."""
+        observations, goals = self.encode_inputs(observations, goals)
         condition = self.condition(observations, goals, task_ids, text_embeddings)
         return self.act_on(observations, condition, self.head_ids(task_ids))
 
@@ -397,3 +488,13 @@ class Agent(nn.Module):
         others adds them (Distral's distilled ``prior``), which
         ``gcrl.load_policy(checkpoint, policy=NAME)`` picks."""
         return {None: Acting(self.act, self.signal, self.num_heads)}
+
+
+def _encode_together(
+    encoder: nn.Module, inputs: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``encoder`` of every input, run once over all of them; by the same names."""
+    names = list(inputs)
+    features = encoder(torch.cat([inputs[n] for n in names]))
+    sizes = [len(inputs[n]) for n in names]
+    return dict(zip(names, features.split(sizes), strict=True))

@@ -51,6 +51,7 @@ class BC(Agent):
     objective = ("actor/loss",)
     goal_sets = ("actor",)
     acting_rule = "mode"
+    reads_next_observations = False
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class BC(Agent):
         kind = "categorical" if discrete else ("deterministic" if loss == "mse" else "gaussian")
         self.actor = self.network_factory(hidden_dims, activation).policy(
             kind,
-            self.spec.observation_dim,
+            self.observation_dim,
             self.spec.action_dim,
             const_std=const_std,
             layer_norm=layer_norm,

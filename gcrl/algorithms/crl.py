@@ -167,7 +167,7 @@ class CRL(Agent):
             raise ConfigError("CRL: contrasts goals or tasks; the task signal is none")
         self.actor_loss_kind, self.alpha = actor_loss, alpha
         obs_dim, act_dim, cond_dim = (
-            self.spec.observation_dim,
+            self.observation_dim,
             self.spec.action_dim,
             self.signal.dim,
         )

@@ -206,7 +206,7 @@ class _DistralParts(Agent):
         )
         self.prior = shared.policy(
             kind,
-            self.spec.observation_dim,
+            self.observation_dim,
             self.spec.action_dim,
             const_std=const_std,
             layer_norm=layer_norm,
@@ -227,6 +227,7 @@ class _DistralParts(Agent):
     ) -> torch.Tensor:
         """The distilled policy's actions (as :meth:`act` gives the task policies'); the task
         inputs are read only with ``prior_signal``."""
+        observations, goals = self.encode_inputs(observations, goals)
         if self.prior_signal:
             condition = self.condition(observations, goals, task_ids, text_embeddings)
         else:
@@ -298,7 +299,7 @@ class Distral(_DistralParts):
         dims = list(hidden_dims or [256, 256, 256])
         self.actor = self.network_factory(dims, activation).policy(
             kind,
-            self.spec.observation_dim,
+            self.observation_dim,
             self.spec.action_dim,
             const_std=const_std,
             layer_norm=layer_norm,

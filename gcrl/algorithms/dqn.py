@@ -74,7 +74,7 @@ class DQN(Agent):
             raise ConfigError("DQN: discrete actions only; use IQL for continuous actions")
         self.discount, self.tau, self.cql_alpha = discount, tau, cql_alpha
         self.q = self.network_factory(hidden_dims or [256, 256], activation).values(
-            1, self.spec.observation_dim, out_dim=self.spec.action_dim, layer_norm=layer_norm
+            1, self.observation_dim, out_dim=self.spec.action_dim, layer_norm=layer_norm
         )
         self.target_q = target_copy(self.q)
 

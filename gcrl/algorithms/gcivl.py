@@ -106,7 +106,7 @@ class GCIVL(Agent):
     ) -> None:
         super().__init__(**kwargs)
         self.discount, self.tau, self.expectile, self.alpha = discount, tau, expectile, alpha
-        obs_dim = self.spec.observation_dim
+        obs_dim = self.observation_dim
         nets = self.network_factory(hidden_dims, activation)
         self.value = nets.values(2, obs_dim, value_hidden_dims, layer_norm=layer_norm)
         self.target_value = target_copy(self.value)

@@ -214,7 +214,7 @@ class HIQL(Agent):
         nets.require("shared", reason="its subgoal representation is one network for all goals")
         self.discount, self.tau, self.expectile = discount, tau, expectile
         self.low_alpha, self.high_alpha = low_alpha, high_alpha
-        obs_dim, goal_dim = self.spec.observation_dim, self.signal.dim
+        obs_dim, goal_dim = self.observation_dim, self.signal.dim
         self.value = SubgoalValue(
             obs_dim,
             goal_dim,

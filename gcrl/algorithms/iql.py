@@ -115,7 +115,7 @@ class IQL(Agent):
             raise ConfigError(f"actor_loss: unknown {actor_loss!r}; choose one of {ACTOR_LOSSES}")
         self.discount, self.tau, self.expectile = discount, tau, expectile
         self.actor_loss_kind, self.alpha = actor_loss, alpha
-        obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
+        obs_dim, act_dim = self.observation_dim, self.spec.action_dim
         nets = self.network_factory(hidden_dims, activation)
         self.critic = nets.values(2, obs_dim + act_dim, value_hidden_dims, layer_norm=layer_norm)
         self.target_critic = target_copy(self.critic)

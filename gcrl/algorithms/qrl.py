@@ -107,7 +107,7 @@ class QRL(Agent):
             raise ConfigError(f"actor_loss: unknown {actor_loss!r}; choose one of {ACTOR_LOSSES}")
         if self.spec.discrete and actor_loss != "awr":
             raise ConfigError("QRL: discrete actions need actor_loss awr")
-        obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
+        obs_dim, act_dim = self.observation_dim, self.spec.action_dim
         if not self.signal.uses_goals or self.signal.dim != obs_dim:
             raise ConfigError(
                 f"QRL: the goal must be a state ({obs_dim} values, the task signal goal without "

@@ -111,7 +111,7 @@ class TD3BC(Agent):
             ParameterGroup("critic", ("critic/loss",), None, critic_lr),
             ParameterGroup("actor", ("actor/loss",), ("actor",), actor_lr, policy_delay),
         )
-        obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
+        obs_dim, act_dim = self.observation_dim, self.spec.action_dim
         nets = self.network_factory(hidden_dims or [256, 256], activation)
         self.critic = nets.values(2, obs_dim + act_dim, value_hidden_dims, layer_norm=layer_norm)
         self.actor = nets.policy("deterministic", obs_dim, act_dim, actor_hidden_dims)

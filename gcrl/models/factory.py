@@ -16,6 +16,7 @@ from typing import Any
 
 from gcrl.errors import ConfigError
 from gcrl.models.critics import ValueEnsemble
+from gcrl.models.encoders import ImageEncoder, image_encoder
 from gcrl.models.layouts import LAYOUTS, SIGNAL_LAYOUTS, Layout
 from gcrl.models.policies import Policy
 
@@ -141,6 +142,13 @@ class NetworkFactory:
             activation_name=self.activation,
             layer_norm=layer_norm,
         )
+
+    def image_encoder(self, kind: str, image_shape: Sequence[int], features: int) -> ImageEncoder:
+        """An image encoder (:mod:`gcrl.models.encoders`: ``impala``, ``impala_small``,
+        ``conv``) of images of ``image_shape`` into ``features`` values. It reads no task
+        vector and is one network for every task, whatever the layout: the layout divides the
+        networks that read its features."""
+        return image_encoder(kind, image_shape, features)
 
 
 def parameter_count(module: Any) -> int:

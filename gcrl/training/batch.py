@@ -25,11 +25,11 @@ class Batch:
     ``task_ids`` are zeros for single-task data. ``goals`` is empty without goals.
     """
 
-    observations: torch.Tensor  # [B, observation dim] float32
+    observations: torch.Tensor  # [B, observation dim] float32 (uint8 image bytes: spec.images)
     actions: torch.Tensor  # [B, action dim] float32, or [B] int64 indices
     rewards: torch.Tensor  # [B] float32
     masks: torch.Tensor  # [B] float32: 0 where the transition ends its episode
-    next_observations: torch.Tensor  # [B, observation dim] float32
+    next_observations: torch.Tensor  # [B, observation dim], as observations
     task_ids: torch.Tensor  # [B] int64
     goals: Mapping[str, torch.Tensor] = field(default_factory=dict)  # name -> [B, goal dim]
     #: Subgoal sets' states, as network inputs: name -> [B, observation dim] float32.
@@ -122,6 +122,14 @@ def float_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
+def input_tensor(array: np.ndarray) -> torch.Tensor:
+    """A network input as a tensor: uint8 image bytes stay uint8 (a quarter of the bytes to
+    move; the image encoder scales them on the device), anything else is float32."""
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(array))
+    return float_tensor(array)
+
+
 def action_tensor(actions: np.ndarray, discrete: bool) -> torch.Tensor:
     """Actions as the networks take them: int64 ``[N]`` indices, or float32 ``[N, dim]``."""
     if discrete:
@@ -131,7 +139,8 @@ def action_tensor(actions: np.ndarray, discrete: bool) -> torch.Tensor:
 
 class DeviceData:
     """Flat observations, next observations and actions as tensors on ``device`` (zero-copy
-    views of the arrays on CPU when their layout allows), with the spec's standardisation;
+    views of the arrays on CPU when their layout allows; image bytes as uint8), with the
+    spec's standardisation;
     :meth:`gather` builds a batch's bulky part there."""
 
     def __init__(
@@ -143,8 +152,8 @@ class DeviceData:
         device: torch.device,
     ) -> None:
         self.device = device
-        self.observations = float_tensor(observations).to(device)
-        self.next_observations = float_tensor(next_observations).to(device)
+        self.observations = input_tensor(observations).to(device)
+        self.next_observations = input_tensor(next_observations).to(device)
         self.actions = action_tensor(actions, spec.discrete).to(device)
         scale = spec.observation_scale
         self.scale = (

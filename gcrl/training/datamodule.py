@@ -34,7 +34,8 @@ from gcrl.relabel.pipeline import BatchSampler, BatchStep, KeepStoredGoals, Pipe
 from gcrl.relabel.rewards import recorded_tolerance
 from gcrl.relabel.sharing import SharingConfig
 from gcrl.spec import InputSpec
-from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor
+from gcrl.training.augment import ImageShift, random_shift
+from gcrl.training.batch import Batch, DeviceData, action_tensor, float_tensor, input_tensor
 from gcrl.training.needs import DataNeeds
 from gcrl.training.sharing import TaskScores
 
@@ -151,6 +152,11 @@ class TrajectoryDataModule(L.LightningDataModule):
             which copy it, are refused.
         memory_map_dir: where ``memory_map`` keeps its cache (default:
             ``$XDG_CACHE_HOME/gcrl/mapped``).
+        image_shift_probability: camera-image data: the probability that a training batch
+            is augmented by random shifts (:mod:`gcrl.training.augment`; OGBench's
+            ``p_aug``, 0.5 in its visual configurations); 0 (default) never shifts, and
+            validation batches never are.
+        image_shift_padding: the largest shift, in pixels (OGBench: 3).
     """
 
     def __init__(
@@ -184,6 +190,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         data_command: str | None = None,
         memory_map: bool = False,
         memory_map_dir: str | None = None,
+        image_shift_probability: float = 0.0,
+        image_shift_padding: int = 3,
     ) -> None:
         super().__init__()
         if relabel not in RELABEL_MODES:
@@ -266,6 +274,13 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         except GcrlError as err:
             raise err.with_source(path) from None
+        self.image_shift: ImageShift | None = None
+        if image_shift_probability:
+            if not self.spec.images:
+                raise ConfigError(
+                    f"image_shift_probability: {path} holds no camera images to shift"
+                )
+            self.image_shift = ImageShift(image_shift_probability, image_shift_padding)
         self.sharing = SharingConfig.build(
             task_sharing,
             ratio=task_relabel_ratio,
@@ -325,7 +340,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         rng = np.random.default_rng([self.seed, rank])
         data = self.train_data
         store = self.on_device(data)
-        return BatchStream(self, data, self.steps_per_epoch, rng, store, self.updates_per_batch)
+        return BatchStream(
+            self, data, self.steps_per_epoch, rng, store, self.updates_per_batch, augment=True
+        )
 
     def val_dataloader(self) -> FixedBatches:
         if self.val_data is None:
@@ -365,8 +382,10 @@ class TrajectoryDataModule(L.LightningDataModule):
         ):
             return None
         if self.device_data == "auto" and device.type == "cuda":
-            # Two float32 state columns of the spec's width, and the actions.
-            size = 8 * data.num_transitions * self.spec.observation_dim + data.actions.nbytes
+            # Two state columns of the spec's width (float32, or uint8 images), the actions.
+            per_value = 1 if self.spec.images else 4
+            size = 2 * per_value * data.num_transitions * self.spec.observation_dim
+            size += data.actions.nbytes
             free, _ = torch.cuda.mem_get_info(device)
             if size > DEVICE_SHARE * free:
                 return None
@@ -475,10 +494,12 @@ class TrajectoryDataModule(L.LightningDataModule):
         batch: dict[str, Any],
         store: DeviceData | None = None,
         updates: int = 1,
+        shifts: np.ndarray | None = None,
     ) -> Batch:
         """The numpy batch as a :class:`Batch` (for ``updates`` optimiser steps); with a
         ``store``, observations and actions are gathered from it by ``rows`` (the numpy batch
-        may lack them) and every tensor is on its device."""
+        may lack them) and every tensor is on its device. ``shifts`` (``[B, 2]``, from
+        :meth:`ImageShift.draw`) shift every image of each row, there."""
         spec = self.spec
         rows = batch["rows"]
         n = len(rows)
@@ -498,13 +519,13 @@ class TrajectoryDataModule(L.LightningDataModule):
         goal_states: dict[str, torch.Tensor] = {}
         if "value_goals" in batch:
             for name in [key.removesuffix("_goals") for key in batch if key.endswith("_goals")]:
-                goals[name] = float_tensor(spec.network_goals(batch[f"{name}_goals"], n))
+                goals[name] = input_tensor(spec.network_goals(batch[f"{name}_goals"], n))
                 if f"{name}_states" in batch:
-                    goal_states[name] = float_tensor(spec.network_state(batch[f"{name}_states"]))
+                    goal_states[name] = input_tensor(spec.network_state(batch[f"{name}_states"]))
         elif spec.goal_dim:
             assert isinstance(data.observations, dict)
             stored = data.observations[DESIRED_GOAL].take(rows, axis=0)
-            goals = dict.fromkeys(GOAL_SETS, float_tensor(spec.network_goals(stored, n)))
+            goals = dict.fromkeys(GOAL_SETS, input_tensor(spec.network_goals(stored, n)))
         if store is not None:
             observations, next_observations, actions = store.gather(rows)
 
@@ -515,9 +536,20 @@ class TrajectoryDataModule(L.LightningDataModule):
             goals = {k: move(v) for k, v in goals.items()}
             goal_states = {k: move(v) for k, v in goal_states.items()}
         else:
-            observations = float_tensor(spec.network_state(batch["observations"]))
-            next_observations = float_tensor(spec.network_state(batch["next_observations"]))
+            observations = input_tensor(spec.network_state(batch["observations"]))
+            next_observations = input_tensor(spec.network_state(batch["next_observations"]))
             actions = action_tensor(batch["actions"], spec.discrete)
+        if shifts is not None:
+            assert self.image_shift is not None and spec.image_shape is not None
+            offsets, padding = torch.from_numpy(shifts), self.image_shift.padding
+
+            def shift(t: torch.Tensor) -> torch.Tensor:
+                return random_shift(t, spec.image_shape, offsets, padding)  # type: ignore[arg-type]
+
+            observations, next_observations = shift(observations), shift(next_observations)
+            if spec.goal_image:
+                goals = {k: shift(v) for k, v in goals.items()}
+            goal_states = {k: shift(v) for k, v in goal_states.items()}
         return Batch(
             observations=observations,
             actions=actions,
@@ -551,12 +583,16 @@ class BatchStream:
         rng: np.random.Generator,
         store: DeviceData | None = None,
         updates: int = 1,
+        *,
+        augment: bool = False,
     ) -> None:
         self.module = module
         self.data = data
         self.steps = steps
         self.updates = updates
         self.rng = rng
+        #: The module's image shifts, when this stream augments (training batches only).
+        self.image_shift = module.image_shift if augment else None
         self.numpy_sampler = module.sampler(data, rng)
         self.store = store
         self.scores = module.task_scores_of(data) if module.conservative else None
@@ -583,7 +619,8 @@ class BatchStream:
             if self.scores is not None:
                 self._decisions[position] = self.scores.take_decisions()
                 self._decisions.pop(position - 8, None)
-            yield self.module.to_batch(self.data, batch, self.store, self.updates)
+            shifts = None if self.image_shift is None else self.image_shift.draw(rows, self.rng)
+            yield self.module.to_batch(self.data, batch, self.store, self.updates, shifts)
         self._remember(self.steps)
 
     def _snapshot(self) -> dict[str, Any]:
