@@ -7,8 +7,9 @@
 Loads ``--data`` (OGBench's npz layout, as ``gcrl.datasets.write_ogbench`` writes it) with
 ``ogbench.utils.load_dataset``, samples with OGBench's ``GCDataset`` / ``HGCDataset``, and
 builds the agent with its ``create`` at its default configuration, except the sizes given
-here (and, for image data, ``--encoder`` and ``--p-aug``). Two rates, steps per second after ``--warmup`` untimed updates (the first compiles),
-each of ``--repeats`` rounds timed for about ``--seconds``:
+here (and, for image data, ``--encoder`` and ``--p-aug``). Two rates, steps per second
+after ``--warmup`` untimed updates (the first compiles), each of ``--repeats`` rounds timed
+for about ``--seconds``:
 
 * ``update``: the agent's jitted ``update`` on 16 batches drawn beforehand and already on
   the device: the model's cost alone;
