@@ -245,6 +245,31 @@ def collect_speed(records: Path = BENCHMARKS) -> str:
     return "\n".join(lines)
 
 
+def visual_speed(records: Path = BENCHMARKS) -> str:
+    """Visual GCBC's steps per second, gcrl beside OGBench's own agent
+    (``results/benchmarks/visual.json``, written by ``benchmarks/visual.py --json``)."""
+    path = records / "visual.json"
+    rates = _record(path)["rates"]
+    pairs = (
+        ("gcrl, update", "OGBench impls, update"),
+        ("gcrl fit", "OGBench impls, sample + update"),
+    )
+    if any(name not in rates for pair in pairs for name in pair):
+        raise SystemExit(f"{path}: needs gcrl's and OGBench's rates (--impls)")
+    lines = ["| what is timed | gcrl steps/s | OGBench steps/s | gcrl / OGBench |"]
+    lines.append("|---|---:|---:|---:|")
+    for label, (ours, theirs) in zip(
+        ("update on pre-drawn batches", "sampling + update (`gcrl fit` / OGBench's loop)"),
+        pairs,
+        strict=True,
+    ):
+        lines.append(
+            f"| {label} | {rates[ours]:.2f} | {rates[theirs]:.2f} | "
+            f"{rates[ours] / rates[theirs]:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 #: Marker name -> the function writing that table.
 RECORDED_TABLES: dict[str, Callable[[], str]] = {
     "speed-train": training_speed,
@@ -252,6 +277,7 @@ RECORDED_TABLES: dict[str, Callable[[], str]] = {
     "speed-layouts": layouts_speed,
     "large-data": large_data,
     "collect-speed": collect_speed,
+    "visual-speed": visual_speed,
     "ogbench-side-by-side": side_by_side,
     "ogbench-cross-evaluation": cross_evaluation,
 }

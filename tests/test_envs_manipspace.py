@@ -242,3 +242,15 @@ def test_an_image_policy_trains_on_visual_cube_and_is_evaluated_there(tmp_path: 
     assert main([*args, "--json", str(out)]) == 0
     (task,) = json.loads(out.read_text())["tasks"]
     assert task["name"] == "task1_horizontal" and task["mean_length"] == 200
+
+
+def test_relabeling_visual_cube_with_k_4_grows_the_file_by_less_than_half(tmp_path: Path) -> None:
+    data, out = tmp_path / "visual.hdf5", tmp_path / "her.hdf5"
+    collect("visual-cube-single", data, episodes=2, max_steps=30, progress=False)  # type: ignore[arg-type]
+    before = data.read_bytes()
+    args = ["relabel", str(data), str(out), "--strategy", "future", "--k", "4"]
+    assert main(args) == 0
+    assert data.read_bytes() == before  # the input is only read
+    growth = out.stat().st_size / data.stat().st_size
+    assert growth < 1.5, growth  # copied, the images alone would make it about 5x
+    assert main(["info", str(out)]) == 0

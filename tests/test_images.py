@@ -231,3 +231,63 @@ def test_an_image_policy_learns_and_acts_on_raw_images(images: Path, tmp_path: P
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_an_image_file_is_relabeled_by_reference(images: Path, tmp_path: Path) -> None:
+    from gcrl.relabel import relabel_file
+    from gcrl.relabel.offline import read_goal_references
+
+    out = tmp_path / "her.hdf5"
+    summary = relabel_file(images, out, strategy="future", k=4, seed=0)
+    source, relabeled = load(images), load(out)
+    assert relabeled.num_transitions == source.num_transitions  # the rows, once
+    np.testing.assert_array_equal(relabeled.observations, source.observations)  # type: ignore[arg-type]
+    refs = read_goal_references(out, relabeled.num_transitions)
+    assert refs is not None and len(refs) == 4 * source.num_transitions
+    assert summary.stats.relabeled == len(refs)
+    # Each copy: k per row; its goal a later state of the row's own episode, never beyond.
+    np.testing.assert_array_equal(refs.rows, np.repeat(np.arange(source.num_transitions), 4))
+    episode = np.searchsorted(source.episode_starts, np.arange(source.num_transitions), "right")
+    goal_state = refs.goal_rows + refs.goal_next  # 0-based state index within the file
+    assert (episode[refs.goal_rows] == episode[refs.rows]).all()
+    assert (goal_state > refs.rows).all()  # future: after s
+    ends = np.append(source.episode_starts[1:], source.num_transitions) - 1
+    assert (
+        refs.goal_rows[refs.goal_next] == ends[episode[refs.goal_rows[refs.goal_next]] - 1]
+    ).all()
+    # Rewards: 1 exactly where the goal is s' (by index), and the goal images are the rows'.
+    np.testing.assert_array_equal(refs.terminals, goal_state == refs.rows + 1)
+    np.testing.assert_array_equal(refs.rewards, refs.terminals.astype(np.float32))
+    goals = refs.goals(relabeled)
+    assert isinstance(source.observations, np.ndarray)
+    assert isinstance(source.next_observations, np.ndarray)
+    for i in np.flatnonzero(refs.terminals)[:5]:
+        np.testing.assert_array_equal(goals[i], source.next_observations[refs.rows[i]])
+    # Training draws the copies: auto mode reads the references, goals are their images.
+    dm = module(out, relabel="auto")
+    assert dm.references is not None and dm.relabel == "none" and dm.spec.goal_image
+    batch = next(iter(dm.train_dataloader()))
+    flat = goals.reshape(len(goals), -1)
+    assert all(bool((torch.from_numpy(flat) == g).all(1).any()) for g in batch.goals["value"][:8])
+    assert batch.rewards.sum() > 0  # some copies reach their goal
+    fit(BC(spec=dm.spec, hidden_dims=[16], task_signal="goal", image_encoder="conv"), dm, 2)
+    # Relabeling the relabeled file again draws new references; nothing compounds.
+    again = tmp_path / "again.hdf5"
+    relabel_file(out, again, strategy="final", k=2, seed=1)
+    assert load(again).num_transitions == source.num_transitions
+    twice = read_goal_references(again, source.num_transitions)
+    assert twice is not None and len(twice) == 2 * source.num_transitions
+
+
+def test_reference_relabeling_refuses_what_it_cannot_honour(images: Path, tmp_path: Path) -> None:
+    from gcrl.relabel import relabel_file
+
+    out = tmp_path / "x.hdf5"
+    with pytest.raises(ConfigError, match="other episodes"):
+        relabel_file(images, out, strategy="random", k=2)
+    with pytest.raises(ConfigError, match="need the rows"):
+        relabel_file(images, out, strategy="future", k=2, keep_original=False)
+    assert not out.exists()
+    relabel_file(images, out, strategy="future", k=2)
+    with pytest.raises(ConfigError, match="val_fraction"):
+        module(out, relabel="auto", val_fraction=0.2)

@@ -50,10 +50,14 @@ def _episodes(summary: dict[str, Any]) -> str:
             f"mean {lengths['mean']:.1f} / max {lengths['max']}"
         )
     copies = f"k = {relabeled['copies']} per transition; " if relabeled["copies"] else ""
+    stored = (
+        "stored as goal references to the rows"
+        if relabeled.get("by_reference")
+        else f"stored as {summary['episodes']:,} episodes"
+    )
     return (
         f"{relabeled['source_episodes']:,} source episodes ({relabeled['source_transitions']:,} "
-        f"transitions) + {relabeled['relabeled_transitions']:,} relabeled ({copies}stored as "
-        f"{summary['episodes']:,} episodes)"
+        f"transitions) + {relabeled['relabeled_transitions']:,} relabeled ({copies}{stored})"
     )
 
 

@@ -55,6 +55,10 @@ COMPRESSION_HELP = (
 _ROW_COLUMNS = ("actions", "rewards", "terminals", "timeouts")
 
 
+#: The group of side tables: rows that are not transitions (goal references, for instance).
+TABLES = "tables"
+
+
 def _chunk_rows(row_shape: tuple[int, ...], itemsize: int) -> int:
     row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize)
     return int(max(1, min(1 << 16, CHUNK_BYTES // row_bytes)))
@@ -153,6 +157,30 @@ class NativeWriter:
         starts[self._num_episodes :] = part.episode_starts + start
         self._num_episodes += part.num_episodes
         self._rows = stop
+
+    def append_table(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
+        """Append rows to the side table ``table`` (``tables/<table>/<column>``: 1-D columns of
+        one length, not per transition; :meth:`NativeReader.table` reads it back)."""
+        raise_if_interrupted()
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) != 1:
+            raise DataError(f"tables/{table}: columns of different lengths")
+        group = self._file.require_group(f"{TABLES}/{table}")
+        for name, values in columns.items():
+            array = np.asarray(values)
+            if name not in group:
+                group.create_dataset(
+                    name,
+                    shape=(0, *array.shape[1:]),
+                    maxshape=(None, *array.shape[1:]),
+                    dtype=array.dtype,
+                    chunks=(_chunk_rows(array.shape[1:], array.dtype.itemsize), *array.shape[1:]),
+                    compression=self._compression,
+                )
+            dataset = group[name]
+            start = len(dataset)
+            dataset.resize(start + len(array), axis=0)
+            dataset[start:] = array
 
     def _create(self, columns: dict[str, np.ndarray]) -> None:
         for name, array in columns.items():
@@ -347,12 +375,21 @@ class NativeReader:
         """True when the file holds the column ``name``."""
         return name in self._file
 
+    def table(self, name: str) -> dict[str, np.ndarray] | None:
+        """The side table ``name`` (see :meth:`NativeWriter.append_table`) read whole, or
+        None when the file has none."""
+        key = f"{TABLES}/{name}"
+        if key not in self._file:
+            return None
+        with reading(self.path):
+            return {column: np.asarray(data) for column, data in self._file[key].items()}
+
     def layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
         """Per-row shape and dtype of every column, by storage name."""
         out: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
 
         def visit(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset) and not name.startswith("tasks"):
+            if isinstance(obj, h5py.Dataset) and not name.startswith(("tasks", TABLES)):
                 if name != "episode_starts":
                     out[name] = (tuple(obj.shape[1:]), obj.dtype)
 

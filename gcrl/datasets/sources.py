@@ -67,6 +67,21 @@ class Source:
             yield first_row, part
             first_row += len(part)
 
+    @property
+    def image_observations(self) -> bool:
+        """Whether the observations are one column of uint8 camera images (rows of three
+        dimensions)."""
+        if self._reader is not None:
+            shape, dtype = self._reader.layout().get("observations", ((), np.dtype(np.float32)))
+            return len(shape) == 3 and dtype == np.uint8
+        assert self._data is not None
+        observations = self._data.observations
+        return (
+            isinstance(observations, np.ndarray)
+            and observations.ndim == 4
+            and observations.dtype == np.uint8
+        )
+
     def goal_states(self, key: str) -> np.ndarray:
         """The ``key`` observation of every state (``s_0`` of each row, plus each episode's
         final ``s'``): ``[N + E, ...]``, in no particular order."""

@@ -112,8 +112,9 @@ def summarize_columns(
     A file ``gcrl relabel`` wrote (``relabel_codes``: its ``infos/relabel_strategy``) stores
     each relabeled row as a one-step episode beside the source episodes it kept; its
     ``relabeled`` entry counts the source episodes and transitions (the rows of code 0,
-    ``original``), the relabeled transitions and the copies per source row (``k``), and the
-    per-task episode counts are of source episodes."""
+    ``original``), the relabeled transitions and the copies per source row (``k``), whether
+    they are goal references (image data: ``by_reference``, the copies stored as a table of
+    rows rather than as rows), and the per-task episode counts are of source episodes."""
     n = len(rewards)
     relabeled = None
     if relabel_codes is not None:
@@ -126,6 +127,9 @@ def summarize_columns(
             "relabeled_transitions": n - source_rows,
             "copies": options.get("k"),
         }
+        if options.get("goal_references"):  # image copies: goal references, not rows
+            relabeled["relabeled_transitions"] = int(options["k"]) * source_rows
+            relabeled["by_reference"] = True
     lengths = np.diff(np.append(episode_starts, n))
     returns = np.add.reduceat(rewards.astype(np.float64), episode_starts)
 

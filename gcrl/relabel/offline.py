@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gcrl.datasets.loading import root_attributes
-from gcrl.datasets.native_format import NativeWriter
+from gcrl.datasets.native_format import FORMAT_NAME, NativeReader, NativeWriter
 from gcrl.datasets.sources import CHUNK_ROWS, Source
 from gcrl.datasets.trajectories import DESIRED_GOAL, Trajectories, replace_fields
 from gcrl.errors import ConfigError, DataError, MissingKeyError, option
@@ -43,6 +43,7 @@ from gcrl.relabel.expand import (
 )
 from gcrl.relabel.goals import Truncation, goal_expansions
 from gcrl.relabel.instructions import HindsightFn, hindsight_episodes, hindsight_function
+from gcrl.relabel.references import GOAL_REFERENCES, GoalReferences, draw_goal_references
 from gcrl.relabel.reward_fns import (
     TaskRewards,
     goal_reward_fn,
@@ -241,7 +242,14 @@ def relabel_file(
         }
     rng = np.random.default_rng(seed)
     with Source(source, format) as opened:
-        if is_goal:
+        by_reference = is_goal and opened.image_observations
+        if by_reference:
+            _check_references_apply(opened, keep_original, reward_fn, within_goal_segments)
+            # Images are never compared within a tolerance: the goal is reached at its row.
+            reward = GoalReward(None, "next", reward.negative)
+            tolerance_source = "index"
+            options |= {"goal_references": True, "tolerance": None}
+        elif is_goal:
             _check_copies_fit(k, min(chunk_rows, opened.num_transitions))
         summary = RelabelSummary(
             strategy,
@@ -265,7 +273,9 @@ def relabel_file(
         with NativeWriter(
             output, overwrite=overwrite, compression=compression, attrs=attrs
         ) as writer:
-            if is_goal:
+            if by_reference:
+                run.goal_references(writer, gamma, truncation, reward.negative)
+            elif is_goal:
                 run.goals(
                     writer, goal_key, reward, reward_fn, gamma, truncation, within_goal_segments
                 )
@@ -341,6 +351,28 @@ class _Run:
             )
             self.write(writer, chunk, first_row)
             writer.append(copies)
+
+    def goal_references(
+        self, writer: NativeWriter, gamma: float, truncation: Truncation, negative: bool
+    ) -> None:
+        """Image data: the rows once, and ``k`` goal references per row (see
+        :mod:`gcrl.relabel.references`)."""
+        for first_row, chunk in self.chunks(self.strategy):
+            references = draw_goal_references(
+                chunk,
+                first_row=writer.num_transitions,  # where this chunk's rows land
+                strategy=self.strategy,
+                k=self.k,
+                rng=self.rng,
+                gamma=gamma,
+                truncation=truncation,
+                negative_rewards=negative,
+            )
+            self.write(writer, chunk, first_row)
+            writer.append_table(GOAL_REFERENCES, references.columns())
+            self.stats.relabeled += len(references)
+            self.stats.successes_before += int(np.count_nonzero(chunk.terminals))
+            self.stats.successes_after += int(np.count_nonzero(references.terminals))
 
     # ----------------------------------------------------------------- instructions
     def instructions(self, writer: NativeWriter, fn: HindsightFn) -> None:
@@ -422,6 +454,21 @@ class _Run:
 MIN_COPY_BYTES = 16
 
 
+def read_goal_references(source: str | os.PathLike[str], num_rows: int) -> GoalReferences | None:
+    """The goal references a native file holds (written by ``gcrl relabel`` on image data),
+    checked against its ``num_rows`` rows; None for any other source."""
+    if root_attributes(source).get("format") != FORMAT_NAME:
+        return None
+    with NativeReader(source) as reader:
+        columns = reader.table(GOAL_REFERENCES)
+    if columns is None:
+        return None
+    try:
+        return GoalReferences.from_columns(columns, num_rows)
+    except DataError as err:
+        raise err.with_source(source) from None
+
+
 def _check_copies_fit(k: int, chunk: int) -> None:
     """Refuse a ``k`` whose copies of one chunk cannot fit in the memory available now."""
     try:
@@ -435,6 +482,22 @@ def _check_copies_fit(k: int, chunk: int) -> None:
             f"{need / 2**30:,.0f} GiB, {available / 2**30:,.1f} GiB are free; lower "
             f"{option('k')} (or {option('chunk_rows')})"
         )
+
+
+def _check_references_apply(
+    source: Source,
+    keep_original: bool,
+    reward_fn: Any,
+    within_goal_segments: bool,
+) -> None:
+    """Refuse the options that relabeling camera images by reference cannot honour."""
+    where = f"{source.path}: camera-image observations are relabeled by reference"
+    if not keep_original:
+        raise ConfigError(f"{where}; the copies need the rows (drop {option('no_keep_original')})")
+    if reward_fn is not None:
+        raise ConfigError(f"{where}; {option('reward_fn')} needs the copies' values")
+    if within_goal_segments:
+        raise ConfigError(f"{where}; {option('within_goal_segments')} needs stored goals")
 
 
 def _check_goal_key(source: Source, chunk: Trajectories, key: str) -> None:

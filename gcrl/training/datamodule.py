@@ -30,7 +30,9 @@ from gcrl.relabel.instructions import (
     hindsight_table,
     with_hindsight_tasks,
 )
+from gcrl.relabel.offline import read_goal_references
 from gcrl.relabel.pipeline import BatchSampler, BatchStep, KeepStoredGoals, Pipeline
+from gcrl.relabel.references import ReferenceSampler
 from gcrl.relabel.rewards import recorded_tolerance
 from gcrl.relabel.sharing import SharingConfig
 from gcrl.spec import InputSpec
@@ -252,6 +254,22 @@ class TrajectoryDataModule(L.LightningDataModule):
         observations = self.data.observations
         is_dict = isinstance(observations, dict)
         self.relabel, reason = self._choose_relabel(relabel, goal_dims)
+        #: Image data relabeled by ``gcrl relabel``: its copies, by reference.
+        self.references = read_goal_references(path, self.data.num_transitions)
+        if self.references is not None:
+            if self.relabel != "none":
+                rank_zero_info(
+                    f"data: note: relabel {self.relabel} draws goals anew; the file's "
+                    f"{len(self.references):,} goal references are not used"
+                )
+                self.references = None
+            elif val_fraction:
+                raise ConfigError(
+                    f"val_fraction: {path} holds goal references to its rows, which a split "
+                    "by episodes would break; use 0"
+                )
+            else:
+                reason = f"{reason}; {len(self.references):,} goal references (image copies)"
         within = (
             f", goals reached within {self.tolerance} ({self._tolerance_source})"
             if self.relabel == "her"
@@ -269,7 +287,7 @@ class TrajectoryDataModule(L.LightningDataModule):
                 observation_keys=self.observation_keys,
                 goal_key=goal_key,
                 goal_dims=goal_dims,
-                goals=self.relabel != "none",
+                goals=self.relabel != "none" or self.references is not None,
                 normalize=normalize,
             )
         except GcrlError as err:
@@ -404,7 +422,9 @@ class TrajectoryDataModule(L.LightningDataModule):
         the trainer fits, see :meth:`algorithm_needs`)."""
         value_goals, extra = self._goal_needs(self.algorithm_needs() if needs is None else needs)
         base: BatchSampler
-        if self.relabel in ("ogbench", "her"):
+        if self.references is not None:
+            base = ReferenceSampler(data, self.references, rng)
+        elif self.relabel in ("ogbench", "her"):
             base = GoalSampler(
                 data,
                 goal_key=self.goal_key,
