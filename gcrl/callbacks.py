@@ -142,6 +142,7 @@ class EvaluationCallback(L.Callback):
                 tasks=self.tasks,
                 seed=self.seed,
                 num_envs=self.num_envs,
+                frame_stack=policy.spec.frame_stack,
             )
         finally:
             pl_module.train(training)

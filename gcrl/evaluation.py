@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gcrl.datasets.frames import FrameHistory
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task, stack_observations
 from gcrl.envs.base import Suite, TaskEnv
 from gcrl.errors import ConfigError, GcrlError, MissingGoalsError, option
@@ -142,6 +143,7 @@ class _Slot:
     success: bool = False
     frames: list[np.ndarray] | None = None  # recorded episodes only, as frame_success
     frame_success: list[bool] | None = None
+    history: FrameHistory = field(default_factory=lambda: FrameHistory(1))
 
 
 def episode_seed(seed: int, task: int, episode: int) -> int:
@@ -160,9 +162,14 @@ def evaluate(
     record: int = 0,
     seen_tasks: Sequence[str] | None = None,
     progress: bool = False,
+    frame_stack: int = 1,
 ) -> EvaluationReport:
     """Run ``episodes`` episodes of each task (all of the suite's, or those named in ``tasks``)
     and return the per-task report.
+
+    With ``frame_stack`` above 1 the policy sees each environment's last ``frame_stack``
+    observations stacked along channels and its goal tiled as often
+    (:class:`gcrl.datasets.frames.FrameHistory`: what a policy trained on stacked frames reads).
 
     ``record`` episodes of each task (the first ones) keep their frames for
     :func:`write_videos`. ``seen_tasks`` names the policy's training tasks, so the report can
@@ -177,7 +184,10 @@ def evaluate(
     results: dict[int, list[tuple[bool, float, int]]] = {task: [] for task in chosen}
     videos: dict[str, list[np.ndarray]] = {}
     video_success: dict[str, list[bool]] = {}
-    slots = [_Slot(suite.make_env(render=record > 0)) for _ in range(min(num_envs, len(jobs)))]
+    slots = [
+        _Slot(suite.make_env(render=record > 0), history=FrameHistory(frame_stack))
+        for _ in range(min(num_envs, len(jobs)))
+    ]
     bar = _progress_bar(len(jobs), suite.name) if progress else None
     queue = iter(jobs)
 
@@ -186,7 +196,7 @@ def evaluate(
         if slot.job is None:
             return
         task, k = slot.job
-        slot.observation = slot.env.reset(task, episode_seed(seed, task, k))
+        slot.observation = slot.history.reset(slot.env.reset(task, episode_seed(seed, task, k)))
         slot.steps, slot.total, slot.success = 0, 0.0, False
         slot.frames = [slot.env.render()] if k < record else None
         slot.frame_success = [False] if k < record else None
@@ -200,7 +210,7 @@ def evaluate(
             actions = policy(batch, [suite.tasks[slot.job[0]] for slot in active])  # type: ignore[index]
             for slot, action in zip(active, actions, strict=True):
                 step = slot.env.step(action)
-                slot.observation = step.observation
+                slot.observation = slot.history.push(step.observation)
                 slot.steps += 1
                 slot.total += step.reward
                 slot.success = slot.success or step.success
@@ -263,7 +273,8 @@ def evaluate_checkpoint(
     loaded = load_policy(checkpoint, policy=policy)
     chosen = make_suite(env, goal=goal, max_steps=max_steps)
     act = task_policy(loaded, env)
-    check_fit(act, chosen, tasks, seed, render=record > 0)  # before any progress bar
+    stack = loaded.spec.frame_stack
+    check_fit(act, chosen, tasks, seed, render=record > 0, frame_stack=stack)  # before any bar
     trained = list(loaded.task_names)
     seen = trained if set(trained) & {t.name for t in chosen.tasks} else None
     return evaluate(
@@ -276,6 +287,7 @@ def evaluate_checkpoint(
         record=record,
         seen_tasks=seen,
         progress=progress,
+        frame_stack=stack,
     )
 
 
@@ -301,7 +313,12 @@ def task_policy(policy: Any, env: str) -> TaskPolicy:
 
 
 def check_fit(
-    act: TaskPolicy, chosen: Suite, tasks: Sequence[str] | None, seed: int, render: bool = False
+    act: TaskPolicy,
+    chosen: Suite,
+    tasks: Sequence[str] | None,
+    seed: int,
+    render: bool = False,
+    frame_stack: int = 1,
 ) -> None:
     """Play one step of the first task (of ``tasks``, else of the suite) with ``act`` (and
     draw a frame when ``render``), so that observations or actions that do not fit the
@@ -313,7 +330,7 @@ def check_fit(
         return
     env = chosen.make_env(render=render)
     try:
-        observation = env.reset(task, episode_seed(seed, task, 0))
+        observation = FrameHistory(frame_stack).reset(env.reset(task, episode_seed(seed, task, 0)))
         if render:
             env.render()
         actions = act(stack_observations([observation]), [chosen.tasks[task]])

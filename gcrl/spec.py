@@ -121,7 +121,9 @@ class InputSpec:
     (OGBench's ``visual-*`` data): the flat state is then that image's bytes in HWC order,
     kept uint8 up to the network, whose image encoder scales it to [0, 1]
     (:mod:`gcrl.models.encoders`), and never standardised. ``goal_image`` says the goals
-    are such images too (goals that are whole observations).
+    are such images too (goals that are whole observations). ``frame_stack`` is how many
+    frames each image state stacks along its channels (the data module's ``frame_stack``;
+    acting keeps that many, :class:`gcrl.datasets.frames.FrameHistory`).
     """
 
     observation_dim: int
@@ -136,6 +138,7 @@ class InputSpec:
     goal_scale: Standardisation | None = None
     image_shape: tuple[int, int, int] | None = None
     goal_image: bool = False
+    frame_stack: int = 1
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -152,6 +155,8 @@ class InputSpec:
                     f"{self.observation_dim} values"
                 )
             set_(self, "image_shape", shape)
+        if self.frame_stack < 1 or (self.frame_stack > 1 and self.image_shape is None):
+            raise ConfigError(f"spec: frame_stack {self.frame_stack} needs image states")
         if self.goal_image and (self.image_shape is None or self.goal_dim != self.observation_dim):
             raise ConfigError("spec: image goals need image observations of the same shape")
         for name in ("observation_dim", "action_dim", "goal_dim"):
@@ -335,6 +340,7 @@ class InputSpec:
         if self.image_shape is not None:  # absent from the specs of state data, as before
             out["image_shape"] = list(self.image_shape)
             out["goal_image"] = self.goal_image
+            out["frame_stack"] = self.frame_stack
         scales = {"observation": self.observation_scale, "goal": self.goal_scale}
         if any(s is not None for s in scales.values()):
             out["normalization"] = {k: s.to_list() for k, s in scales.items() if s is not None}
@@ -364,6 +370,7 @@ class InputSpec:
                 goal_scale=_scale(stats.get("goal")),
                 image_shape=values.get("image_shape"),
                 goal_image=bool(values.get("goal_image", False)),
+                frame_stack=int(values.get("frame_stack", 1)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"spec: not a gcrl input spec ({type(err).__name__}: {err})") from None

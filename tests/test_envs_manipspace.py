@@ -228,11 +228,15 @@ def test_an_interrupted_chunked_collection_resumes_from_its_finished_chunks(
 
 
 @pytest.mark.slow
-def test_an_image_policy_trains_on_visual_cube_and_is_evaluated_there(tmp_path: Path) -> None:
+def test_a_frame_stacking_image_policy_trains_on_visual_cube_and_is_evaluated_there(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "visual.hdf5"
     collect("visual-cube-single", data, episodes=2, max_steps=20, progress=False)  # type: ignore[arg-type]
-    dm = TrajectoryDataModule(str(data), batch_size=8, steps_per_epoch=2, relabel="ogbench")
-    assert dm.spec.image_shape == (64, 64, 3) and dm.spec.goal_image
+    dm = TrajectoryDataModule(
+        str(data), batch_size=8, steps_per_epoch=2, relabel="ogbench", frame_stack=2
+    )
+    assert dm.spec.image_shape == (64, 64, 6) and dm.spec.goal_image  # two frames stacked
     model = BC(spec=dm.spec, hidden_dims=[16], task_signal="goal", image_encoder="conv")
     trainer = fit(model, dm, 2)
     trainer.save_checkpoint(tmp_path / "bc.ckpt")

@@ -291,3 +291,64 @@ def test_reference_relabeling_refuses_what_it_cannot_honour(images: Path, tmp_pa
     relabel_file(images, out, strategy="future", k=2)
     with pytest.raises(ConfigError, match="val_fraction"):
         module(out, relabel="auto", val_fraction=0.2)
+
+
+def test_stacked_frames_never_reach_back_across_an_episode_start(images: Path) -> None:
+    from gcrl.datasets.frames import stack_frames
+
+    data = load(images)
+    stacked = stack_frames(data, 3)
+    obs, nxt = data.observations, data.next_observations
+    assert isinstance(obs, np.ndarray) and isinstance(nxt, np.ndarray)
+    assert isinstance(stacked.observations, np.ndarray)
+    assert isinstance(stacked.next_observations, np.ndarray)
+    assert stacked.observations.shape == (data.num_transitions, SIZE, SIZE, 9)
+    starts = set(data.episode_starts.tolist())
+    for i in range(data.num_transitions):  # an independent walk back through each episode
+        frames, row = [], i
+        for _ in range(3):
+            frames.insert(0, obs[row])
+            row = row if row in starts else row - 1
+        np.testing.assert_array_equal(stacked.observations[i], np.concatenate(frames, -1))
+        # s' stack: the two frames before s' (row i - 1 clipped, row i), then s'.
+        before = obs[i - 1] if i not in starts else obs[i]
+        want = np.concatenate([before, obs[i], nxt[i]], -1)
+        np.testing.assert_array_equal(stacked.next_observations[i], want)
+
+
+def test_a_frame_history_repeats_the_first_frame_and_tiles_the_goal() -> None:
+    from gcrl.datasets.frames import FrameHistory
+
+    history = FrameHistory(3)
+    frame = np.full((2, 2, 1), 7, np.uint8)
+    goal = np.full((2, 2, 1), 9, np.uint8)
+    first = history.reset({"observation": frame, "desired_goal": goal})
+    assert first["observation"][0, 0].tolist() == [7, 7, 7]
+    assert first["desired_goal"][0, 0].tolist() == [9, 9, 9]
+    after = history.push({"observation": frame + 1, "desired_goal": goal})
+    assert after["observation"][0, 0].tolist() == [7, 7, 8]
+    assert history.reset(frame + 5)[0, 0].tolist() == [12, 12, 12]  # a new episode forgets
+    same = {"pixels": frame}
+    assert FrameHistory(1).reset(same) is same  # no stacking: untouched
+
+
+def test_a_frame_stacking_policy_trains_and_acts_on_stacks(images: Path, tmp_path: Path) -> None:
+    dm = module(images, frame_stack=2)
+    assert dm.spec.image_shape == (SIZE, SIZE, 6) and dm.spec.frame_stack == 2
+    assert InputSpec.from_dict(dm.spec.to_dict()).frame_stack == 2
+    model = BC(spec=dm.spec, hidden_dims=[16], task_signal="goal", image_encoder="conv")
+    trainer = fit(model, dm, 2)
+    trainer.save_checkpoint(tmp_path / "stack.ckpt")
+    policy = load_policy(tmp_path / "stack.ckpt")
+    stack = np.zeros((SIZE, SIZE, 6), np.uint8)
+    assert policy(stack, goals=stack).shape == (2,)
+    with pytest.raises(ConfigError, match="memory_map"):
+        module(images, frame_stack=2, memory_map=True)
+
+
+def test_frame_stacking_state_data_is_refused(tmp_path: Path) -> None:
+    from .training_data import goal_reaching
+
+    path = goal_reaching(tmp_path / "g.hdf5", episodes=3, length=4)
+    with pytest.raises(ConfigError, match="frame_stack: needs array observations"):
+        module(path, frame_stack=2)

@@ -12,6 +12,7 @@ masks, task ids) cross to the device each step. Otherwise the numpy batch become
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from gcrl.datasets.frames import stack_frames
 from gcrl.datasets.loading import load
 from gcrl.datasets.mapped import memory_mapped
 from gcrl.datasets.summary import episodes_description
@@ -159,6 +161,10 @@ class TrajectoryDataModule(L.LightningDataModule):
             ``p_aug``, 0.5 in its visual configurations); 0 (default) never shifts, and
             validation batches never are.
         image_shift_padding: the largest shift, in pixels (OGBench: 3).
+        frame_stack: camera-image data: each state is its last this many frames, stacked along
+            channels (:func:`gcrl.datasets.frames.stack_frames`: never across an episode's
+            start; goals drawn from states are stacks too, as in OGBench). Held in memory
+            stacked (``frame_stack`` times the images' bytes); evaluation keeps the frames.
     """
 
     def __init__(
@@ -194,6 +200,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         memory_map_dir: str | None = None,
         image_shift_probability: float = 0.0,
         image_shift_padding: int = 3,
+        frame_stack: int = 1,
     ) -> None:
         super().__init__()
         if relabel not in RELABEL_MODES:
@@ -239,6 +246,13 @@ class TrajectoryDataModule(L.LightningDataModule):
             if data_command is None:
                 raise
             raise DatasetNotFoundError(f"{err}; make it with `{data_command}`") from None
+        if frame_stack != 1:
+            if memory_map:
+                raise ConfigError("frame_stack: stacks are held in memory; not with memory_map")
+            try:
+                self.data = stack_frames(self.data, frame_stack)
+            except GcrlError as err:
+                raise err.with_source(path) from None
         if tolerance is None:
             self.tolerance, self._tolerance_source = recorded_tolerance(self.data.attrs)
         self.instruction_relabel_ratio = instruction_relabel_ratio
@@ -292,6 +306,10 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         except GcrlError as err:
             raise err.with_source(path) from None
+        if frame_stack != 1:
+            if not self.spec.images:
+                raise ConfigError(f"frame_stack: {path} holds no camera images to stack")
+            self.spec = replace(self.spec, frame_stack=frame_stack)
         self.image_shift: ImageShift | None = None
         if image_shift_probability:
             if not self.spec.images:
