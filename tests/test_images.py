@@ -352,3 +352,26 @@ def test_frame_stacking_state_data_is_refused(tmp_path: Path) -> None:
     path = goal_reaching(tmp_path / "g.hdf5", episodes=3, length=4)
     with pytest.raises(ConfigError, match="frame_stack: needs array observations"):
         module(path, frame_stack=2)
+
+
+def test_images_round_trip_through_ogbench_npz_and_minari(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ogbench.utils import load_dataset
+
+    from gcrl.datasets import write_ogbench
+    from gcrl.datasets.minari_writer import save_minari
+
+    source = load(images)
+    npz = write_ogbench(source, tmp_path / "visual.npz")
+    raw = load_dataset(str(npz), ob_dtype=np.uint8)  # OGBench's own reader, as for visual-*
+    assert raw["observations"].dtype == np.uint8
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    minari = save_minari([source], tmp_path / "minari", "gcrl/visual-test-v0", {})
+    for path in (npz, minari):
+        back = load(path)
+        assert isinstance(back.observations, np.ndarray)
+        assert back.observations.dtype == np.uint8, path
+        np.testing.assert_array_equal(back.observations, source.observations)  # lossless
+        np.testing.assert_array_equal(back.next_observations, source.next_observations)
+        assert module(path).spec.image_shape == (SIZE, SIZE, 3)

@@ -78,6 +78,7 @@ def save_minari(
                     author_email="gcrl@example.invalid",
                     code_permalink="https://example.invalid/gcrl",
                     description=description,
+                    jpeg_encoding=False,  # Minari's default JPEG is lossy: images kept exact
                 )
         finally:
             if previous is None:
@@ -114,6 +115,11 @@ def _episode_buffer(cls: Any, episode: Trajectories, index: int) -> Any:
 def _space_of(spaces: Any, observations: Any) -> Any:
     if isinstance(observations, dict):
         return spaces.Dict({k: _space_of(spaces, v) for k, v in observations.items()})
+    if np.issubdtype(observations.dtype, np.integer):  # camera images: uint8 in [0, 255]
+        info = np.iinfo(observations.dtype)
+        return spaces.Box(
+            info.min, info.max, shape=observations.shape[1:], dtype=observations.dtype
+        )
     return spaces.Box(-np.inf, np.inf, shape=observations.shape[1:], dtype=observations.dtype)
 
 

@@ -131,7 +131,8 @@ def write_ogbench(
     L + 1 actions (the last one zeros: a final state has no action); ``terminals`` is 1 on the
     final state. Rewards, terminals-vs-timeouts, tasks and infos are not written: OGBench's
     goal-conditioned agents derive their rewards from the goals. ``key`` picks the dict
-    observation to write (OGBench's goals are full states).
+    observation to write (OGBench's goals are full states). Observations are float32, but uint8
+    camera images stay uint8, as in OGBench's visual files.
 
     Returns the path written. Raises :class:`DataError` when a row's s' is not the next row's
     observation within its episode (the compact layout cannot hold such data).
@@ -163,7 +164,8 @@ def write_ogbench(
     with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
-            observations=states.astype(np.float32, copy=False),
+            # OGBench's visual files keep uint8 images (its loader's ob_dtype=np.uint8).
+            observations=states if states.dtype == np.uint8 else states.astype(np.float32),
             actions=actions.astype(np.float32, copy=False),
             terminals=is_final.astype(np.float32),
         )
