@@ -4,6 +4,7 @@ real simulators."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -258,3 +259,22 @@ def test_relabeling_visual_cube_with_k_4_grows_the_file_by_less_than_half(tmp_pa
     growth = out.stat().st_size / data.stat().st_size
     assert growth < 1.5, growth  # copied, the images alone would make it about 5x
     assert main(["info", str(out)]) == 0
+
+
+@pytest.mark.parametrize("name", ["scene", "visual-cube-single"])
+def test_collect_prints_only_its_own_lines(name: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY")}
+    command = [
+        str(Path(sys.executable).with_name("gcrl")),
+        "collect",
+        name,
+        str(tmp_path / "o.hdf5"),
+    ]
+    done = subprocess.run(
+        [*command, "--episodes", "1", "--max-steps", "5"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr  # no gymnasium, GLFW or OpenGL notes
+    assert done.stdout.splitlines() == [
+        f"wrote 5 transitions in 1 episode to {tmp_path / 'o.hdf5'}"
+    ]

@@ -45,7 +45,8 @@ class CollectSummary:
         if self.minari_id:
             return f"wrote Minari dataset {self.minari_id} at {self.output}"
         return (
-            f"wrote {self.transitions:,} transitions in {self.episodes:,} episodes to {self.output}"
+            f"wrote {self.transitions:,} transitions in {self.episodes:,} "
+            f"episode{'s' * (self.episodes != 1)} to {self.output}"
         )
 
 

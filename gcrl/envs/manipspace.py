@@ -43,7 +43,9 @@ OGBench and MuJoCo are imported only when an environment is made.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,14 +147,26 @@ class ManipSpaceOptions(CollectOptions):
 def make_collection_env(env_id: str, max_steps: int) -> Any:
     """OGBench's environment ``env_id`` in its data-collection mode (no termination at the
     goal, a new target on request), cut after ``max_steps`` + 1 steps."""
-    if env_id.startswith(VISUAL):  # read when MuJoCo is first imported
+    # Read when MuJoCo is first imported. State environments build a renderer too (scene and
+    # puzzle), which under the default GLFW prints an error on a machine without a display.
+    if env_id.startswith(VISUAL) or not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", DEFAULT_MUJOCO_GL)
     import gymnasium
     import ogbench.manipspace  # noqa: F401  (registers the environments)
 
-    return gymnasium.make(
-        env_id, terminate_at_goal=False, mode="data_collection", max_episode_steps=max_steps + 1
-    )
+    with _quiet_action_space():
+        return gymnasium.make(
+            env_id, terminate_at_goal=False, mode="data_collection", max_episode_steps=max_steps + 1
+        )
+
+
+@contextmanager
+def _quiet_action_space() -> Iterator[None]:
+    """Silence gymnasium's note that OGBench's ``action_space`` (a new float64-bounded Box at
+    every access) is cast to float32: harmless, and printed once per episode otherwise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*precision lowered by casting")
+        yield
 
 
 def make_oracles(name: str, env: Any, options: ManipSpaceOptions) -> dict[str, Any]:
@@ -247,7 +261,7 @@ class ManipSpaceRecipe:
             oracles = make_oracles(self.name, env, options)
             for _ in range(options.episodes):
                 while True:
-                    with global_numpy_random(oracle_stream):
+                    with global_numpy_random(oracle_stream), _quiet_action_space():
                         episode = self._episode(env, oracles, options, rng)
                     if family(self.name) != "scene" or scene_is_healthy(episode.infos["qpos"]):
                         break
