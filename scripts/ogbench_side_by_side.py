@@ -6,12 +6,16 @@ curves for ``docs/results.md``.
     python scripts/ogbench_side_by_side.py run ogbench gcivl --seeds 0 1 \\
         --jax-python /tmp/jax/bin/python --impls OGBENCH/impls
     python scripts/results.py table                   # docs/results.md's table from the runs
+    python scripts/ogbench_side_by_side.py data --env cube-single   # OGBench's play data
+    python scripts/ogbench_side_by_side.py run gcrl gciql --env cube-single --seeds 0
 
 Both sides get the same file (``results/data/pointmaze-medium-1m.hdf5``, and its copy in
-OGBench's npz layout for OGBench), OGBench's hyperparameters for ``pointmaze-medium-navigate``
-(``impls/hyperparameters.sh``) except the sizes given here (``--hidden``, ``--batch-size``,
-the same for both), the same number of steps, and an evaluation on OGBench's five tasks every
-``--eval-every`` steps with ``--episodes`` episodes each. gcrl's side is ``gcrl fit`` with
+OGBench's npz layout for OGBench; with ``--env cube-single`` or ``puzzle-3x3``, OGBench's
+play dataset recorded by its oracles, ``results/data/<env>-play.hdf5``), OGBench's
+hyperparameters for that environment (``impls/hyperparameters.sh``) except the sizes given
+here (``--hidden``, ``--batch-size``, the same for both), the same number of steps, and an
+evaluation on OGBench's five tasks every ``--eval-every`` steps with ``--episodes`` episodes
+each. gcrl's side is ``gcrl fit`` with
 ``gcrl.callbacks.EvaluationCallback``; OGBench's is ``scripts/ogbench_reference.py``, which
 runs OGBench's ``impls`` unmodified. Each run writes ``results/side/<side>-<algo>-s<seed>.json``
 (skipped when it exists; committed) with the curve, the wall time and the commit it ran at;
@@ -28,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +44,7 @@ DATA = ROOT / "results" / "data" / "pointmaze-medium-1m.hdf5"
 OUT = ROOT / "results" / "side"
 
 #: algorithm -> (gcrl config, OGBench agent, OGBench's pointmaze-medium-navigate overrides)
+#: (the gcrl configs hold the same values).
 ALGORITHMS = {
     "gcbc": ("pointmaze-gcbc.yaml", "gcbc", []),
     "gciql": ("pointmaze-gciql.yaml", "gciql", ["alpha=0.003"]),
@@ -46,6 +52,55 @@ ALGORITHMS = {
     "hiql": ("pointmaze-hiql.yaml", "hiql", ["high_alpha=3.0", "low_alpha=3.0"]),
     "qrl": ("pointmaze-qrl.yaml", "qrl", ["alpha=0.0003"]),
     "crl": ("pointmaze-crl.yaml", "crl", ["alpha=0.03"]),
+}
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One side-by-side environment: its data, how ``gcrl collect`` records it, the
+    evaluation environments of both sides, and OGBench's per-environment hyperparameters
+    (``impls/hyperparameters.sh``) as options of each side, by algorithm."""
+
+    data: Path
+    collect: tuple[str, ...]
+    gcrl_env: str
+    ogbench_env: str
+    gcrl_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ogbench_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def results(self, name: str) -> Path:
+        """Where its runs' records go: ``results/side/`` for the maze, a folder otherwise."""
+        return OUT if self.data == DATA else OUT / name
+
+
+def _manipulation(name: str) -> Environment:
+    """OGBench's ``<name>-play-v0``: 1000 episodes of 1000 steps played by its oracles, and
+    its hyperparameters for the play datasets (the same for cube-single and puzzle-3x3)."""
+    alphas = {"gcivl": "10.0", "gciql": "1.0", "qrl": "0.3", "crl": "3.0"}
+    gcrl = {a: (f"--model.init_args.alpha={v}",) for a, v in alphas.items()}
+    gcrl["hiql"] = ("--model.init_args.subgoal_steps=10",)
+    ogbench = {a: (f"alpha={v}",) for a, v in alphas.items()}
+    ogbench["hiql"] = ("high_alpha=3.0", "low_alpha=3.0", "subgoal_steps=10")
+    return Environment(
+        data=ROOT / "results" / "data" / f"{name}-play.hdf5",
+        collect=(name, "--episodes", "1000", "--seed", "0", "--workers", "2"),
+        gcrl_env=f"{name}-v0",
+        ogbench_env=f"{name}-play-v0",
+        gcrl_overrides=gcrl,
+        ogbench_overrides=ogbench,
+    )
+
+
+ENVIRONMENTS = {
+    "pointmaze-medium": Environment(
+        data=DATA,
+        collect=("pointmaze", "--maze", "medium", "--episodes", "1000", "--seed", "0"),
+        gcrl_env="pointmaze-medium",
+        ogbench_env="pointmaze-medium-navigate-v0",
+        ogbench_overrides={a: tuple(o) for a, (_, _, o) in ALGORITHMS.items()},
+    ),
+    "cube-single": _manipulation("cube-single"),
+    "puzzle-3x3": _manipulation("puzzle-3x3"),
 }
 
 
@@ -58,18 +113,18 @@ def _one_thread() -> dict[str, str]:
     }
 
 
-def data() -> None:
-    """Collect the OGBench-sized file (if absent) and write its npz copy."""
+def data(env: Environment) -> None:
+    """Collect the OGBench-sized file of ``env`` (if absent) and write its npz copy."""
     gcrl = str(Path(sys.executable).parent / "gcrl")
-    if not DATA.exists():
-        DATA.parent.mkdir(parents=True, exist_ok=True)
-        command = [gcrl, "collect", "pointmaze", str(DATA), "--maze", "medium"]
-        subprocess.run([*command, "--episodes", "1000", "--seed", "0"], check=True)
-    npz = DATA.with_suffix(".npz")
+    if not env.data.exists():
+        env.data.parent.mkdir(parents=True, exist_ok=True)
+        name, *options = env.collect
+        subprocess.run([gcrl, "collect", name, str(env.data), *options], check=True)
+    npz = env.data.with_suffix(".npz")
     if not npz.exists():
         from gcrl.datasets import load, write_ogbench
 
-        write_ogbench(load(DATA), npz)
+        write_ogbench(load(env.data), npz)
         print(f"wrote {npz}")
 
 
@@ -94,14 +149,17 @@ def _gcrl_curve(metrics: Path) -> dict:
 
 
 def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace) -> None:
-    config, agent, ogbench_overrides = ALGORITHMS[algorithm]
+    config, agent, _ = ALGORITHMS[algorithm]
+    env = ENVIRONMENTS[options.env]
+    ogbench_overrides = env.ogbench_overrides.get(algorithm, ())
     hidden = [int(h) for h in options.hidden.split(",")]
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = env.results(options.env)
+    out.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
-        result = OUT / f"{side}-{algorithm}-s{seed}.json"
+        result = out / f"{side}-{algorithm}-s{seed}.json"
         if result.exists():
             continue
-        work = OUT / "runs" / f"{side}-{algorithm}-s{seed}"
+        work = out / "runs" / f"{side}-{algorithm}-s{seed}"
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         if side == "gcrl":
@@ -118,14 +176,15 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
                 "fit",
                 "--config",
                 str(ROOT / "configs" / config),
-                f"--data.path={DATA}",
+                f"--data.path={env.data}",
                 f"--data.batch_size={options.batch_size}",
                 "--data.val_fraction=0",
                 *sizes,
+                *env.gcrl_overrides.get(algorithm, ()),
                 f"--trainer.max_steps={options.steps}",
                 "--trainer.enable_progress_bar=false",
                 "--trainer.callbacks+=gcrl.callbacks.EvaluationCallback",
-                "--trainer.callbacks.env=pointmaze-medium",
+                f"--trainer.callbacks.env={env.gcrl_env}",
                 f"--trainer.callbacks.every_n_steps={options.eval_every}",
                 f"--trainer.callbacks.episodes={options.episodes}",
                 f"--trainer.callbacks.seed={100 + seed}",
@@ -148,7 +207,9 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
                 "--impls",
                 options.impls,
                 "--data",
-                str(DATA.with_suffix(".npz")),
+                str(env.data.with_suffix(".npz")),
+                "--env",
+                env.ogbench_env,
                 "--agent",
                 agent,
                 *(f"--set={o}" for o in ogbench_overrides),
@@ -168,6 +229,7 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
             curve = json.loads(raw.read_text())
         curve.update(
             commit=results_commit(),
+            env=options.env,
             side=side,
             algorithm=algorithm,
             seed=seed,
@@ -189,8 +251,16 @@ def main() -> None:
         epilog="algorithms: " + ", ".join(ALGORITHMS) + " (OGBench's agent of the same name)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("data")
+    collector = commands.add_parser("data")
     runner = commands.add_parser("run")
+    for sub in (collector, runner):
+        sub.add_argument(
+            "--env",
+            choices=sorted(ENVIRONMENTS),
+            default="pointmaze-medium",
+            help="pointmaze-medium (default; records in results/side/), or OGBench's "
+            "cube-single / puzzle-3x3 play data (results/side/<env>/)",
+        )
     runner.add_argument("side", choices=("gcrl", "ogbench"))
     runner.add_argument("algorithm", choices=sorted(ALGORITHMS))
     runner.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -203,7 +273,7 @@ def main() -> None:
     runner.add_argument("--impls", help="the impls/ folder of an OGBench checkout")
     options = parser.parse_args()
     if options.command == "data":
-        data()
+        data(ENVIRONMENTS[options.env])
     else:
         run(options.side, options.algorithm, options.seeds, options)
 
