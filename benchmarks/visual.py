@@ -33,12 +33,11 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: train.py's loops
 ENCODER, FEATURES, HIDDEN, P_AUG = "impala_small", 512, [512, 512, 512], 0.5
 
 
@@ -57,24 +56,10 @@ def make_data(workdir: Path, episodes: int) -> tuple[Path, Path]:
     return native, npz
 
 
-def timed(step: Any, warmup: int, seconds: float) -> float:
-    """Steps per second of ``step()`` for at least ``seconds`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
-    calls, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
-        step()
-        calls += 1
-    return calls / elapsed
-
-
 def measure(args: argparse.Namespace) -> dict[str, float]:
     """gcrl's two rates (in a fresh process)."""
-    import lightning as L
     import torch
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _clock import StepClock
+    from train import lightning_rate, plain_step, timed  # benchmarks/train.py's loops
 
     from gcrl.algorithms import BC
     from gcrl.learner import AgentModule
@@ -104,31 +89,11 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         return AgentModule(agent), dm
 
     model, dm = module()
-    batches = itertools.cycle(list(dm.train_dataloader()))
-    optimizer = model.configure_optimizers()
-    model.train()
-
-    def step() -> None:
-        loss = model.training_step(next(batches), 0)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
+    step = plain_step(model, itertools.cycle(list(dm.train_dataloader())))
     update = timed(step, args.warmup, args.seconds)
     model, dm = module()
     steps = max(10, int(update * args.seconds))
-    clock = StepClock(warmup=args.warmup)
-    L.Trainer(
-        max_steps=args.warmup + steps + 1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
-        callbacks=[clock],
-    ).fit(model, datamodule=dm)
-    return {"gcrl, update": update, "gcrl fit": clock.rate(steps)}
+    return {"gcrl, update": update, "gcrl fit": lightning_rate(model, dm, args.warmup, steps)}
 
 
 def measure_ogbench(args: argparse.Namespace, npz: Path) -> dict[str, float]:

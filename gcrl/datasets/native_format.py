@@ -169,14 +169,7 @@ class NativeWriter:
         for name, values in columns.items():
             array = np.asarray(values)
             if name not in group:
-                group.create_dataset(
-                    name,
-                    shape=(0, *array.shape[1:]),
-                    maxshape=(None, *array.shape[1:]),
-                    dtype=array.dtype,
-                    chunks=(_chunk_rows(array.shape[1:], array.dtype.itemsize), *array.shape[1:]),
-                    compression=self._compression,
-                )
+                self._growable(group, name, array)
             dataset = group[name]
             start = len(dataset)
             dataset.resize(start + len(array), axis=0)
@@ -184,17 +177,22 @@ class NativeWriter:
 
     def _create(self, columns: dict[str, np.ndarray]) -> None:
         for name, array in columns.items():
-            if array.dtype.kind in "OUS":
-                raise DataError(f"{name}: dtype {array.dtype} cannot be stored; use numbers")
-            self._file.create_dataset(
-                name,
-                shape=(0, *array.shape[1:]),
-                maxshape=(None, *array.shape[1:]),
-                dtype=array.dtype,
-                chunks=(_chunk_rows(array.shape[1:], array.dtype.itemsize), *array.shape[1:]),
-                compression=self._compression,
-                shuffle=self._compression is not None and array.dtype.itemsize > 1,
-            )
+            self._growable(self._file, name, array)
+
+    def _growable(self, group: h5py.Group, name: str, array: np.ndarray) -> None:
+        """An empty dataset ``name`` in ``group`` for rows like ``array``'s, chunked and
+        compressed, that appends resize."""
+        if array.dtype.kind in "OUS":
+            raise DataError(f"{name}: dtype {array.dtype} cannot be stored; use numbers")
+        group.create_dataset(
+            name,
+            shape=(0, *array.shape[1:]),
+            maxshape=(None, *array.shape[1:]),
+            dtype=array.dtype,
+            chunks=(_chunk_rows(array.shape[1:], array.dtype.itemsize), *array.shape[1:]),
+            compression=self._compression,
+            shuffle=self._compression is not None and array.dtype.itemsize > 1,
+        )
 
     def close(self) -> None:
         """Write the episode index, task table and attributes, then rename into place."""
