@@ -375,3 +375,27 @@ def test_images_round_trip_through_ogbench_npz_and_minari(
         np.testing.assert_array_equal(back.observations, source.observations)  # lossless
         np.testing.assert_array_equal(back.next_observations, source.next_observations)
         assert module(path).spec.image_shape == (SIZE, SIZE, 3)
+
+
+def test_conservative_sharing_scores_images_through_the_encoder(
+    images: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from gcrl.datasets import Task, save
+
+    data = load(images)
+    task_ids = (np.arange(data.num_transitions) // 25 % 2).astype(np.int64)  # by episode
+    rewards = np.random.default_rng(0).integers(0, 2, (data.num_transitions, 2))
+    two = dataclasses.replace(
+        data,
+        task_ids=task_ids,
+        tasks=(Task("a"), Task("b")),
+        infos={"task_rewards": rewards.astype(np.float32)},
+    )
+    path = save(two, tmp_path / "two.hdf5")
+    dm = module(path, relabel="none", task_sharing="conservative", conservative_refresh=2)
+    model = IQL(spec=dm.spec, hidden_dims=[16], task_signal="onehot", image_encoder="conv")
+    fit(model, dm, 6)
+    scores = dm.task_scores_of(dm.train_data)
+    assert scores.thresholds is not None and np.isfinite(scores.thresholds).all()

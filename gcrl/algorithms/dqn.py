@@ -108,5 +108,6 @@ class DQN(Agent):
     ) -> torch.Tensor:
         """Conservative sharing's score of ``(s, a)`` under ``task_ids``: Q(s, a) of the
         (CQL-regularised, when ``cql_alpha`` > 0) critic; ``[B]``."""
+        observations, goals = self.encode_inputs(observations, goals)
         q = self.q_values(observations, goals, task_ids)
         return q.gather(1, actions.long().view(-1, 1)).squeeze(1)

@@ -178,6 +178,7 @@ class IQL(Agent):
     ) -> torch.Tensor:
         """Conservative sharing's score of ``(s, a)`` under ``task_ids``: the lower of the two
         Q-values (IQL's in-sample critic); ``[B]``."""
+        observations, goals = self.encode_inputs(observations, goals)
         condition = self.condition(observations, goals, task_ids)
         heads = self.head_ids(task_ids)
         return self.critic(observations, condition, actions, heads).min(0).values
