@@ -112,6 +112,15 @@ class EvaluationCallback(L.Callback):
         self.num_envs = num_envs
         self._last_step = -1
 
+    def state_dict(self) -> dict[str, Any]:
+        """The step of the last evaluation, so that a resumed run does not evaluate again
+        at its first step (checkpoints store it; Lightning saves checkpoint callbacks last,
+        after this one has evaluated)."""
+        return {"last_step": self._last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_step = int(state_dict.get("last_step", -1))
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
     ) -> None:

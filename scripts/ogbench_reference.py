@@ -52,6 +52,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, help="JSON curve to write")
     parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="resumable runs: save the run here after every evaluation (the agent, the curve "
+        "so far and every random generator's state), continue from it when it exists, and "
+        "delete it once --out is written",
+    )
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="with --checkpoint: stop after the evaluation at this step (a chunk of the run)",
+    )
+    parser.add_argument(
         "--save-agent",
         type=Path,
         metavar="DIR",
@@ -133,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = [info["task_name"] for info in env.unwrapped.task_infos]
     curve: dict[str, Any] = {"steps": [], "success": {t: [] for t in tasks}, "mean": []}
-    training_seconds = 0.0
-    for step in range(1, options.steps + 1):
+    training_seconds, first = 0.0, 1
+    if options.checkpoint is not None and options.checkpoint.exists():
+        agent, curve, training_seconds, first = _resume(options.checkpoint, agent, env)
+        print(f"resumed from {options.checkpoint} at step {first - 1}", flush=True)
+    for step in range(first, options.steps + 1):
         started = time.perf_counter()
         agent, _ = agent.update(train.sample(config["batch_size"]))
         if step > 1:  # the first update compiles
@@ -157,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         curve["mean"].append(float(np.mean(rates)))
         per_task = ", ".join(f"{r:.2f}" for r in rates)
         print(f"step {step}: mean success {curve['mean'][-1]:.3f} ({per_task})", flush=True)
+        if options.checkpoint is not None and step < options.steps:
+            _save(options.checkpoint, agent, curve, training_seconds, step, env)
+            if options.stop_at is not None and step >= options.stop_at:
+                print(f"stopped at step {step}; run again to continue", flush=True)
+                return 0
     curve.update(
         agent=options.agent,
         config={k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()},
@@ -175,7 +197,53 @@ def main(argv: list[str] | None = None) -> int:
     tmp = options.out.with_name(f".{options.out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(curve, indent=1))
     os.replace(tmp, options.out)
+    if options.checkpoint is not None:
+        options.checkpoint.unlink(missing_ok=True)
     return 0
+
+
+def _save(
+    path: Path, agent: Any, curve: dict[str, Any], seconds: float, step: int, env: Any
+) -> None:
+    """The run after ``step`` (its last evaluation), atomically: the agent's state (flax's
+    state dict, as numpy), the curve and training time so far, and the states of the
+    generators the run draws from (numpy's and Python's global ones, which OGBench's sampler
+    and resets use, and the environment's)."""
+    import pickle
+
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    state = {
+        "agent": jax.device_get(serialization.to_state_dict(agent)),
+        "curve": curve,
+        "training_seconds": seconds,
+        "step": step,
+        "numpy": np.random.get_state(),  # noqa: NPY002
+        "python": random.getstate(),
+        "env": env.unwrapped.np_random.bit_generator.state,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(state))
+    os.replace(tmp, path)
+
+
+def _resume(path: Path, agent: Any, env: Any) -> tuple[Any, dict[str, Any], float, int]:
+    """What :func:`_save` wrote: the agent, curve and training time, and the first step to
+    run; restores the generators' states."""
+    import pickle
+
+    import numpy as np
+    from flax import serialization
+
+    state = pickle.loads(path.read_bytes())  # our own file, written by _save
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["python"])
+    env.unwrapped.np_random.bit_generator.state = state["env"]
+    agent = serialization.from_state_dict(agent, state["agent"])
+    return agent, state["curve"], float(state["training_seconds"]), int(state["step"]) + 1
 
 
 if __name__ == "__main__":

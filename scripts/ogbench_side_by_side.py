@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -148,6 +149,33 @@ def _gcrl_curve(metrics: Path) -> dict:
     }
 
 
+def _joined(earlier: Path, later: dict) -> dict:
+    """A chunked gcrl run's curve: the evaluations of its earlier chunks (``earlier``, when
+    it exists) and of the last one, by step; the training rate is the chunks' median."""
+    if not earlier.exists():
+        return later
+    before = json.loads(earlier.read_text())
+    steps = sorted(set(before["steps"]) | set(later["steps"]))
+
+    def at(curve: dict, values: list[float], step: int) -> float | None:
+        return values[curve["steps"].index(step)] if step in curve["steps"] else None
+
+    def pick(name: str | None, step: int) -> float:
+        def of(curve: dict) -> list[float]:
+            return curve["mean"] if name is None else curve["success"][name]
+
+        found = at(later, of(later), step)
+        return found if found is not None else at(before, of(before), step)  # type: ignore[return-value]
+
+    rates = [r for r in (before.get("steps_per_second"), later.get("steps_per_second")) if r]
+    return {
+        "steps": steps,
+        "mean": [pick(None, step) for step in steps],
+        "success": {name: [pick(name, step) for step in steps] for name in later["success"]},
+        "steps_per_second": float(np.median(rates)) if rates else None,
+    }
+
+
 def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace) -> None:
     config, agent, _ = ALGORITHMS[algorithm]
     env = ENVIRONMENTS[options.env]
@@ -155,12 +183,18 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
     hidden = [int(h) for h in options.hidden.split(",")]
     out = env.results(options.env)
     out.mkdir(parents=True, exist_ok=True)
+    if options.stop_at is not None and options.stop_at % options.eval_every:
+        raise SystemExit("--stop-at: must be a multiple of --eval-every (checkpoints are there)")
     for seed in seeds:
         result = out / f"{side}-{algorithm}-s{seed}.json"
         if result.exists():
             continue
         work = out / "runs" / f"{side}-{algorithm}-s{seed}"
         work.mkdir(parents=True, exist_ok=True)
+        # A run in chunks keeps its checkpoint and curve so far here (committed between
+        # sessions; removed once the run is complete).
+        partial = (out / "partial" / f"{side}-{algorithm}-s{seed}").resolve()
+        stop = options.steps if options.stop_at is None else min(options.stop_at, options.steps)
         started = time.perf_counter()
         if side == "gcrl":
             sizes = (
@@ -181,7 +215,7 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
                 "--data.val_fraction=0",
                 *sizes,
                 *env.gcrl_overrides.get(algorithm, ()),
-                f"--trainer.max_steps={options.steps}",
+                f"--trainer.max_steps={stop}",
                 "--trainer.enable_progress_bar=false",
                 "--trainer.callbacks+=gcrl.callbacks.EvaluationCallback",
                 f"--trainer.callbacks.env={env.gcrl_env}",
@@ -191,12 +225,26 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
                 f"--seed_everything={seed}",
                 f"--data.seed={seed}",
             ]
+            if options.stop_at is not None or partial.exists():
+                command += [  # a checkpoint at every evaluation, to resume the run from
+                    "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+                    f"--trainer.callbacks.dirpath={partial}",
+                    f"--trainer.callbacks.every_n_train_steps={options.eval_every}",
+                    "--trainer.callbacks.save_top_k=1",
+                    "--trainer.callbacks.save_last=true",
+                    "--trainer.callbacks.enable_version_counter=false",  # one last.ckpt
+                ]
+                if (partial / "last.ckpt").exists():
+                    command.append(f"--ckpt_path={partial / 'last.ckpt'}")
             with open(work / "log.txt", "w") as log:
                 subprocess.run(
                     command, cwd=work, env=_one_thread(), stdout=log, stderr=log, check=True
                 )
             metrics = max(work.glob("runs/csv/version_*/metrics.csv"), key=os.path.getmtime)
-            curve = _gcrl_curve(metrics)
+            curve = _joined(partial / "curve.json", _gcrl_curve(metrics))
+            if stop < options.steps:
+                partial.mkdir(parents=True, exist_ok=True)
+                (partial / "curve.json").write_text(json.dumps(curve, indent=1))
         else:
             if not options.jax_python or not options.impls:
                 raise SystemExit("run ogbench: needs --jax-python and --impls")
@@ -224,23 +272,34 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
                 f"--seed={seed}",
                 f"--out={raw}",
             ]
-            with open(work / "log.txt", "w") as log:
+            if options.stop_at is not None or partial.exists():
+                command += [f"--checkpoint={partial / 'run.pkl'}", f"--stop-at={stop}"]
+            with open(work / "log.txt", "a") as log:
                 subprocess.run(command, env=_one_thread(), stdout=log, stderr=log, check=True)
-            curve = json.loads(raw.read_text())
+            curve = json.loads(raw.read_text()) if stop == options.steps else {}
+        # The wall time of every chunk so far, evaluations included.
+        wall = partial / "wall_seconds.txt"
+        seconds = time.perf_counter() - started + (float(wall.read_text()) if wall.exists() else 0)
+        if stop < options.steps:
+            partial.mkdir(parents=True, exist_ok=True)
+            wall.write_text(f"{seconds}\n")
+            print(f"{side} {algorithm} seed {seed}: stopped at step {stop}", flush=True)
+            continue
         curve.update(
             commit=results_commit(),
             env=options.env,
             side=side,
             algorithm=algorithm,
             seed=seed,
-            wall_seconds=time.perf_counter() - started,
+            wall_seconds=seconds,
             hidden=hidden,
             batch_size=options.batch_size,
             episodes=options.episodes,
         )
-        partial = result.with_name(f".{result.name}.tmp")  # a run that dies leaves no result
-        partial.write_text(json.dumps(curve, indent=1))
-        os.replace(partial, result)
+        tmp = result.with_name(f".{result.name}.tmp")  # a run that dies leaves no result
+        tmp.write_text(json.dumps(curve, indent=1))
+        os.replace(tmp, result)
+        shutil.rmtree(partial, ignore_errors=True)
         at = dict(zip(curve["steps"], curve["mean"], strict=True))
         print(f"{side} {algorithm} seed {seed}: mean success at each step {at}", flush=True)
 
@@ -269,6 +328,14 @@ def main() -> None:
     runner.add_argument("--episodes", type=int, default=20, help="per task")
     runner.add_argument("--hidden", default="256,256")
     runner.add_argument("--batch-size", type=int, default=256)
+    runner.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="run in chunks: stop after this step (a multiple of --eval-every), keeping a "
+        "checkpoint and the curve so far under results/side/partial/; the same command "
+        "without it (or with a later step) continues from there",
+    )
     runner.add_argument("--jax-python", help="interpreter with jax, flax, optax, distrax, ogbench")
     runner.add_argument("--impls", help="the impls/ folder of an OGBench checkout")
     options = parser.parse_args()

@@ -289,3 +289,28 @@ def test_gcivl_fits_evaluates_and_loads_as_a_policy(
     observations = {k: v[:3] for k, v in load(small).observations.items()}
     actions = load_policy(checkpoint)(observations)
     assert actions.shape == (3, 2) and np.abs(actions).max() <= 1.0
+
+
+def test_a_resumed_fit_evaluates_on_the_same_steps_as_an_uninterrupted_one(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcrl.plots import read_metrics
+
+    monkeypatch.chdir(tmp_path)
+    callback = '{"class_path": "gcrl.callbacks.EvaluationCallback", "init_args": '
+    callback += '{"env": "pointmaze-medium", "every_n_steps": 2, "episodes": 1, '
+    callback += '"tasks": ["task3"]}}'
+    saver = '{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": '
+    saver += f'{{"dirpath": "{tmp_path / "ckpt"}", "every_n_train_steps": 2, "save_last": true}}}}'
+    args = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.path", str(small)]
+    args += ["--data.batch_size", "32", "--model.init_args.hidden_dims", "[16]"]
+    args += ["--data.steps_per_epoch", "10", "--trainer.enable_progress_bar", "false"]
+    args += ["--trainer.callbacks+", callback, "--trainer.callbacks+", saver]
+    assert main([*args, "--trainer.max_steps", "2"]) == 0
+    assert (
+        main([*args, "--trainer.max_steps", "5", "--ckpt_path", str(tmp_path / "ckpt/last.ckpt")])
+        == 0
+    )
+    resumed = read_metrics(tmp_path / "runs" / "csv" / "version_1" / "metrics.csv")
+    steps, _ = resumed["eval/success_mean"]
+    assert list(steps) == [4.0, 5.0]  # not again at step 3, the first after resuming
