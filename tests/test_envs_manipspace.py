@@ -228,12 +228,25 @@ def test_an_interrupted_chunked_collection_resumes_from_its_finished_chunks(
     np.testing.assert_array_equal(got.actions[tail:], want.actions[tail:])
 
 
+def render_in_a_process_of_its_own(
+    args: list[str], episodes: int | None = None, steps: int | None = None
+) -> None:
+    """``gcrl ARGS`` in a child process: MuJoCo's OpenGL backend is fixed per process when
+    OpenGL is first imported, so rendering inside the test process would depend on what
+    earlier tests imported (a broken EGL context there aborted the suite)."""
+    if episodes is not None:
+        args = [*args, "--episodes", str(episodes), "--max-steps", str(steps)]
+    gcrl = str(Path(sys.executable).with_name("gcrl"))
+    done = subprocess.run([gcrl, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.slow
 def test_a_frame_stacking_image_policy_trains_on_visual_cube_and_is_evaluated_there(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "visual.hdf5"
-    collect("visual-cube-single", data, episodes=2, max_steps=20, progress=False)  # type: ignore[arg-type]
+    render_in_a_process_of_its_own(["collect", "visual-cube-single", str(data)], 2, 20)
     dm = TrajectoryDataModule(
         str(data), batch_size=8, steps_per_epoch=2, relabel="ogbench", frame_stack=2
     )
@@ -244,14 +257,14 @@ def test_a_frame_stacking_image_policy_trains_on_visual_cube_and_is_evaluated_th
     out = tmp_path / "eval.json"
     args = ["evaluate", str(tmp_path / "bc.ckpt"), "--env", "visual-cube-single-v0"]
     args += ["--episodes", "1", "--tasks", "task1_horizontal"]  # 200 rendered steps: ~1 min
-    assert main([*args, "--json", str(out)]) == 0
+    render_in_a_process_of_its_own([*args, "--json", str(out)])
     (task,) = json.loads(out.read_text())["tasks"]
     assert task["name"] == "task1_horizontal" and task["mean_length"] == 200
 
 
 def test_relabeling_visual_cube_with_k_4_grows_the_file_by_less_than_half(tmp_path: Path) -> None:
     data, out = tmp_path / "visual.hdf5", tmp_path / "her.hdf5"
-    collect("visual-cube-single", data, episodes=2, max_steps=30, progress=False)  # type: ignore[arg-type]
+    render_in_a_process_of_its_own(["collect", "visual-cube-single", str(data)], 2, 30)
     before = data.read_bytes()
     args = ["relabel", str(data), str(out), "--strategy", "future", "--k", "4"]
     assert main(args) == 0
