@@ -279,5 +279,6 @@ RECORDED_TABLES: dict[str, Callable[[], str]] = {
     "collect-speed": collect_speed,
     "visual-speed": visual_speed,
     "ogbench-side-by-side": side_by_side,
+    "ogbench-side-by-side-cube-single": lambda: side_by_side(SIDE / "cube-single"),
     "ogbench-cross-evaluation": cross_evaluation,
 }
