@@ -245,6 +245,9 @@ def run(side: str, algorithm: str, seeds: list[int], options: argparse.Namespace
             if stop < options.steps:
                 partial.mkdir(parents=True, exist_ok=True)
                 (partial / "curve.json").write_text(json.dumps(curve, indent=1))
+                for kept in partial.glob("*.ckpt"):  # only last.ckpt resumes: 5 MB, committed
+                    if kept.name != "last.ckpt":
+                        kept.unlink()
         else:
             if not options.jax_python or not options.impls:
                 raise SystemExit("run ogbench: needs --jax-python and --impls")
