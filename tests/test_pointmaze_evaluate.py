@@ -221,18 +221,33 @@ def test_evaluate_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "no such checkpoint" in capsys.readouterr().err
 
 
+#: An evaluation of task 3, one episode, every 2 steps (a ``--trainer.callbacks+`` value).
+EVALUATION_CALLBACK = (
+    '{"class_path": "gcrl.callbacks.EvaluationCallback", "init_args": '
+    '{"env": "pointmaze-medium", "every_n_steps": 2, "episodes": 1, "tasks": ["task3"]}}'
+)
+
+
+def quick_fit(data: Path, steps_per_epoch: int) -> list[str]:
+    """``gcrl fit`` of the quick start's BC (16 units, batch 32) on ``data`` with
+    :data:`EVALUATION_CALLBACK`; the caller adds the steps."""
+    args = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.path", str(data)]
+    args += ["--data.batch_size", "32", "--model.init_args.hidden_dims", "[16]"]
+    args += ["--data.steps_per_epoch", str(steps_per_epoch)]
+    return [
+        *args,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks+",
+        EVALUATION_CALLBACK,
+    ]
+
+
 def test_fit_with_the_evaluation_callback_logs_success(
     small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    callback = '{"class_path": "gcrl.callbacks.EvaluationCallback", "init_args": '
-    callback += '{"env": "pointmaze-medium", "every_n_steps": 2, "episodes": 1, '
-    callback += '"tasks": ["task3"]}}'
-    args = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.path", str(small)]
-    args += ["--data.batch_size", "32", "--model.init_args.hidden_dims", "[16]"]
-    args += ["--trainer.max_steps", "3", "--data.steps_per_epoch", "3"]
-    args += ["--trainer.enable_progress_bar", "false", "--trainer.callbacks+", callback]
-    assert main(args) == 0
+    assert main([*quick_fit(small, 3), "--trainer.max_steps", "3"]) == 0
     from gcrl.plots import read_metrics
 
     metrics = read_metrics(tmp_path / "runs" / "csv" / "version_0" / "metrics.csv")
@@ -297,15 +312,9 @@ def test_a_resumed_fit_evaluates_on_the_same_steps_as_an_uninterrupted_one(
     from gcrl.plots import read_metrics
 
     monkeypatch.chdir(tmp_path)
-    callback = '{"class_path": "gcrl.callbacks.EvaluationCallback", "init_args": '
-    callback += '{"env": "pointmaze-medium", "every_n_steps": 2, "episodes": 1, '
-    callback += '"tasks": ["task3"]}}'
     saver = '{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": '
     saver += f'{{"dirpath": "{tmp_path / "ckpt"}", "every_n_train_steps": 2, "save_last": true}}}}'
-    args = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.path", str(small)]
-    args += ["--data.batch_size", "32", "--model.init_args.hidden_dims", "[16]"]
-    args += ["--data.steps_per_epoch", "10", "--trainer.enable_progress_bar", "false"]
-    args += ["--trainer.callbacks+", callback, "--trainer.callbacks+", saver]
+    args = [*quick_fit(small, 10), "--trainer.callbacks+", saver]
     assert main([*args, "--trainer.max_steps", "2"]) == 0
     assert (
         main([*args, "--trainer.max_steps", "5", "--ckpt_path", str(tmp_path / "ckpt/last.ckpt")])
