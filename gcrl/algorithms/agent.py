@@ -259,8 +259,9 @@ class Agent(nn.Module):
             return observations, goals
         if goals is not None and self.spec.goal_image:
             if self.goal_encoder is None:  # shared: one pass over both
-                both = self.observation_encoder(torch.cat([observations, goals]))
-                return both[: len(observations)], both[len(observations) :]
+                both = {"observations": observations, "goals": goals}
+                encoded = _encode_together(self.observation_encoder, both)
+                return encoded["observations"], encoded["goals"]
             goals = self.goal_encoder(goals)
         return self.observation_encoder(observations), goals
 
