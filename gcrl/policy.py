@@ -101,6 +101,8 @@ def load_agent(
     ``expected`` (for example :class:`gcrl.algorithms.BC`) makes a checkpoint of another
     algorithm an error instead of a surprise.
     """
+    from gcrl.algorithms.agent import networks_of_version
+
     raw = read_checkpoint(path)
     cls = algorithm_class(str(raw[CHECKPOINT_KEY].get("algorithm", "")), path)
     if expected is not None and not issubclass(cls, expected):
@@ -108,7 +110,8 @@ def load_agent(
     config = {k: v for k, v in (raw.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     config["spec"] = raw[CHECKPOINT_KEY]["spec"]
     try:
-        agent = cls(**config)
+        with networks_of_version(int(raw[CHECKPOINT_KEY].get("networks_version", 1))):
+            agent = cls(**config)
         agent.load_state_dict(raw["state_dict"], strict=True)
     except (KeyError, RuntimeError, TypeError, ValueError) as err:  # options or weights
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__

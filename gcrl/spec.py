@@ -36,10 +36,15 @@ from gcrl.errors import ConfigError, DataError, MissingKeyError
 SPEC_VERSION = 1
 #: Checkpoint key holding gcrl's metadata (algorithm class, data spec, how to act).
 CHECKPOINT_KEY = "gcrl"
-#: Version of the networks a checkpoint's weights are for: 2 since gcrl 0.2.0, where every
-#: value network takes the layout; checkpoints without one (gcrl 0.1.0) hold version 1, whose
-#: value, critic and encoder networks were one shared MLP (or trunk and heads) in any layout.
-NETWORKS_VERSION = 2
+#: Version of the networks a checkpoint's weights are for: 3 since hidden layers put their
+#: LayerNorm after the activation, as OGBench's do (2 and earlier: before it; they load as
+#: they were built, see :func:`gcrl.algorithms.agent.networks_of_version`); 2 since gcrl
+#: 0.2.0, where every value network takes the layout; checkpoints without one (gcrl 0.1.0)
+#: hold version 1, whose value, critic and encoder networks were one shared MLP (or trunk
+#: and heads) in any layout.
+NETWORKS_VERSION = 3
+#: The last networks version whose hidden layers put LayerNorm before the activation.
+NORM_BEFORE_ACTIVATION_UNTIL = 2
 #: The task table of data without tasks.
 DEFAULT_TASKS = (Task("task"),)
 #: Rows per block when standardisation statistics are accumulated.

@@ -134,8 +134,8 @@ def train_two_tasks(path: Path, beta: float) -> tuple[torch.Tensor, torch.Tensor
     torch.manual_seed(0)
     model = Distral(spec=dm.spec, hidden_dims=[32, 32], alpha=1.0, beta=beta, learning_rate=3e-3)
     states = torch.rand(200, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    if beta < 1:  # before training the prior is far from the tasks' average (0.1)
-        assert float((model.act_prior(states) - 0.1).abs().max()) > 0.2
+    if beta < 1:  # before training the prior acts near 0 (its small initial output layer)
+        assert float((model.act_prior(states) - 0.1).abs().mean()) > 0.09
     fit(model, dm, 300)
     ids = torch.zeros(200, dtype=torch.long)
     return (
@@ -146,16 +146,17 @@ def train_two_tasks(path: Path, beta: float) -> tuple[torch.Tensor, torch.Tensor
 
 
 def test_the_distilled_policy_matches_the_average_task_policy(tmp_path: Path) -> None:
-    """Measured (300 steps, seed 0): with c_kl = 10 the prior is within 0.014 of the task
-    policies' average everywhere and the task means are 0.07 apart; with c_kl = 0.001 they
+    """Measured (300 steps, seed 0): with c_kl = 10 the prior is within 0.008 of the task
+    policies' average everywhere and the task means are 0.075 apart; with c_kl = 0.001 they
     stay 0.82 apart (their data's 0.8), the prior within 0.07 of their average."""
     path = shared_state_tasks(tmp_path / "tasks.hdf5")
     up, down, prior = train_two_tasks(path, beta=0.1)  # c_kl = 10
     gap = (prior - (up + down) / 2).abs()
     assert float(gap.max()) < 0.04 and float(gap.mean()) < 0.02, gap.max()
     # Not only the task policies pulled onto an unfitted prior (then the gap is small too):
-    # the prior itself sits at the data's average action, 0.1 (0.31 off at initialisation).
-    assert abs(float(prior.mean()) - 0.1) < 0.05
+    # the prior itself sits at the data's average action, 0.1 (0.096; about 0 at
+    # initialisation).
+    assert abs(float(prior.mean()) - 0.1) < 0.03
     pulled = float((up - down).abs().mean())
     free_up, free_down, free_prior = train_two_tasks(path, beta=1000.0)  # c_kl = 0.001
     free = float((free_up - free_down).abs().mean())

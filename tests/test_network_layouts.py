@@ -4,6 +4,7 @@ configuration they record."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,18 @@ from gcrl.learner import AgentModule
 from gcrl.models.care import CARE
 from gcrl.models.critics import ValueEnsemble
 from gcrl.models.factory import parameter_count
-from gcrl.models.layouts import LAYOUTS, IndependentMLP, TaskEncoderMLP, TaskEncodersMLP
-from gcrl.models.mlp import ConditionedMLP, TaskNetwork
+from gcrl.models.grouped import GroupedLayerNorm
+from gcrl.models.layouts import (
+    LAYOUTS,
+    TASK_ID_LAYOUTS,
+    IndependentMLP,
+    Layout,
+    TaskEncoderMLP,
+    TaskEncodersMLP,
+    conditioned_network,
+)
+from gcrl.models.mlp import ConditionedMLP, TaskNetwork, layer_norm_before_activation
+from gcrl.models.policies import Policy
 from gcrl.models.soft_modular import SoftModularNetwork
 from gcrl.spec import InputSpec
 
@@ -207,3 +218,54 @@ def test_the_adapter_trains_the_agents_own_networks(name: str) -> None:
     assert not agent.training and not module.training
     with pytest.raises(ConfigError, match="not a gcrl agent"):
         AgentModule(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+def _network_options(layout: str) -> dict[str, Any]:
+    """A small network's options in ``layout`` (task-id layouts get one part per task)."""
+    heads = NUM_TASKS if layout in TASK_ID_LAYOUTS else 1
+    return {"num_heads": heads, "layout": Layout.parse(layout, None).to_dict()}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["now", "networks-v2"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layer_norm_normalises_the_activations_in_every_layout(layout: str, legacy: bool) -> None:
+    """OGBench's hidden layer is ``Linear -> activation -> LayerNorm``; networks version 2
+    normalised before the activation, and checkpoints of it are built that way. With ReLU,
+    every LayerNorm's input is non-negative exactly when it follows the activation."""
+    torch.manual_seed(0)
+    with layer_norm_before_activation() if legacy else contextlib.nullcontext():
+        net = conditioned_network(
+            5, 4, [16, 16, 16], 2, activation_name="relu", layer_norm=True,
+            **_network_options(layout),
+        )  # fmt: skip
+    seen: list[torch.Tensor] = []
+    norms = [m for m in net.modules() if isinstance(m, nn.LayerNorm | GroupedLayerNorm)]
+    for norm in norms:
+        norm.register_forward_hook(lambda _, args, __: seen.append(args[0]))
+    with torch.no_grad():
+        net(torch.randn(64, 5), torch.randn(64, 4), torch.arange(64) % NUM_TASKS)
+    assert norms and len(seen) >= len(norms)
+    assert (min(float(x.min()) for x in seen) < 0) == legacy
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_stochastic_actors_start_with_a_tenth_of_the_output_weights(layout: str) -> None:
+    """OGBench's actors draw their mean (logit) layer at variance scale 0.01, a tenth of the
+    Xavier bound: the Gaussian and categorical policies' output weights are a tenth of those
+    the deterministic policy draws from the same seed, and nothing else differs."""
+    built = {}
+    for kind in ("deterministic", "gaussian", "categorical"):
+        torch.manual_seed(0)
+        built[kind] = Policy(kind, 5, 4, 3, [16, 16, 16], **_network_options(layout))
+    reference = built["deterministic"].net
+    for kind in ("gaussian", "categorical"):
+        net = built[kind].net
+        assert torch.equal(net.output_layer().weight, 0.1 * reference.output_layer().weight)
+        others = {k: v for k, v in net.state_dict().items() if k not in _output_keys(net)}
+        for key, value in others.items():
+            assert torch.equal(value, reference.state_dict()[key]), key
+
+
+def _output_keys(net: TaskNetwork) -> set[str]:
+    layer = net.output_layer()
+    return {name for name, p in net.named_parameters() if p is layer.weight}

@@ -116,6 +116,9 @@ def test_checkpoints_written_by_gcrl_0_2_load_as_agents_and_act_as_they_did(
     assert main([*args, "--ckpt_path", str(FIXTURES / "td3bc-goal-0.2.ckpt")]) == 0
     resumed = torch.load(next(tmp_path.glob("runs/csv/*/checkpoints/*.ckpt")), weights_only=True)
     assert resumed["global_step"] == 5 and raw["global_step"] == 3
+    # Built as version 2 built its networks, and saved as such: it loads the same way again.
+    assert resumed[CHECKPOINT_KEY]["networks_version"] == raw[CHECKPOINT_KEY]["networks_version"]
+    assert raw[CHECKPOINT_KEY]["networks_version"] == 2
 
 
 def test_an_old_spec_round_trips_through_the_new_layout() -> None:

@@ -14,6 +14,7 @@ function of a :class:`gcrl.training.Batch`) and its acting (an :attr:`Agent.acti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -27,9 +28,9 @@ from gcrl.errors import ConfigError
 from gcrl.models.encoders import ImageEncoder
 from gcrl.models.factory import NetworkFactory
 from gcrl.models.layouts import TASK_ID_LAYOUTS, Layout
-from gcrl.models.mlp import TaskNetwork
+from gcrl.models.mlp import TaskNetwork, layer_norm_before_activation, norm_before_activation
 from gcrl.models.policies import act_by_rule
-from gcrl.spec import InputSpec
+from gcrl.spec import NETWORKS_VERSION, NORM_BEFORE_ACTIVATION_UNTIL, InputSpec
 from gcrl.tasks.signals import (
     SIGNALS,
     EmbeddingSignal,
@@ -153,6 +154,10 @@ class Agent(nn.Module):
         super().__init__()
         #: The arguments that rebuild this agent (see :attr:`config`).
         self._arguments = constructor_arguments(self, Agent)
+        #: The networks version its networks are built as (:func:`networks_of_version`).
+        self.networks_version = (
+            NORM_BEFORE_ACTIVATION_UNTIL if norm_before_activation() else NETWORKS_VERSION
+        )
         if spec is None:
             raise ConfigError(
                 "spec: the data's shapes are needed; `gcrl fit` links them from the data module, "
@@ -489,6 +494,16 @@ class Agent(nn.Module):
         others adds them (Distral's distilled ``prior``), which
         ``gcrl.load_policy(checkpoint, policy=NAME)`` picks."""
         return {None: Acting(self.act, self.signal, self.num_heads)}
+
+
+def networks_of_version(version: int) -> contextlib.AbstractContextManager[None]:
+    """A context in which agents build their networks as networks version ``version`` built
+    them (hidden layers' LayerNorm before the activation up to version 2), so that a
+    checkpoint's weights compute what they were trained to:
+    ``with networks_of_version(v): agent = cls(**hparams)``."""
+    if version <= NORM_BEFORE_ACTIVATION_UNTIL:
+        return layer_norm_before_activation()
+    return contextlib.nullcontext()
 
 
 def _encode_together(

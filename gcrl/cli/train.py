@@ -22,11 +22,11 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from gcrl.algorithms.agent import Agent
+from gcrl.algorithms.agent import Agent, networks_of_version
 from gcrl.callbacks import InterruptCheckpoint, StepProgressBar, StepRate
 from gcrl.errors import ConfigError, DataError, GcrlError
 from gcrl.learner.module import AgentModule, class_path
-from gcrl.spec import CHECKPOINT_KEY, InputSpec
+from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec
 from gcrl.training.datamodule import TrajectoryDataModule
 
 SUBCOMMANDS = ("fit", "validate", "test")
@@ -93,7 +93,10 @@ class GcrlCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
 
     def instantiate_classes(self) -> None:
-        self.config_init = self.parser.instantiate_classes(self.config)
+        # A resumed checkpoint's networks are built as its networks version built them.
+        meta = getattr(self, "_resumed_meta", None) or {}
+        with networks_of_version(int(meta.get("networks_version", NETWORKS_VERSION))):
+            self.config_init = self.parser.instantiate_classes(self.config)
         self.datamodule = self._get(self.config_init, "data")
         self.model = AgentModule(self._get(self.config_init, "model"))
         self.trainer = self.instantiate_trainer()

@@ -20,7 +20,7 @@ import torch
 from gcrl.algorithms.agent import Agent
 from gcrl.errors import ConfigError
 from gcrl.learner.updates import UpdatePaths
-from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION
+from gcrl.spec import CHECKPOINT_KEY
 from gcrl.training.batch import Batch
 
 
@@ -98,7 +98,7 @@ class AgentModule(UpdatePaths):
         checkpoint[CHECKPOINT_KEY] = {
             "algorithm": class_path(type(self.agent)),
             "spec": self.agent.spec.to_dict(),
-            "networks_version": NETWORKS_VERSION,
+            "networks_version": self.agent.networks_version,
         }
         if self._multitask is not None:  # PCGrad's generator, GradNorm's task weights
             checkpoint[CHECKPOINT_KEY]["multitask"] = self._multitask.state_dict()

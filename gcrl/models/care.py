@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from gcrl.models.grouped import GroupedLayerNorm, GroupedLinear
-from gcrl.models.mlp import MLP, TaskNetwork, activation, xavier_linear
+from gcrl.models.mlp import (
+    MLP,
+    TaskNetwork,
+    activation,
+    norm_and_activate,
+    norm_before_activation,
+    xavier_linear,
+)
 
 
 class CARE(TaskNetwork):
@@ -58,6 +65,7 @@ class CARE(TaskNetwork):
             GroupedLinear(experts, a, b) for a, b in itertools.pairwise(encoder_dims)
         )
         self.act = activation(activation_name)
+        self.norm_first = norm_before_activation()
         self.mixture_norm = nn.LayerNorm(encoder_dims[-1]) if layer_norm else nn.Identity()
         self.context = MLP(cond_dim, [context_dim], context_dim, activation_name=activation_name)
         self.gate = xavier_linear(context_dim, self.experts)
@@ -81,7 +89,7 @@ class CARE(TaskNetwork):
             return h
         h = h.transpose(0, 1)  # [experts, B, width]: one batched matmul per later layer
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            h = layer(self.act(norm(h)))
+            h = layer(norm_and_activate(h, norm, self.act, self.norm_first))
         return h.transpose(0, 1)
 
     def forward(
@@ -93,7 +101,7 @@ class CARE(TaskNetwork):
             mixture = torch.bmm(weights.unsqueeze(1), self.encodings(x)).squeeze(1)
         else:
             mixture = self._linear_mixture(x, weights)
-        mixture = self.act(self.mixture_norm(mixture))
+        mixture = norm_and_activate(mixture, self.mixture_norm, self.act, self.norm_first)
         return self.trunk(torch.cat([mixture, context], dim=-1))
 
     def _linear_mixture(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -108,3 +116,6 @@ class CARE(TaskNetwork):
 
     def last_shared_layer(self) -> nn.Linear | None:
         return self.trunk.last_linear()
+
+    def output_layer(self) -> nn.Module:
+        return self.trunk.output_layer()

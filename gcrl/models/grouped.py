@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from gcrl.models.mlp import activation
+from gcrl.models.mlp import activation, norm_and_activate, norm_before_activation
 
 
 class TaskGroups:
@@ -80,7 +80,7 @@ class GroupedLayerNorm(nn.Module):
 
 
 class GroupedStack(nn.Module):
-    """Grouped hidden layers ``Linear -> [LayerNorm] -> activation`` for ``hidden_dims``:
+    """Grouped hidden layers ``Linear -> activation -> [LayerNorm]`` for ``hidden_dims``:
     ``[G, N, in_dim] -> [G, N, width]`` (``width``: the last hidden width)."""
 
     def __init__(
@@ -100,8 +100,9 @@ class GroupedStack(nn.Module):
             width = hidden
         self.width = width
         self.act = activation(activation_name)
+        self.norm_first = norm_before_activation()
 
     def forward(self, block: torch.Tensor) -> torch.Tensor:
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            block = self.act(norm(layer(block)))
+            block = norm_and_activate(layer(block), norm, self.act, self.norm_first)
         return block

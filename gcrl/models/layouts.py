@@ -218,6 +218,9 @@ class IndependentMLP(TaskNetwork):
     def last_shared_layer(self) -> nn.Linear | None:
         return None
 
+    def output_layer(self) -> nn.Module:
+        return self.head
+
 
 class TaskEncodersMLP(TaskNetwork):
     """A per-task encoder (the first ``encoder_layers`` hidden layers, grouped) over
@@ -260,6 +263,9 @@ class TaskEncodersMLP(TaskNetwork):
 
     def last_shared_layer(self) -> nn.Linear | None:
         return self.trunk.last_linear()
+
+    def output_layer(self) -> nn.Module:
+        return self.trunk.output_layer()
 
 
 class TaskEncoderMLP(TaskNetwork):
@@ -310,6 +316,9 @@ class TaskEncoderMLP(TaskNetwork):
 
     def last_shared_layer(self) -> nn.Linear | None:
         return self.trunk.last_linear()
+
+    def output_layer(self) -> nn.Module:
+        return self.trunk.output_layer()
 
 
 def _groups(task_ids: torch.Tensor | None, num_tasks: int) -> TaskGroups:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
@@ -26,7 +28,8 @@ def activation(name: str) -> nn.Module:
 
 
 class MLP(nn.Module):
-    """``Linear -> [LayerNorm] -> activation`` per hidden width, then a linear output.
+    """``Linear -> activation -> [LayerNorm]`` per hidden width (OGBench's order; see
+    :func:`layer_norm_before_activation`), then a linear output.
 
     Hidden layers are initialised like OGBench's (variance scaling, fan-avg uniform, i.e.
     Xavier uniform) with zero biases. Returns ``[..., out_dim]``.
@@ -46,9 +49,9 @@ class MLP(nn.Module):
         width = in_dim
         for hidden in hidden_dims:
             layers.append(xavier_linear(width, hidden))
-            if layer_norm:
-                layers.append(nn.LayerNorm(hidden))
-            layers.append(activation(activation_name))
+            norm = [nn.LayerNorm(hidden)] if layer_norm else []
+            act = [activation(activation_name)]
+            layers += [*norm, *act] if norm_before_activation() else [*act, *norm]
             width = hidden
         self.trunk = nn.Sequential(*layers)
         self.out = xavier_linear(width, out_dim)
@@ -56,6 +59,10 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.trunk(x))
+
+    def output_layer(self) -> nn.Linear:
+        """The linear output layer."""
+        return self.out
 
     def last_linear(self) -> nn.Linear:
         """The last hidden Linear layer (the output layer when there is no hidden one)."""
@@ -79,6 +86,11 @@ class TaskNetwork(nn.Module):
     def last_shared_layer(self) -> nn.Linear | None:
         """The last Linear layer every task shares (where GradNorm measures gradient norms);
         None when no layer is shared."""
+        raise NotImplementedError
+
+    def output_layer(self) -> nn.Module:
+        """The layer that gives the outputs (its ``weight`` maps the last hidden layer to
+        them)."""
         raise NotImplementedError
 
 
@@ -127,6 +139,7 @@ class ConditionedMLP(TaskNetwork):
                 self.films.append(film)
             width = hidden
         self.act = activation(activation_name)
+        self.norm_first = norm_before_activation()
         self.head = xavier_linear(width, out_dim * num_heads)
 
     def forward(
@@ -134,11 +147,15 @@ class ConditionedMLP(TaskNetwork):
     ) -> torch.Tensor:
         h = torch.cat([x, c], dim=-1) if self.conditioning == "concat" else x
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
-            h = norm(layer(h))
-            if self.conditioning == "film":
+            h = layer(h)
+            if self.norm_first:
+                h = norm(h)
+            if self.conditioning == "film":  # on the pre-activations, as FiLM's paper does
                 gamma, beta = self.films[i](c).chunk(2, dim=-1)
                 h = h * (1 + gamma) + beta
             h = self.act(h)
+            if not self.norm_first:
+                h = norm(h)
         out = self.head(h)
         if self.num_heads == 1:
             return out
@@ -156,9 +173,44 @@ class ConditionedMLP(TaskNetwork):
         assert isinstance(layer, nn.Linear)
         return layer
 
+    def output_layer(self) -> nn.Module:
+        return self.head
+
 
 #: Input widths below this get their weight stored column-major (see :func:`xavier_linear`).
 THIN_INPUT = 16
+
+#: Whether the hidden layers being built put LayerNorm before the activation, as gcrl's
+#: networks did up to networks version 2, rather than after it, as OGBench's MLP does.
+_NORM_BEFORE_ACTIVATION: ContextVar[bool] = ContextVar("norm_before_activation", default=False)
+
+
+@contextmanager
+def layer_norm_before_activation() -> Iterator[None]:
+    """Build the networks made inside as networks version 2 built them (``Linear ->
+    LayerNorm -> activation``), so that checkpoints written then compute what they were
+    trained to. Outside, hidden layers are ``Linear -> activation -> LayerNorm``."""
+    token = _NORM_BEFORE_ACTIVATION.set(True)
+    try:
+        yield
+    finally:
+        _NORM_BEFORE_ACTIVATION.reset(token)
+
+
+def norm_before_activation() -> bool:
+    """Whether networks built now put LayerNorm before the activation (see
+    :func:`layer_norm_before_activation`)."""
+    return _NORM_BEFORE_ACTIVATION.get()
+
+
+def norm_and_activate(
+    h: torch.Tensor,
+    norm: Callable[[torch.Tensor], torch.Tensor],
+    act: Callable[[torch.Tensor], torch.Tensor],
+    norm_first: bool,
+) -> torch.Tensor:
+    """``norm(act(h))`` (OGBench's order), or ``act(norm(h))`` when ``norm_first``."""
+    return act(norm(h)) if norm_first else norm(act(h))
 
 
 def xavier_linear(in_dim: int, out_dim: int) -> nn.Linear:

@@ -14,6 +14,9 @@ from gcrl.models.layouts import conditioned_network
 
 POLICY_KINDS = ("gaussian", "deterministic", "categorical")
 _LOG_2PI = math.log(2 * math.pi)
+#: OGBench's actors draw their mean (logit) layer with variance scaling 0.01
+#: (``final_fc_init_scale``): Xavier uniform with its bound times ``sqrt(0.01)``.
+OUTPUT_INIT_GAIN = 0.1
 
 
 class Policy(nn.Module):
@@ -21,7 +24,10 @@ class Policy(nn.Module):
 
     ``kind`` is ``"gaussian"`` (mean from the network, state-independent log-std: learned, or
     fixed at 0 when ``const_std``, OGBench's default), ``"deterministic"`` (tanh-bounded
-    actions in [-1, 1]) or ``"categorical"`` (``action_dim`` discrete actions, logits).
+    actions in [-1, 1]) or ``"categorical"`` (``action_dim`` discrete actions, logits). The
+    Gaussian's mean and the logits start small, as OGBench's actors do
+    (:data:`OUTPUT_INIT_GAIN`), so that a new policy's actions are near 0 and its logits
+    near uniform.
     """
 
     def __init__(
@@ -68,6 +74,11 @@ class Policy(nn.Module):
             activation_name=activation_name,
             layer_norm=layer_norm,
         )
+        if kind != "deterministic":  # TD3's actor keeps the usual initialisation
+            weight = self.net.output_layer().weight
+            assert isinstance(weight, torch.Tensor)
+            with torch.no_grad():
+                weight.mul_(OUTPUT_INIT_GAIN)
         self.log_std = nn.Parameter(torch.zeros(action_dim), requires_grad=not const_std)
 
     def forward(

@@ -16,7 +16,13 @@ from torch import nn
 
 from gcrl.errors import ConfigError
 from gcrl.models.grouped import GroupedLayerNorm, GroupedLinear
-from gcrl.models.mlp import TaskNetwork, activation, xavier_linear
+from gcrl.models.mlp import (
+    TaskNetwork,
+    activation,
+    norm_and_activate,
+    norm_before_activation,
+    xavier_linear,
+)
 
 
 class SoftModularNetwork(TaskNetwork):
@@ -54,6 +60,7 @@ class SoftModularNetwork(TaskNetwork):
         self.route_down = nn.ModuleList(xavier_linear(width, m * m) for _ in range(routes))
         self.route_up = nn.ModuleList(xavier_linear(m * m, width) for _ in range(routes - 1))
         self.act = activation(activation_name)
+        self.norm_first = norm_before_activation()
         self.head = xavier_linear(width, out_dim)
 
     def _routing(self, state: torch.Tensor, c: torch.Tensor) -> list[torch.Tensor]:
@@ -77,11 +84,14 @@ class SoftModularNetwork(TaskNetwork):
         state = self.act(self.state_embedding(x))
         weights = self._routing(state, c)
         h = state.unsqueeze(0).expand(self.modules_per_layer, -1, -1)  # [modules, B, width]
-        h = self.act(self.norms[0](self.layers[0](h)))
+        h = norm_and_activate(self.layers[0](h), self.norms[0], self.act, self.norm_first)
         for route, layer, norm in zip(weights, self.layers[1:], self.norms[1:], strict=True):
             h = torch.einsum("bji,ibd->jbd", route, h)
-            h = self.act(norm(layer(h)))
+            h = norm_and_activate(layer(h), norm, self.act, self.norm_first)
         return self.head(h.sum(0))
 
     def last_shared_layer(self) -> nn.Linear | None:
+        return self.head
+
+    def output_layer(self) -> nn.Module:
         return self.head
