@@ -128,12 +128,16 @@ def test_a_mapped_dataset_saves_back_to_a_native_file(tmp_path: Path) -> None:
     same_rows(load(copy), load(path))
 
 
-#: A child that maps ``argv[1]`` into the cache ``argv[2]`` slowly: 16 rows per copy.
+#: A child that maps ``argv[1]`` into the cache ``argv[2]`` slowly (16 rows per copy), with
+#: the signal handling of gcrl's commands: a bare KeyboardInterrupt that lands in one of
+#: h5py's destructors is swallowed there, and the copy would run to its end.
 SLOW_WRITER = """
 import sys
 from gcrl.datasets import mapped
+from gcrl.io import interruptible
 mapped.COPY_ROWS = 16
-mapped.memory_mapped(sys.argv[1], sys.argv[2])
+with interruptible():
+    mapped.memory_mapped(sys.argv[1], sys.argv[2])
 """
 
 

@@ -94,7 +94,7 @@ class ClippedBC(BC):
     def act_on(
         self, observations: torch.Tensor, condition: torch.Tensor, heads: torch.Tensor | None
     ) -> torch.Tensor:
-        return super().act_on(observations, condition, heads).clamp(-0.1, 0.1)
+        return super().act_on(observations, condition, heads).clamp(-0.01, 0.01)
 
 
 def test_an_algorithm_acting_its_own_way_acts_so_from_its_checkpoint(tmp_path: Path) -> None:
@@ -110,9 +110,9 @@ def test_an_algorithm_acting_its_own_way_acts_so_from_its_checkpoint(tmp_path: P
         "desired_goal": np.full((4, 2), -5.0, np.float32),
     }
     actions = policy(observations)
-    assert np.abs(actions).max() <= 0.1 + 1e-7
+    assert np.abs(actions).max() <= 0.01 + 1e-7
     unclipped = BC.act_on(policy.agent, *clipped_inputs(policy, observations))
-    assert float(unclipped.abs().max()) > 0.1  # the clip is what bounds them
+    assert float(unclipped.abs().max()) > 0.01  # the clip is what bounds them
 
 
 def clipped_inputs(policy: Any, observations: dict[str, np.ndarray]) -> tuple[Any, ...]:
