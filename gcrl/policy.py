@@ -19,7 +19,7 @@ import torch
 
 from gcrl.datasets.trajectories import DESIRED_GOAL, Task
 from gcrl.errors import ConfigError, DataError, DatasetNotFoundError, MissingGoalsError
-from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION
+from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, networks_version_of
 from gcrl.tasks.signals import EmbeddingSignal, OneHotSignal, TextSignal
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def check_networks_version(checkpoint: Mapping[str, Any], source: object) -> Non
     fit this gcrl's networks: newer than :data:`gcrl.spec.NETWORKS_VERSION`, or of gcrl 0.1.0 with a
     layout its value networks ignored (retrain it)."""
     meta = checkpoint[CHECKPOINT_KEY]
-    version = int(meta.get("networks_version", 1))
+    version = networks_version_of(meta)
     if version > NETWORKS_VERSION:
         raise DataError(
             f"{source}: networks version {version} is newer than this gcrl reads "
@@ -110,7 +110,7 @@ def load_agent(
     config = {k: v for k, v in (raw.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     config["spec"] = raw[CHECKPOINT_KEY]["spec"]
     try:
-        with networks_of_version(int(raw[CHECKPOINT_KEY].get("networks_version", 1))):
+        with networks_of_version(networks_version_of(raw[CHECKPOINT_KEY])):
             agent = cls(**config)
         agent.load_state_dict(raw["state_dict"], strict=True)
     except (KeyError, RuntimeError, TypeError, ValueError) as err:  # options or weights

@@ -45,6 +45,14 @@ CHECKPOINT_KEY = "gcrl"
 NETWORKS_VERSION = 3
 #: The last networks version whose hidden layers put LayerNorm before the activation.
 NORM_BEFORE_ACTIVATION_UNTIL = 2
+
+
+def networks_version_of(meta: Mapping[str, Any]) -> int:
+    """The networks version of a checkpoint's gcrl metadata (``checkpoint[CHECKPOINT_KEY]``):
+    1 when it records none (gcrl 0.1.0)."""
+    return int(meta.get("networks_version", 1))
+
+
 #: The task table of data without tasks.
 DEFAULT_TASKS = (Task("task"),)
 #: Rows per block when standardisation statistics are accumulated.

@@ -26,7 +26,7 @@ from gcrl.algorithms.agent import Agent, networks_of_version
 from gcrl.callbacks import InterruptCheckpoint, StepProgressBar, StepRate
 from gcrl.errors import ConfigError, DataError, GcrlError
 from gcrl.learner.module import AgentModule, class_path
-from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec
+from gcrl.spec import CHECKPOINT_KEY, NETWORKS_VERSION, InputSpec, networks_version_of
 from gcrl.training.datamodule import TrajectoryDataModule
 
 SUBCOMMANDS = ("fit", "validate", "test")
@@ -94,8 +94,9 @@ class GcrlCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         # A resumed checkpoint's networks are built as its networks version built them.
-        meta = getattr(self, "_resumed_meta", None) or {}
-        with networks_of_version(int(meta.get("networks_version", NETWORKS_VERSION))):
+        meta = getattr(self, "_resumed_meta", None)
+        version = NETWORKS_VERSION if meta is None else networks_version_of(meta)
+        with networks_of_version(version):
             self.config_init = self.parser.instantiate_classes(self.config)
         self.datamodule = self._get(self.config_init, "data")
         self.model = AgentModule(self._get(self.config_init, "model"))
